@@ -1,0 +1,45 @@
+"""Writing result files so that a failure never leaves a half-written one behind."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_writer(path, mode="w"):
+    """Open a temp file beside `path`; on success it replaces `path`, on error it is removed."""
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def write_json_atomic(path, data) -> None:
+    with atomic_writer(path, "w") as handle:
+        json.dump(data, handle, indent=2)
+        handle.write("\n")
+
+
+def make_unique_dir(parent, name: str) -> Path:
+    """Create parent/name, or parent/name_2, name_3 ... if taken (safe between processes)."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    for suffix in range(1, 100_000):
+        candidate = parent / (name if suffix == 1 else f"{name}_{suffix}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free run directory name for {name} in {parent}")

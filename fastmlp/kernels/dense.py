@@ -1,0 +1,29 @@
+"""One dense layer forward and backward, bias and activation fused. Arguments: outputs first."""
+import numpy as np
+from numba import njit
+
+from .activations import bias_activate, scale_by_derivative
+
+
+@njit(cache=True)
+def dense_forward(out, a_in, weights, bias, act_code):
+    """out (B, n_out) = act(a_in (B, n_in) @ weights (n_in, n_out) + bias (n_out,))."""
+    np.dot(a_in, weights, out)
+    bias_activate(out, bias, act_code)
+
+
+@njit(cache=True)
+def dense_backward(dweights, dbias, dz_in, dz, a_in, weights, in_act_code, want_dz_in):
+    """Given dz = dLoss/d(pre-activation) (B, n_out) of this layer:
+    dweights (n_in, n_out) = a_in^T dz;  dbias (n_out,) = column sums of dz;
+    if want_dz_in: dz_in (B, n_in) = (dz @ weights^T) * act'(a_in), the previous layer's dz."""
+    np.dot(a_in.T, dz, dweights)
+    rows, cols = dz.shape
+    for j in range(cols):
+        dbias[j] = 0.0
+    for i in range(rows):
+        for j in range(cols):
+            dbias[j] += dz[i, j]
+    if want_dz_in:
+        np.dot(dz, weights.T, dz_in)
+        scale_by_derivative(dz_in, a_in, in_act_code)

@@ -1,0 +1,122 @@
+"""Parameter layout: ONE flat float buffer holding every layer's weights and biases.
+
+Layer l maps n_in = sizes[l] units to n_out = sizes[l+1] units with
+    W_l: (n_in, n_out), row-major, at flat[w_offsets[l] : w_offsets[l] + n_in*n_out]
+    b_l: (n_out,),                  right after W_l
+so a batch goes forward as A @ W + b. Gradients and optimizer state use buffers of the same
+shape, which makes every optimizer one loop over the whole buffer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import WEIGHT_INITS
+
+RANDOM_INIT_STD = 0.1  # "random" init: W ~ N(0, 0.1^2)
+
+
+@dataclass(frozen=True)
+class Layout:
+    sizes: tuple  # units per layer, input first: (784, 64, 64, 64, 10)
+
+    @property
+    def num_dense(self) -> int:
+        return len(self.sizes) - 1
+
+    @property
+    def w_offsets(self) -> np.ndarray:
+        """Start of each W_l in the flat buffer (b_l follows W_l)."""
+        offsets, at = [], 0
+        for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:]):
+            offsets.append(at)
+            at += n_in * n_out + n_out
+        return np.array(offsets, dtype=np.int64)
+
+    @property
+    def num_params(self) -> int:
+        return sum(n_in * n_out + n_out for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:]))
+
+    def views(self, flat: np.ndarray) -> list:
+        """[(W_0, b_0), (W_1, b_1), ...] as views into `flat` (writes go through)."""
+        pairs = []
+        for l, at in enumerate(self.w_offsets):
+            n_in, n_out = self.sizes[l], self.sizes[l + 1]
+            weights = flat[at:at + n_in * n_out].reshape(n_in, n_out)
+            bias = flat[at + n_in * n_out:at + n_in * n_out + n_out]
+            pairs.append((weights, bias))
+        return pairs
+
+    def decay_segments(self) -> np.ndarray:
+        """(start, end, is_weight) rows covering the flat buffer; weight decay applies to W only."""
+        rows = []
+        for l, at in enumerate(self.w_offsets):
+            n_in, n_out = self.sizes[l], self.sizes[l + 1]
+            rows.append((at, at + n_in * n_out, 1))
+            rows.append((at + n_in * n_out, at + n_in * n_out + n_out, 0))
+        return np.array(rows, dtype=np.int64)
+
+
+def init_params(layout: Layout, weight_init: str, rng: np.random.Generator, dtype) -> np.ndarray:
+    """A new flat parameter buffer: weights drawn per `weight_init`, biases zero."""
+    if weight_init not in WEIGHT_INITS:
+        raise ValueError(f"unknown weight_init {weight_init!r}")
+    flat = np.zeros(layout.num_params, dtype=dtype)
+    for weights, _bias in layout.views(flat):
+        n_in, n_out = weights.shape
+        if weight_init == "Xavier":  # Glorot uniform
+            limit = np.sqrt(6.0 / (n_in + n_out))
+            weights[...] = rng.uniform(-limit, limit, size=weights.shape)
+        elif weight_init == "He":
+            weights[...] = rng.normal(0.0, np.sqrt(2.0 / n_in), size=weights.shape)
+        else:
+            weights[...] = rng.normal(0.0, RANDOM_INIT_STD, size=weights.shape)
+    return flat
+
+
+# ----------------------------------------------------------------------------- model files
+
+MODEL_FORMAT_VERSION = 1
+
+
+def save_model(path, layout: Layout, params: np.ndarray, config: dict, class_names) -> None:
+    """Write model.npz atomically: weights, architecture, config, class names, format version."""
+    import json
+
+    from .files import atomic_writer
+
+    with atomic_writer(path, "wb") as handle:
+        np.savez(handle, format_version=np.int64(MODEL_FORMAT_VERSION),
+                 sizes=np.array(layout.sizes, dtype=np.int64), params=params,
+                 activation=np.str_(config["activation"]), loss=np.str_(config["loss"]),
+                 class_names=np.array(list(class_names)), config_json=np.str_(json.dumps(config)))
+
+
+def load_model(path):
+    """(layout, params, config dict, class names) from a file written by save_model."""
+    import json
+    import zipfile
+
+    from .errors import ModelFileError
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            version = int(data["format_version"])
+            if version != MODEL_FORMAT_VERSION:
+                raise ModelFileError(f"{path}: model format version {version}, "
+                                     f"this fastmlp reads version {MODEL_FORMAT_VERSION}")
+            layout = Layout(tuple(int(n) for n in data["sizes"]))
+            params = data["params"]
+            config = json.loads(str(data["config_json"]))
+            class_names = tuple(str(name) for name in data["class_names"])
+    except ModelFileError:
+        raise
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such model file") from None
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise ModelFileError(f"{path}: not a fastmlp model file ({exc.__class__.__name__}: {exc})") from None
+    if params.shape != (layout.num_params,):
+        raise ModelFileError(f"{path}: holds {params.size} parameters, its architecture "
+                             f"{'-'.join(map(str, layout.sizes))} needs {layout.num_params}")
+    return layout, params, config, class_names

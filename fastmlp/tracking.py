@@ -1,0 +1,88 @@
+"""Where a run's numbers go: wandb (offline unless asked) and fastmlp's own metrics file."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .errors import FastMLPError
+
+
+class MetricsFile:
+    """metrics.jsonl: one JSON line per epoch, flushed as it is written."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def append(self, record: dict) -> None:
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+class WandbRun:
+    """A wandb run that never prompts and never hangs.
+
+    offline (default): written under <output_dir>/wandb, `wandb sync` uploads later.
+    online: only when asked, and only with credentials (else one clear error, at once).
+    disabled: no wandb at all (wandb is not even imported).
+    """
+
+    def __init__(self, config, run_name: str, output_dir: Path):
+        self.run = None
+        if config.wandb_mode == "disabled":
+            return
+        import wandb
+
+        if config.wandb_mode == "online" and not _wandb_api_key(wandb):
+            raise FastMLPError("wandb online mode needs credentials: run `wandb login` or set "
+                               "WANDB_API_KEY (or use --wandb-mode offline)")
+        wandb_dir = Path(os.environ.get("WANDB_DIR") or output_dir)
+        wandb_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run = wandb.init(
+                project=config.wandb_project, entity=config.wandb_entity, name=run_name,
+                group=config.group, config=config.to_dict(), mode=config.wandb_mode,
+                dir=str(wandb_dir), reinit="finish_previous",
+                settings=wandb.Settings(silent=True, console="off", init_timeout=60))
+        except Exception as exc:  # wandb raises many types; the user needs one line
+            raise FastMLPError(f"wandb could not start ({config.wandb_mode}): "
+                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+    def log(self, values: dict) -> None:
+        if self.run is not None:
+            self.run.log(values)
+
+    def log_confusion_matrix(self, labels, predictions, class_names) -> None:
+        if self.run is None:
+            return
+        import wandb
+
+        self.run.log({"confusion_matrix": wandb.plot.confusion_matrix(
+            y_true=[int(v) for v in labels], preds=[int(v) for v in predictions],
+            class_names=list(class_names))})
+
+    def log_images(self, images: dict) -> None:
+        """{key: path of a PNG} as wandb images."""
+        if self.run is None:
+            return
+        import wandb
+
+        self.run.log({key: wandb.Image(str(path)) for key, path in images.items()})
+
+    def summary(self, values: dict) -> None:
+        if self.run is not None:
+            self.run.summary.update(values)
+
+    def finish(self, exit_code: int = 0) -> None:
+        if self.run is not None:
+            self.run.finish(exit_code=exit_code)
+            self.run = None
+
+
+def _wandb_api_key(wandb):
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return bool(wandb.api.api_key)
+    except Exception:
+        return False

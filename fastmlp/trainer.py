@@ -1,0 +1,261 @@
+"""A training run: data, model, epochs, metrics, results on disk.
+
+    train(config) -> RunResult(run_dir, summary)
+
+Each epoch is ONE compiled call (kernels/epoch.py). On a terminal the call runs in a worker
+thread (it holds no GIL) while the main thread draws a progress bar from its batch counter.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import ACTIVATIONS, LOSSES, OPTIMIZERS, TrainConfig, code_of
+from .errors import DivergedError, FastMLPError
+from .files import make_unique_dir, write_json_atomic
+from .model import Layout, init_params, save_model
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summary: dict
+
+
+@dataclass
+class TrainState:
+    """Everything that changes during training: parameters, optimizer state, step count."""
+
+    params: np.ndarray
+    state1: np.ndarray
+    state2: np.ndarray
+    grads: np.ndarray
+    step: int = 0
+
+    @classmethod
+    def fresh(cls, params: np.ndarray) -> "TrainState":
+        return cls(params, np.zeros_like(params), np.zeros_like(params), np.zeros_like(params))
+
+
+@contextlib.contextmanager
+def thread_limits(threads):
+    """Use `threads` Numba and BLAS threads inside the block (all cores when None)."""
+    if threads is None:
+        yield
+        return
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def warm_up(dtype="float32") -> float:
+    """Compile (or load from the on-disk cache) every training kernel; returns the seconds."""
+    from .kernels.epoch import evaluate, train_epoch
+
+    start = time.perf_counter()
+    layout = Layout((4, 3, 2))
+    params = init_params(layout, "Xavier", np.random.default_rng(0), np.dtype(dtype))
+    state = TrainState.fresh(params)
+    x = np.zeros((2, 4), dtype=dtype)
+    labels = np.zeros(2, dtype=np.int64)
+    run_epoch(state, layout, x, labels, np.arange(2), 2, 0, 1, 0, TrainConfig())
+    evaluate(np.zeros(2, dtype=np.int64), x, labels, params, np.array(layout.sizes),
+             layout.w_offsets, 0, 1)
+    return time.perf_counter() - start
+
+
+def run_epoch(state: TrainState, layout: Layout, x, labels, order, batch_size,
+              act_code, loss_code, opt_code, config: TrainConfig, progress=None):
+    """One compiled epoch over x[order]; returns (mean batch loss, accuracy, batches run)."""
+    from .kernels.epoch import train_epoch
+
+    if progress is None:
+        progress = np.zeros(1, dtype=np.int64)
+    loss_sum, correct, batches, state.step = train_epoch(
+        state.params, state.state1, state.state2, state.grads, progress, state.step,
+        x, labels, order, batch_size, np.array(layout.sizes, dtype=np.int64),
+        layout.w_offsets, layout.decay_segments(), act_code, loss_code, opt_code,
+        config.learning_rate, config.momentum, config.beta, config.beta1, config.beta2,
+        config.epsilon, config.weight_decay)
+    return loss_sum / max(batches, 1), correct / len(order), batches
+
+
+def evaluate_params(params, layout: Layout, x, labels, activation: str, loss: str):
+    """(mean loss, accuracy, predicted labels) of a parameter buffer on a whole set."""
+    from .kernels.epoch import evaluate
+
+    predictions = np.empty(len(labels), dtype=np.int64)
+    mean_loss = evaluate(predictions, x, labels, params, np.array(layout.sizes, dtype=np.int64),
+                         layout.w_offsets, code_of(activation, ACTIVATIONS), code_of(loss, LOSSES))
+    return float(mean_loss), float((predictions == labels).mean()), predictions
+
+
+def confusion_matrix(labels, predictions, classes: int) -> np.ndarray:
+    """counts[true, predicted]."""
+    return np.bincount(labels * classes + predictions, minlength=classes * classes).reshape(
+        classes, classes)
+
+
+@dataclass
+class Splits:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple
+
+
+def load_splits(config: TrainConfig) -> Splits:
+    """The dataset as floats in [0, 1], with the seeded validation split taken off train."""
+    from .data import load_dataset, scale_pixels, train_val_split
+
+    dataset = load_dataset(config.dataset, config.data_dir)
+    train_rows, val_rows = train_val_split(len(dataset.y_train), config.val_fraction, config.seed)
+    dtype = np.dtype(config.dtype)
+    labels = dataset.y_train.astype(np.int64)
+    return Splits(
+        x_train=scale_pixels(dataset.x_train[train_rows], dtype), y_train=labels[train_rows],
+        x_val=scale_pixels(dataset.x_train[val_rows], dtype), y_val=labels[val_rows],
+        x_test=scale_pixels(dataset.x_test, dtype), y_test=dataset.y_test.astype(np.int64),
+        class_names=tuple(dataset.class_names))
+
+
+class EpochDisplay:
+    """A live bar per epoch on a terminal; one plain line per epoch otherwise."""
+
+    def __init__(self, enabled: bool, epochs: int, stream=None):
+        self.stream = stream or sys.stderr
+        self.live = enabled if enabled is not None else self.stream.isatty()
+        self.epochs = epochs
+
+    def run(self, epoch: int, total_batches: int, work):
+        """Call work(progress_counter) and show its progress; returns what work returns."""
+        counter = np.zeros(1, dtype=np.int64)
+        if not self.live:
+            return work(counter)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        outcome = {}
+
+        def target():
+            try:
+                outcome["value"] = work(counter)
+            except BaseException as exc:  # re-raised in the main thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=target, daemon=True)
+        with Progress("[bold]epoch {task.fields[epoch]}", BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), transient=True,
+                      console=_console(self.stream)) as bar:
+            task = bar.add_task("train", total=total_batches, epoch=f"{epoch}/{self.epochs}")
+            worker.start()
+            while worker.is_alive():
+                worker.join(timeout=0.05)
+                bar.update(task, completed=int(counter[0]))
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
+    def epoch_line(self, record: dict) -> None:
+        print(f"epoch {record['epoch']}/{self.epochs}  train loss {record['train_loss']:.4f}  "
+              f"acc {record['train_accuracy']:.4f}  |  val loss {record['val_loss']:.4f}  "
+              f"acc {record['val_accuracy']:.4f}  |  {record['train_seconds']:.2f} s",
+              file=self.stream, flush=True)
+
+
+def _console(stream):
+    from rich.console import Console
+
+    return Console(file=stream)
+
+
+def train(config: TrainConfig, *, epoch_callback=None, progress=None) -> RunResult:
+    """Train one model as `config` says and write its results; see the module docstring."""
+    from .tracking import MetricsFile, WandbRun
+
+    config = config.validated()
+    with thread_limits(config.threads):
+        splits = load_splits(config)
+        layout = Layout(config.layer_sizes)
+        dtype = np.dtype(config.dtype)
+        state = TrainState.fresh(init_params(layout, config.weight_init,
+                                             np.random.default_rng([config.seed, 0]), dtype))
+        shuffle_rng = np.random.default_rng([config.seed, 1])
+        compile_seconds = warm_up(config.dtype)
+
+        output_dir = Path(config.output_dir)
+        try:
+            run_dir = make_unique_dir(output_dir, config.run_name())
+        except OSError as exc:
+            raise FastMLPError(f"cannot create a run directory in {output_dir}: "
+                               f"{exc.strerror or exc}") from None
+        metrics = MetricsFile(run_dir / "metrics.jsonl")
+        wandb_run = WandbRun(config, run_dir.name, output_dir)
+        display = EpochDisplay(progress, config.epochs)
+        codes = (code_of(config.activation, ACTIVATIONS), code_of(config.loss, LOSSES),
+                 code_of(config.optimizer, OPTIMIZERS))
+        total_batches = -(-len(splits.y_train) // config.batch_size)
+        epochs = []
+        try:
+            for epoch in range(1, config.epochs + 1):
+                order = shuffle_rng.permutation(len(splits.y_train))
+
+                def one_epoch(counter):
+                    start = time.perf_counter()
+                    result = run_epoch(state, layout, splits.x_train, splits.y_train, order,
+                                       config.batch_size, *codes, config, counter)
+                    return result, time.perf_counter() - start
+
+                (train_loss, train_accuracy, batches), train_seconds = display.run(
+                    epoch, total_batches, one_epoch)
+                if batches < total_batches or not np.isfinite(train_loss):
+                    raise DivergedError(
+                        f"training diverged in epoch {epoch} (loss became NaN or infinite after "
+                        f"{state.step} steps): try a smaller learning rate")
+                val_loss, val_accuracy, _ = evaluate_params(
+                    state.params, layout, splits.x_val, splits.y_val, config.activation, config.loss)
+                record = {"epoch": epoch, "train_loss": train_loss,
+                          "train_accuracy": train_accuracy, "val_loss": val_loss,
+                          "val_accuracy": val_accuracy, "train_seconds": train_seconds}
+                epochs.append(record)
+                metrics.append(record)
+                wandb_run.log({k: v for k, v in record.items() if k != "train_seconds"})
+                display.epoch_line(record)
+                if epoch_callback is not None:
+                    epoch_callback(record)
+
+            test_loss, test_accuracy, predictions = evaluate_params(
+                state.params, layout, splits.x_test, splits.y_test, config.activation, config.loss)
+            matrix = confusion_matrix(splits.y_test, predictions, len(splits.class_names))
+            summary = {
+                "run_name": run_dir.name, "config": config.to_dict(),
+                "train_command": config.train_command(), "num_params": layout.num_params,
+                "epochs": epochs, "compile_seconds": compile_seconds,
+                "test_loss": test_loss, "test_accuracy": test_accuracy,
+                "class_names": list(splits.class_names), "confusion_matrix": matrix.tolist()}
+            save_model(run_dir / "model.npz", layout, state.params, config.to_dict(),
+                       splits.class_names)
+            write_json_atomic(run_dir / "summary.json", summary)
+            wandb_run.log({"test_loss": test_loss, "test_accuracy": test_accuracy})
+            wandb_run.log_confusion_matrix(splits.y_test, predictions, splits.class_names)
+            wandb_run.summary({"test_loss": test_loss, "test_accuracy": test_accuracy})
+            wandb_run.finish()
+        except BaseException:
+            wandb_run.finish(exit_code=1)
+            raise
+    return RunResult(run_dir, summary)
