@@ -1,0 +1,217 @@
+"""Numba kernels against their plain NumPy twins in fastmlp/reference.py ("mine vs gold"),
+and both against centred finite differences. float64, tight tolerances, seeded shapes."""
+import itertools
+
+import numpy as np
+import pytest
+
+from fastmlp import reference as ref
+from fastmlp.config import ACTIVATIONS, LOSSES, OPTIMIZERS
+from fastmlp.kernels.activations import bias_activate, scale_by_derivative
+from fastmlp.kernels.dense import dense_backward, dense_forward
+from fastmlp.kernels.epoch import evaluate, train_epoch
+from fastmlp.kernels.losses import softmax_loss_backward
+from fastmlp.kernels.optimizers import optimizer_update
+from fastmlp.model import Layout, init_params
+
+TIGHT = 1e-10  # relative tolerance of Numba vs reference in float64
+HYPER = dict(learning_rate=0.01, momentum=0.9, beta=0.9, beta1=0.9, beta2=0.999,
+             epsilon=1e-8, weight_decay=0.01)
+
+
+def relative_error(got, want):
+    return float(np.max(np.abs(got - want)) / max(np.max(np.abs(want)), 1e-300))
+
+
+def flatten(layers):
+    return np.concatenate([np.concatenate([w.ravel(), b]) for w, b in layers])
+
+
+def kernel_epoch(params, layout, x, labels, order, batch_size, activation, loss, optimizer,
+                 hyper=HYPER, state=None):
+    """Run the compiled epoch; returns (mean batch loss, accuracy, grads, state)."""
+    if state is None:
+        state = (np.zeros_like(params), np.zeros_like(params), 0)
+    state1, state2, step = state
+    grads = np.zeros_like(params)
+    loss_sum, correct, batches, step = train_epoch(
+        params, state1, state2, grads, np.zeros(1, np.int64), step, x, labels, order,
+        batch_size, np.array(layout.sizes), layout.w_offsets, layout.decay_segments(),
+        ACTIVATIONS.index(activation), LOSSES.index(loss), OPTIMIZERS.index(optimizer),
+        hyper["learning_rate"], hyper["momentum"], hyper["beta"], hyper["beta1"],
+        hyper["beta2"], hyper["epsilon"], hyper["weight_decay"])
+    return loss_sum / batches, correct / len(order), grads, (state1, state2, step)
+
+
+@pytest.fixture(scope="module")
+def problem():
+    rng = np.random.default_rng(7)
+    layout = Layout((30, 16, 12, 10))
+    x = rng.random((200, 30))
+    labels = rng.integers(0, 10, 200)
+    return layout, x, labels, rng.permutation(200)
+
+
+@pytest.mark.parametrize("optimizer,activation,loss",
+                         list(itertools.product(OPTIMIZERS, ACTIVATIONS, LOSSES)))
+def test_two_epochs_match_reference(problem, optimizer, activation, loss):
+    layout, x, labels, order = problem
+    params = init_params(layout, "Xavier", np.random.default_rng(1), np.float64)
+    layers = [(w.copy(), b.copy()) for w, b in layout.views(params)]
+    gold_optimizer = ref.Optimizer(optimizer, layers, **HYPER)
+    state = None
+    for epoch_order in (order, order[::-1].copy()):  # 2 epochs, 7 batches each (last of 8)
+        gold_loss, gold_acc = ref.train_epoch(layers, gold_optimizer, x, labels, epoch_order,
+                                              32, activation, loss)
+        mine_loss, mine_acc, _, state = kernel_epoch(params, layout, x, labels, epoch_order,
+                                                     32, activation, loss, optimizer, state=state)
+        assert mine_loss == pytest.approx(gold_loss, rel=TIGHT)
+        assert mine_acc == gold_acc
+    assert state[2] == gold_optimizer.t == 14
+    assert relative_error(params, flatten(layers)) < TIGHT
+    assert not np.allclose(params, init_params(layout, "Xavier", np.random.default_rng(1),
+                                               np.float64)), "the parameters must have moved"
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_dense_forward_and_backward_match_reference(activation):
+    rng = np.random.default_rng(3)
+    a_in = ref.activate(activation, rng.normal(size=(9, 13)))
+    weights, bias = rng.normal(size=(13, 6)), rng.normal(size=6)
+    out = np.empty((9, 6))
+    dense_forward(out, a_in, weights, bias, ACTIVATIONS.index(activation))
+    assert relative_error(out, ref.activate(activation, a_in @ weights + bias)) < TIGHT
+
+    dz = rng.normal(size=(9, 6))
+    dweights, dbias, dz_in = np.empty((13, 6)), np.empty(6), np.empty((9, 13))
+    dense_backward(dweights, dbias, dz_in, dz, a_in, weights, ACTIVATIONS.index(activation), True)
+    assert relative_error(dweights, a_in.T @ dz) < TIGHT
+    assert relative_error(dbias, dz.sum(axis=0)) < TIGHT
+    want = (dz @ weights.T) * ref.activation_derivative(activation, a_in)
+    if activation == "ReLU":
+        assert np.array_equal(dz_in == 0, want == 0)
+    assert relative_error(dz_in, want) < TIGHT
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_activation_kernels_match_reference(activation):
+    rng = np.random.default_rng(4)
+    z, bias = rng.normal(size=(5, 7)) * 4, rng.normal(size=7)
+    mine = z.copy()
+    bias_activate(mine, bias, ACTIVATIONS.index(activation))
+    assert relative_error(mine, ref.activate(activation, z + bias)) < TIGHT
+    grad = rng.normal(size=(5, 7))
+    scaled = grad.copy()
+    scale_by_derivative(scaled, mine, ACTIVATIONS.index(activation))
+    assert relative_error(scaled, grad * ref.activation_derivative(activation, mine)) < TIGHT
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_loss_kernel_matches_reference(loss):
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(11, 10)) * 5
+    labels = rng.integers(0, 10, 11)
+    dlogits = np.empty_like(logits)
+    mine_loss, correct = softmax_loss_backward(dlogits, logits, labels, LOSSES.index(loss))
+    gold_loss, gold_grad = ref.loss_and_grad(loss, logits, labels)
+    assert mine_loss == pytest.approx(gold_loss, rel=TIGHT)
+    assert relative_error(dlogits, gold_grad) < TIGHT
+    assert correct == int((logits.argmax(axis=1) == labels).sum())
+
+
+def test_cross_entropy_is_stable_for_huge_logits():
+    logits = np.array([[1000.0, -1000.0, 0.0] + [0.0] * 7])
+    dlogits = np.empty_like(logits)
+    loss, _ = softmax_loss_backward(dlogits, logits, np.array([1]), LOSSES.index("cross_entropy"))
+    assert loss == pytest.approx(2000.0)
+    assert np.isfinite(dlogits).all()
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_optimizer_update_matches_reference(optimizer):
+    rng = np.random.default_rng(6)
+    layout = Layout((5, 4, 3))
+    params = rng.normal(size=layout.num_params)
+    layers = [(w.copy(), b.copy()) for w, b in layout.views(params)]
+    gold = ref.Optimizer(optimizer, layers, **HYPER)
+    state1, state2 = np.zeros_like(params), np.zeros_like(params)
+    for step in range(1, 6):
+        grads = rng.normal(size=layout.num_params)
+        gold.step(layers, [(dw.copy(), db.copy()) for dw, db in layout.views(grads)])
+        optimizer_update(params, state1, state2, grads, layout.decay_segments(), step,
+                         OPTIMIZERS.index(optimizer), HYPER["learning_rate"], HYPER["momentum"],
+                         HYPER["beta"], HYPER["beta1"], HYPER["beta2"], HYPER["epsilon"],
+                         HYPER["weight_decay"])
+    assert relative_error(params, flatten(layers)) < TIGHT
+
+
+def test_weight_decay_skips_biases():
+    layout = Layout((3, 2))
+    params = np.ones(layout.num_params)
+    optimizer_update(params, np.zeros_like(params), np.zeros_like(params),
+                     np.zeros_like(params), layout.decay_segments(), 1, OPTIMIZERS.index("sgd"),
+                     0.1, 0, 0, 0, 0, 1e-8, 0.5)
+    weights, bias = layout.views(params)[0]
+    assert np.allclose(weights, 1 - 0.1 * 0.5) and np.allclose(bias, 1.0)
+
+
+@pytest.mark.parametrize("activation,loss", list(itertools.product(ACTIVATIONS, LOSSES)))
+def test_gradients_match_finite_differences(activation, loss):
+    """Kernel and reference gradients of one batch against centred differences of the loss."""
+    rng = np.random.default_rng(8)
+    layout = Layout((6, 5, 4, 10))
+    params = init_params(layout, "Xavier", rng, np.float64) + rng.normal(
+        scale=0.1, size=layout.num_params)  # non-zero biases too
+    x, labels = rng.random((7, 6)), rng.integers(0, 10, 7)
+
+    def batch_loss(flat):
+        return ref.gradients(layout.views(flat.copy()), x, labels, activation, loss)[0]
+
+    step = 1e-6
+    numeric = np.empty_like(params)
+    for i in range(params.size):
+        bump = np.zeros_like(params)
+        bump[i] = step
+        numeric[i] = (batch_loss(params + bump) - batch_loss(params - bump)) / (2 * step)
+
+    _, gold_grads, _ = ref.gradients(layout.views(params.copy()), x, labels, activation, loss)
+    no_step = dict(HYPER, learning_rate=0.0, weight_decay=0.0)
+    _, _, kernel_grads, _ = kernel_epoch(params.copy(), layout, x, labels, np.arange(7), 7,
+                                         activation, loss, "sgd", hyper=no_step)
+    assert relative_error(flatten(gold_grads), numeric) < 1e-6
+    assert relative_error(kernel_grads, numeric) < 1e-6
+
+
+def test_evaluate_matches_reference(problem):
+    layout, x, labels, _ = problem
+    params = init_params(layout, "He", np.random.default_rng(2), np.float64)
+    x_big = np.tile(x, (6, 1))  # 1200 rows: more than one evaluation chunk
+    labels_big = np.tile(labels, 6)
+    predictions = np.empty(len(labels_big), dtype=np.int64)
+    mine = evaluate(predictions, x_big, labels_big, params, np.array(layout.sizes),
+                    layout.w_offsets, ACTIVATIONS.index("tanh"), LOSSES.index("cross_entropy"))
+    gold_loss, _, gold_predictions = ref.evaluate(layout.views(params), x_big, labels_big, "tanh",
+                                                  "cross_entropy")
+    assert mine == pytest.approx(gold_loss, rel=TIGHT)
+    assert np.array_equal(predictions, gold_predictions)
+
+
+def test_float32_epoch_tracks_float64_reference(problem):
+    layout, x, labels, order = problem
+    params = init_params(layout, "Xavier", np.random.default_rng(1), np.float64)
+    layers = [(w.copy(), b.copy()) for w, b in layout.views(params)]
+    ref.train_epoch(layers, ref.Optimizer("adam", layers, **HYPER), x, labels, order, 32,
+                    "ReLU", "cross_entropy")
+    params32 = params.astype(np.float32)
+    kernel_epoch(params32, layout, x.astype(np.float32), labels, order, 32, "ReLU",
+                 "cross_entropy", "adam")
+    assert relative_error(params32.astype(np.float64), flatten(layers)) < 1e-4
+
+
+def test_diverging_epoch_stops_early(problem):
+    layout, x, labels, order = problem
+    params = init_params(layout, "Xavier", np.random.default_rng(1), np.float64)
+    blow_up = dict(HYPER, learning_rate=1e30, weight_decay=0.0)
+    _, _, _, (_, _, steps) = kernel_epoch(params, layout, x * 1e3, labels, order, 32, "identity",
+                                          "cross_entropy", "sgd", hyper=blow_up)
+    assert steps < 7
