@@ -1,12 +1,12 @@
 """Activations, fused into the dense kernels. Codes follow config.ACTIVATIONS:
 0 identity, 1 sigmoid, 2 tanh, 3 ReLU. Derivatives use the activation's OUTPUT a."""
 import numpy as np
-from numba import njit
+from . import kernel
 
 IDENTITY, SIGMOID, TANH, RELU = 0, 1, 2, 3
 
 
-@njit(cache=True)
+@kernel()
 def bias_activate(z, bias, code):
     """z (B, n) <- act(z + bias), in place."""
     rows, cols = z.shape
@@ -29,7 +29,7 @@ def bias_activate(z, bias, code):
                 z[i, j] = v if v > 0 else 0.0
 
 
-@njit(cache=True)
+@kernel()
 def scale_by_derivative(grad, a, code):
     """grad (B, n) *= act'(.) expressed through the output a (B, n), in place."""
     rows, cols = grad.shape

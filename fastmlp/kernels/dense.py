@@ -1,18 +1,18 @@
 """One dense layer forward and backward, bias and activation fused. Arguments: outputs first."""
 import numpy as np
-from numba import njit
+from . import kernel
 
 from .activations import bias_activate, scale_by_derivative
 
 
-@njit(cache=True)
+@kernel()
 def dense_forward(out, a_in, weights, bias, act_code):
     """out (B, n_out) = act(a_in (B, n_in) @ weights (n_in, n_out) + bias (n_out,))."""
     np.dot(a_in, weights, out)
     bias_activate(out, bias, act_code)
 
 
-@njit(cache=True)
+@kernel()
 def dense_backward(dweights, dbias, dz_in, dz, a_in, weights, in_act_code, want_dz_in):
     """Given dz = dLoss/d(pre-activation) (B, n_out) of this layer:
     dweights (n_in, n_out) = a_in^T dz;  dbias (n_out,) = column sums of dz;

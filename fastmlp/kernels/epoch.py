@@ -4,7 +4,7 @@ Buffers: params / grads / state1 / state2 are flat (see fastmlp/model.py for the
 `sizes` are the units per layer, `w_offsets` where each W_l starts (b_l follows it).
 """
 import numpy as np
-from numba import njit
+from . import kernel
 
 from .activations import IDENTITY
 from .dense import dense_backward, dense_forward
@@ -12,19 +12,19 @@ from .losses import softmax_loss_backward
 from .optimizers import optimizer_update
 
 
-@njit(cache=True)
+@kernel()
 def _weights(flat, w_offsets, sizes, l):
     at = w_offsets[l]
     return flat[at:at + sizes[l] * sizes[l + 1]].reshape(sizes[l], sizes[l + 1])
 
 
-@njit(cache=True)
+@kernel()
 def _bias(flat, w_offsets, sizes, l):
     at = w_offsets[l] + sizes[l] * sizes[l + 1]
     return flat[at:at + sizes[l + 1]]
 
 
-@njit(cache=True)
+@kernel()
 def _activation_offsets(sizes, batch_size):
     """Where A_1 .. A_L (A_L = logits) start in one flat activation buffer."""
     offsets = np.zeros(len(sizes), dtype=np.int64)
@@ -33,7 +33,7 @@ def _activation_offsets(sizes, batch_size):
     return offsets
 
 
-@njit(cache=True)
+@kernel()
 def _forward(acts, act_offsets, x_batch, params, w_offsets, sizes, act_code):
     """Fill A_1 .. A_L for x_batch (rows, 784); returns the logits view (rows, K)."""
     rows = x_batch.shape[0]
@@ -49,7 +49,7 @@ def _forward(acts, act_offsets, x_batch, params, w_offsets, sizes, act_code):
     return a_in
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def train_epoch(params, state1, state2, grads, progress, t, x, labels, order, batch_size, sizes,
                 w_offsets, segments, act_code, loss_code, opt_code,
                 lr, momentum, beta, beta1, beta2, eps, weight_decay):
@@ -111,7 +111,7 @@ def train_epoch(params, state1, state2, grads, progress, t, x, labels, order, ba
     return loss_sum, correct, batches, t
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def evaluate(predictions, x, labels, params, sizes, w_offsets, act_code, loss_code):
     """predictions (N,) <- argmax of the logits; returns the mean loss over all N rows."""
     n = x.shape[0]

@@ -5,12 +5,12 @@ cross_entropy      = -(1/B) sum_b log softmax(z_b)[y_b]
 mean_squared_error =  (1/B) sum_b sum_k (softmax(z_b)[k] - onehot(y_b)[k])^2
 """
 import numpy as np
-from numba import njit
+from . import kernel
 
 MEAN_SQUARED_ERROR, CROSS_ENTROPY = 0, 1
 
 
-@njit(cache=True)
+@kernel()
 def softmax_loss_backward(dlogits, logits, labels, loss_code):
     """dlogits (B, K) = dLoss/dlogits of the batch mean loss; returns (batch mean loss,
     number of rows whose argmax equals the label). logits (B, K) is left unchanged."""

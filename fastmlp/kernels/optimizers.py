@@ -4,50 +4,73 @@ config.OPTIMIZERS: 0 sgd, 1 momentum, 2 nag, 3 rmsprop, 4 adam, 5 nadam.
 g = grad + weight_decay * param on weight segments (not biases); t counts steps from 1.
 state1/state2 hold u, v, s or (m1, m2), by optimizer. The math is in design.md and
 fastmlp/reference.py (Optimizer.update).
+
+Speed: every constant is folded before the loops and cast to the buffer's dtype, so a float32
+buffer is updated in float32 arithmetic and each loop is a straight SIMD-friendly pass.
 """
 import numpy as np
-from numba import njit
+from . import kernel
 
 SGD, MOMENTUM, NAG, RMSPROP, ADAM, NADAM = 0, 1, 2, 3, 4, 5
 
 
-@njit(cache=True)
+@kernel()
+def _like(value, array):
+    """value as a scalar of array's dtype."""
+    holder = np.empty(1, dtype=array.dtype)
+    holder[0] = value
+    return holder[0]
+
+
+@kernel()
 def optimizer_update(params, state1, state2, grads, segments, t, opt_code,
                      lr, momentum, beta, beta1, beta2, eps, weight_decay):
     """params, state1, state2 (P,) updated in place from grads (P,); segments rows are
     (start, end, is_weight) covering the buffer."""
-    bias_fix1 = 1.0 - beta1 ** t
-    bias_fix2 = 1.0 - beta2 ** t
+    one = _like(1.0, params)
+    lr_, m_, eps_ = _like(lr, params), _like(momentum, params), _like(eps, params)
+    b_, b1, b2 = _like(beta, params), _like(beta1, params), _like(beta2, params)
+    # adam/nadam with the bias corrections folded in:
+    #   W -= lr * m1/(1-b1^t) / (sqrt(m2/(1-b2^t)) + eps)
+    #      = step_size * m1 / (sqrt(m2) + eps * sqrt(1-b2^t)),  step_size = lr*sqrt(1-b2^t)/(1-b1^t)
+    fix1, fix2 = 1.0 - beta1 ** t, 1.0 - beta2 ** t
+    step_size = _like(lr * np.sqrt(fix2) / fix1, params)
+    eps_hat = _like(eps * np.sqrt(fix2), params)
+    # nadam's numerator b1*m1_hat + (1-b1)*g/(1-b1^t), over the same (1-b1^t):
+    nadam_g = _like((1.0 - beta1), params)
     for s in range(segments.shape[0]):
         start, end = segments[s, 0], segments[s, 1]
-        decay = weight_decay if segments[s, 2] == 1 else 0.0
+        decay = _like(weight_decay if segments[s, 2] == 1 else 0.0, params)
+        p = params[start:end]
+        g_raw = grads[start:end]
+        s1 = state1[start:end]
+        s2 = state2[start:end]
         if opt_code == SGD:
-            for i in range(start, end):
-                g = grads[i] + decay * params[i]
-                params[i] -= lr * g
+            for i in range(p.size):
+                p[i] -= lr_ * (g_raw[i] + decay * p[i])
         elif opt_code == MOMENTUM:
-            for i in range(start, end):
-                g = grads[i] + decay * params[i]
-                state1[i] = momentum * state1[i] + lr * g
-                params[i] -= state1[i]
+            for i in range(p.size):
+                s1[i] = m_ * s1[i] + lr_ * (g_raw[i] + decay * p[i])
+                p[i] -= s1[i]
         elif opt_code == NAG:
-            for i in range(start, end):
-                g = grads[i] + decay * params[i]
-                state1[i] = momentum * state1[i] + g
-                params[i] -= lr * (g + momentum * state1[i])
+            for i in range(p.size):
+                g = g_raw[i] + decay * p[i]
+                s1[i] = m_ * s1[i] + g
+                p[i] -= lr_ * (g + m_ * s1[i])
         elif opt_code == RMSPROP:
-            for i in range(start, end):
-                g = grads[i] + decay * params[i]
-                state1[i] = beta * state1[i] + (1.0 - beta) * g * g
-                params[i] -= lr * g / (np.sqrt(state1[i]) + eps)
-        else:
-            nesterov = opt_code == NADAM
-            for i in range(start, end):
-                g = grads[i] + decay * params[i]
-                state1[i] = beta1 * state1[i] + (1.0 - beta1) * g
-                state2[i] = beta2 * state2[i] + (1.0 - beta2) * g * g
-                m_hat = state1[i] / bias_fix1
-                if nesterov:
-                    m_hat = beta1 * m_hat + (1.0 - beta1) * g / bias_fix1
-                v_hat = state2[i] / bias_fix2
-                params[i] -= lr * m_hat / (np.sqrt(v_hat) + eps)
+            for i in range(p.size):
+                g = g_raw[i] + decay * p[i]
+                s1[i] = b_ * s1[i] + (one - b_) * g * g
+                p[i] -= lr_ * g / (np.sqrt(s1[i]) + eps_)
+        elif opt_code == ADAM:
+            for i in range(p.size):
+                g = g_raw[i] + decay * p[i]
+                s1[i] = b1 * s1[i] + (one - b1) * g
+                s2[i] = b2 * s2[i] + (one - b2) * g * g
+                p[i] -= step_size * s1[i] / (np.sqrt(s2[i]) + eps_hat)
+        else:  # NADAM
+            for i in range(p.size):
+                g = g_raw[i] + decay * p[i]
+                s1[i] = b1 * s1[i] + (one - b1) * g
+                s2[i] = b2 * s2[i] + (one - b2) * g * g
+                p[i] -= step_size * (b1 * s1[i] + nadam_g * g) / (np.sqrt(s2[i]) + eps_hat)
