@@ -1,0 +1,335 @@
+"""Benchmark cases: each Numba kernel beside its NumPy twin from reference.py, on the same inputs.
+
+One list of cases serves both `fastmlp bench` (a table) and the pytest-benchmark suite in
+bench/ (a group per kernel). A case is a pair of zero-argument callables doing the same work.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from . import reference as ref
+from .config import ACTIVATIONS, LOSSES, OPTIMIZERS, TrainConfig, code_of
+from .model import Layout, init_params
+
+SEED_CONFIG = dict(batch_size=32, hidden_size=64, num_layers=3, activation="ReLU",
+                   optimizer="adam", learning_rate=1e-3, loss="cross_entropy",
+                   weight_init="Xavier", dtype="float32")
+
+
+@dataclass
+class Case:
+    group: str                       # kernel family, e.g. "dense_forward"
+    label: str                       # size or variant, e.g. "b32 784x64"
+    numba: Callable[[], object]
+    reference: Callable[[], object]
+    work: float = 0.0                # FLOPs (dense, epoch) or parameters (optimizers) per call
+    unit: str = "FLOP"
+    torch: Optional[Callable[[], object]] = field(default=None)
+
+
+# ----------------------------------------------------------------------------- kernels
+
+DENSE_SIZES = {"small": (32, 64, 64), "medium": (32, 784, 64), "large": (256, 784, 512)}
+ELEMENTWISE_SIZES = {"small": (32, 64), "medium": (256, 512), "large": (1024, 1024)}
+OPTIMIZER_SIZES = {"small": 100_000, "medium": 1_000_000, "large": 10_000_000}
+
+
+def dense_cases(dtype="float32", sizes=DENSE_SIZES) -> list:
+    from .kernels.dense import dense_backward, dense_forward
+
+    rng = np.random.default_rng(0)
+    relu = code_of("ReLU", ACTIVATIONS)
+    cases = []
+    for name, (batch, n_in, n_out) in sizes.items():
+        a_in = rng.random((batch, n_in)).astype(dtype)
+        weights = rng.normal(size=(n_in, n_out)).astype(dtype)
+        bias = rng.normal(size=n_out).astype(dtype)
+        out = np.empty((batch, n_out), dtype=dtype)
+        dz = rng.normal(size=(batch, n_out)).astype(dtype)
+        dweights, dbias = np.empty_like(weights), np.empty_like(bias)
+        dz_in = np.empty_like(a_in)
+        flops = 2.0 * batch * n_in * n_out
+        label = f"{name} b{batch} {n_in}x{n_out}"
+        cases.append(Case(
+            "dense_forward", label,
+            lambda out=out, a=a_in, w=weights, b=bias: dense_forward(out, a, w, b, relu),
+            lambda a=a_in, w=weights, b=bias: ref.activate("ReLU", a @ w + b), flops))
+
+        def gold_backward(a=a_in, w=weights, dz=dz):
+            return (a.T @ dz, dz.sum(axis=0),
+                    (dz @ w.T) * ref.activation_derivative("ReLU", a))
+
+        cases.append(Case(
+            "dense_backward", label,
+            lambda dw=dweights, db=dbias, dzi=dz_in, dz=dz, a=a_in, w=weights:
+                dense_backward(dw, db, dzi, dz, a, w, relu, True),
+            gold_backward, 2 * flops))
+    return cases
+
+
+def activation_cases(dtype="float32", sizes=ELEMENTWISE_SIZES) -> list:
+    from .kernels.activations import bias_activate, scale_by_derivative
+
+    rng = np.random.default_rng(1)
+    cases = []
+    for name in ACTIVATIONS:
+        code = code_of(name, ACTIVATIONS)
+        for size_name, shape in sizes.items():
+            z = rng.normal(size=shape).astype(dtype)
+            bias = rng.normal(size=shape[1]).astype(dtype)
+            work = np.empty_like(z)
+            grad = rng.normal(size=shape).astype(dtype)
+            label = f"{name} {size_name} {shape[0]}x{shape[1]}"
+
+            def mine(z=z, bias=bias, work=work, grad=grad, code=code):
+                work[...] = z
+                bias_activate(work, bias, code)
+                scale_by_derivative(grad, work, code)
+
+            def gold(z=z, bias=bias, grad=grad, name=name):
+                a = ref.activate(name, z + bias)
+                return grad * ref.activation_derivative(name, a)
+
+            cases.append(Case("activation", label, mine, gold, float(z.size), "values"))
+    return cases
+
+
+def loss_cases(dtype="float32") -> list:
+    from .kernels.losses import softmax_loss_backward
+
+    rng = np.random.default_rng(2)
+    cases = []
+    for name in LOSSES:
+        for batch in (32, 256, 4096):
+            logits = rng.normal(size=(batch, 10)).astype(dtype)
+            labels = rng.integers(0, 10, batch)
+            dlogits = np.empty_like(logits)
+            code = code_of(name, LOSSES)
+            cases.append(Case(
+                "loss", f"{name} b{batch}",
+                lambda d=dlogits, z=logits, y=labels, code=code: softmax_loss_backward(d, z, y, code),
+                lambda z=logits, y=labels, name=name: ref.loss_and_grad(name, z, y),
+                float(batch), "rows"))
+    return cases
+
+
+def optimizer_cases(dtype="float32", sizes=OPTIMIZER_SIZES) -> list:
+    from .kernels.optimizers import optimizer_update
+
+    rng = np.random.default_rng(3)
+    hyper = TrainConfig()
+    cases = []
+    for size_name, count in sizes.items():
+        # one weight matrix holding `count` parameters (plus nothing else): one segment
+        layout = Layout((count // 100, 100))
+        params = rng.normal(size=layout.num_params).astype(dtype)
+        grads = rng.normal(size=layout.num_params).astype(dtype)
+        segments = layout.decay_segments()
+        layers = layout.views(params.copy())
+        gold_grads = layout.views(grads)
+        for name in OPTIMIZERS:
+            code = code_of(name, OPTIMIZERS)
+            state1, state2 = np.zeros_like(params), np.zeros_like(params)
+            gold = ref.Optimizer(name, layers, hyper.learning_rate, hyper.momentum, hyper.beta,
+                                 hyper.beta1, hyper.beta2, hyper.epsilon, hyper.weight_decay)
+
+            def mine(p=params, s1=state1, s2=state2, g=grads, segments=segments, code=code):
+                optimizer_update(p, s1, s2, g, segments, 10, code, hyper.learning_rate,
+                                 hyper.momentum, hyper.beta, hyper.beta1, hyper.beta2,
+                                 hyper.epsilon, hyper.weight_decay)
+
+            cases.append(Case("optimizer", f"{name} {size_name} {layout.num_params:,}",
+                              mine, lambda gold=gold, w=layers, g=gold_grads: gold.step(w, g),
+                              float(layout.num_params), "params"))
+    return cases
+
+
+def kernel_cases(dtype="float32") -> list:
+    return dense_cases(dtype) + activation_cases(dtype) + loss_cases(dtype) + optimizer_cases(dtype)
+
+
+# ----------------------------------------------------------------------------- epochs
+
+
+def flops_per_sample(sizes) -> float:
+    """Forward (2 n_in n_out per layer), dW (the same) and dX for every layer but the first."""
+    products = [n_in * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+    return 4.0 * sum(products) + 2.0 * sum(products[1:])
+
+
+def epoch_case(splits, rows=None, **overrides) -> Case:
+    """One training epoch of a configuration on real data: Numba, reference, PyTorch if present."""
+    from .trainer import TrainState, run_epoch
+
+    config = TrainConfig(**{**SEED_CONFIG, **overrides}).validated()
+    layout = Layout(config.layer_sizes)
+    dtype = np.dtype(config.dtype)
+    x, labels = splits.x_train[:rows].astype(dtype, copy=False), splits.y_train[:rows]
+    order = np.random.default_rng(0).permutation(len(labels))
+    codes = (code_of(config.activation, ACTIVATIONS), code_of(config.loss, LOSSES),
+             code_of(config.optimizer, OPTIMIZERS))
+    start = init_params(layout, config.weight_init, np.random.default_rng(0), dtype)
+    state = TrainState.fresh(start.copy())
+    layers = layout.views(start.copy())
+    gold = ref.Optimizer(config.optimizer, layers, config.learning_rate, config.momentum,
+                         config.beta, config.beta1, config.beta2, config.epsilon,
+                         config.weight_decay)
+    label = (f"b{config.batch_size} {'-'.join(map(str, config.layer_sizes))} "
+             f"{config.activation} {config.optimizer} {config.dtype} {len(labels)} rows")
+    return Case(
+        "epoch", label,
+        lambda: run_epoch(state, layout, x, labels, order, config.batch_size, *codes, config),
+        lambda: ref.train_epoch(layers, gold, x, labels, order, config.batch_size,
+                                config.activation, config.loss),
+        flops_per_sample(config.layer_sizes) * len(labels), "FLOP",
+        torch=torch_epoch(config, x, labels, order))
+
+
+def torch_epoch(config, x, labels, order):
+    """The same network and optimizer in PyTorch (CPU), or None when torch is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    dims = config.layer_sizes
+    layers = []
+    for n_in, n_out in zip(dims[:-2], dims[1:-1]):
+        layers += [torch.nn.Linear(n_in, n_out), _torch_activation(torch, config.activation)]
+    layers.append(torch.nn.Linear(dims[-2], dims[-1]))
+    net = torch.nn.Sequential(*layers).to(getattr(torch, config.dtype))
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate,
+                                 betas=(config.beta1, config.beta2), eps=config.epsilon,
+                                 weight_decay=config.weight_decay)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    x_all, y_all = torch.from_numpy(x), torch.from_numpy(labels)
+    order_t = torch.from_numpy(order)
+
+    def run():
+        for start in range(0, len(order), config.batch_size):
+            rows = order_t[start:start + config.batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(net(x_all[rows]), y_all[rows])
+            loss.backward()
+            optimizer.step()
+    return run
+
+
+def _torch_activation(torch, name):
+    return {"identity": torch.nn.Identity, "sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh,
+            "ReLU": torch.nn.ReLU}[name]()
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def best_seconds(fn, min_time=0.2, max_repeats=200, rounds=3) -> float:
+    """Best per-call time over `rounds` rounds, each calling fn enough to last ~min_time."""
+    fn()  # compile / warm caches
+    start = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - start, 1e-7)
+    calls = int(min(max_repeats, max(1, min_time / once)))
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
+
+
+def gemm_flops_per_second(n=2048, dtype="float32", rounds=3) -> float:
+    """This machine's GEMM rate: numpy A @ B on n x n matrices, all cores, best of rounds."""
+    a = np.random.default_rng(0).random((n, n)).astype(dtype)
+    b = a.copy()
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(rounds))
+    return 2.0 * n ** 3 / best
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+# ----------------------------------------------------------------------------- `fastmlp bench`
+
+# (config overrides, training rows used): wide nets on a slice so the reference stays bearable
+EPOCH_CONFIGS = (
+    ({}, None),                                      # the seed configuration, full epoch
+    ({"batch_size": 256}, None),
+    ({"batch_size": 256, "hidden_size": 512}, 8192),
+)
+
+
+def run_bench(splits, groups=None, epochs=True, with_torch=True, progress=None) -> dict:
+    """Time every case (numba vs reference, and torch for epochs); returns a JSON-ready dict."""
+    gemm_rate = gemm_flops_per_second()
+    cases = [case for case in kernel_cases() if groups is None or case.group in groups]
+    if epochs:
+        cases += [epoch_case(splits, rows, **overrides) for overrides, rows in EPOCH_CONFIGS]
+    rows = []
+    for case in cases:
+        if progress:
+            progress(f"{case.group} {case.label}")
+        is_epoch = case.group == "epoch"
+        timing = dict(min_time=0.0, rounds=1) if is_epoch else {}
+        row = {"group": case.group, "case": case.label, "unit": case.unit, "work": case.work,
+               "numba_seconds": best_seconds(case.numba, **timing),
+               "reference_seconds": best_seconds(case.reference, **timing)}
+        row["speedup"] = row["reference_seconds"] / row["numba_seconds"]
+        if is_epoch:
+            row["flop_bound_seconds"] = case.work / gemm_rate
+            row["times_flop_bound"] = row["numba_seconds"] / row["flop_bound_seconds"]
+            row["gemm_rate_fraction"] = 1.0 / row["times_flop_bound"]
+            if with_torch and case.torch is not None:
+                row["torch_seconds"] = best_seconds(case.torch, **timing)
+                row["speedup_vs_torch"] = row["torch_seconds"] / row["numba_seconds"]
+        rows.append(row)
+    return {"gemm_gflops": gemm_rate / 1e9, "rows": rows}
+
+
+def print_bench_table(results: dict) -> None:
+    """The figures a user reads at a glance: time, speed-up over the reference, FLOP bound."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    kernels = Table(title="kernels: Numba vs the NumPy reference (float32)")
+    for column in ("kernel", "case", "numba", "reference", "speed-up", "numba throughput"):
+        kernels.add_column(column, justify="left" if column in ("kernel", "case") else "right")
+    epochs = Table(title=f"one training epoch (FLOP bound at the measured GEMM rate, "
+                         f"{results['gemm_gflops']:.0f} GFLOP/s)")
+    for column in ("configuration", "numba", "reference", "speed-up", "x FLOP bound",
+                   "torch", "vs torch"):
+        epochs.add_column(column, justify="left" if column == "configuration" else "right")
+    for row in results["rows"]:
+        rate = row["work"] / row["numba_seconds"]
+        throughput = (f"{rate / 1e9:.1f} GFLOP/s" if row["unit"] == "FLOP"
+                      else f"{rate / 1e6:.0f} M{row['unit']}/s")
+        times = (_seconds(row["numba_seconds"]), _seconds(row["reference_seconds"]),
+                 f"{row['speedup']:.1f}x")
+        if row["group"] == "epoch":
+            epochs.add_row(row["case"], *times, f"{row['times_flop_bound']:.2f}",
+                           _seconds(row["torch_seconds"]) if "torch_seconds" in row else "-",
+                           f"{row['speedup_vs_torch']:.1f}x" if "speedup_vs_torch" in row else "-")
+        else:
+            kernels.add_row(row["group"], row["case"], *times, throughput)
+    if kernels.row_count:
+        console.print(kernels)
+    if epochs.row_count:
+        console.print(epochs)
+
+
+def _seconds(value: float) -> str:
+    if value >= 1:
+        return f"{value:.2f} s"
+    if value >= 1e-3:
+        return f"{value * 1e3:.2f} ms"
+    return f"{value * 1e6:.1f} us"
