@@ -215,3 +215,30 @@ def test_diverging_epoch_stops_early(problem):
     _, _, _, (_, _, steps) = kernel_epoch(params, layout, x * 1e3, labels, order, 32, "identity",
                                           "cross_entropy", "sgd", hyper=blow_up)
     assert steps < 7
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_float32_activations_are_accurate(activation):
+    """float32 uses vectorised exp/tanh (kernels/fastmath.py): within float32 rounding."""
+    z = np.linspace(-120, 120, 24001, dtype=np.float32).reshape(1, -1)
+    mine = z.copy()
+    bias_activate(mine, np.zeros(z.shape[1], np.float32), ACTIVATIONS.index(activation))
+    gold = ref.activate(activation, z.astype(np.float64))
+    assert np.max(np.abs(mine - gold)) < 3e-7
+
+
+def test_float32_exp_is_accurate():
+    from numba import njit
+
+    from fastmlp.kernels.fastmath import fast_exp
+
+    @njit
+    def exp_all(out, x):
+        for i in range(x.size):
+            out[i] = fast_exp(x[i])
+
+    x = np.linspace(-87, 88, 350001, dtype=np.float32)
+    out = np.empty_like(x)
+    exp_all(out, x)
+    gold = np.exp(x.astype(np.float64))
+    assert np.max(np.abs(out - gold) / gold) < 2e-7

@@ -10,16 +10,9 @@ buffer is updated in float32 arithmetic and each loop is a straight SIMD-friendl
 """
 import numpy as np
 from . import kernel
+from .fastmath import scalar_like
 
 SGD, MOMENTUM, NAG, RMSPROP, ADAM, NADAM = 0, 1, 2, 3, 4, 5
-
-
-@kernel()
-def _like(value, array):
-    """value as a scalar of array's dtype."""
-    holder = np.empty(1, dtype=array.dtype)
-    holder[0] = value
-    return holder[0]
 
 
 @kernel()
@@ -27,20 +20,20 @@ def optimizer_update(params, state1, state2, grads, segments, t, opt_code,
                      lr, momentum, beta, beta1, beta2, eps, weight_decay):
     """params, state1, state2 (P,) updated in place from grads (P,); segments rows are
     (start, end, is_weight) covering the buffer."""
-    one = _like(1.0, params)
-    lr_, m_, eps_ = _like(lr, params), _like(momentum, params), _like(eps, params)
-    b_, b1, b2 = _like(beta, params), _like(beta1, params), _like(beta2, params)
+    one = scalar_like(1.0, params)
+    lr_, m_, eps_ = scalar_like(lr, params), scalar_like(momentum, params), scalar_like(eps, params)
+    b_, b1, b2 = scalar_like(beta, params), scalar_like(beta1, params), scalar_like(beta2, params)
     # adam/nadam with the bias corrections folded in:
     #   W -= lr * m1/(1-b1^t) / (sqrt(m2/(1-b2^t)) + eps)
     #      = step_size * m1 / (sqrt(m2) + eps * sqrt(1-b2^t)),  step_size = lr*sqrt(1-b2^t)/(1-b1^t)
     fix1, fix2 = 1.0 - beta1 ** t, 1.0 - beta2 ** t
-    step_size = _like(lr * np.sqrt(fix2) / fix1, params)
-    eps_hat = _like(eps * np.sqrt(fix2), params)
+    step_size = scalar_like(lr * np.sqrt(fix2) / fix1, params)
+    eps_hat = scalar_like(eps * np.sqrt(fix2), params)
     # nadam's numerator b1*m1_hat + (1-b1)*g/(1-b1^t), over the same (1-b1^t):
-    nadam_g = _like((1.0 - beta1), params)
+    nadam_g = scalar_like((1.0 - beta1), params)
     for s in range(segments.shape[0]):
         start, end = segments[s, 0], segments[s, 1]
-        decay = _like(weight_decay if segments[s, 2] == 1 else 0.0, params)
+        decay = scalar_like(weight_decay if segments[s, 2] == 1 else 0.0, params)
         p = params[start:end]
         g_raw = grads[start:end]
         s1 = state1[start:end]
