@@ -15,8 +15,19 @@ from fastmlp.errors import FastMLPError
 DEFAULTS = TrainConfig()
 
 
+class _SpecChoice(click.Choice):
+    """Case-insensitive choice that returns, and shows in help and errors, the registry's
+    spelling (`ReLU`, `Xavier`); click >= 8.2 would show the case-folded `relu`, `xavier`."""
+
+    def get_metavar(self, param, ctx=None):
+        return f"[{'|'.join(self.choices)}]"
+
+    def get_invalid_choice_message(self, value, ctx):
+        return f"{value!r} is not one of {', '.join(map(repr, self.choices))}."
+
+
 def _choice(registry):
-    return click.Choice(registry, case_sensitive=False)
+    return _SpecChoice(registry, case_sensitive=False)
 
 
 # (short, long, type, help) for the assignment's flags, in its order; defaults from TrainConfig.
@@ -82,15 +93,135 @@ def cli():
 
 @cli.command()
 @train_options
-def train(progress, **flags):
+@click.option("--resume", metavar="RUN_DIR", default=None,
+              help="Continue the interrupted run in RUN_DIR from its checkpoint.npz, with the "
+                   "settings it started with (only --threads, --data-dir, --wandb-mode, -wp, "
+                   "-we may be given too).")
+@click.option("--plots/--no-plots", default=True, show_default=True,
+              help="Draw learning curves and the test confusion matrix (PNG) into the run "
+                   "directory at the end (and log them to wandb).")
+def train(progress, resume, plots, **flags):
     """Train an MLP on Fashion-MNIST or MNIST and write its results to a run directory."""
     from fastmlp.trainer import train as run_training
 
-    result = run_training(TrainConfig(**flags), progress=progress)
+    config = TrainConfig(**flags) if resume is None else _resume_config(resume, flags)
+    result = run_training(config, progress=progress, resume_dir=resume, plots=plots)
     summary = result.summary
     click.echo(f"test accuracy {summary['test_accuracy']:.4f}  test loss "
                f"{summary['test_loss']:.4f}  ->  {result.run_dir}")
     _print_confusion_matrix(summary["confusion_matrix"], summary["class_names"])
+
+
+def _resume_config(run_dir, flags):
+    """The saved configuration of run_dir, with the machine-local flags typed on the line."""
+    from click.core import ParameterSource
+
+    from fastmlp.checkpoint import RESUME_OVERRIDABLE, load_resumable, resume_config
+    from fastmlp.config import flag_name
+    from fastmlp.errors import ConfigError
+
+    context = click.get_current_context()
+    typed = {name: value for name, value in flags.items()
+             if context.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+    refused = [name for name in typed if name not in RESUME_OVERRIDABLE]
+    if refused:
+        raise ConfigError(f"{flag_name(refused[0])}: --resume continues a run with the settings "
+                          "it started with; only --threads, --data-dir, --wandb-mode, -wp and -we "
+                          "may be given with it")
+    return resume_config(load_resumable(run_dir).config, typed)
+
+
+@cli.command()
+@click.argument("model", metavar="MODEL.npz")
+@click.option("-d", "--dataset", type=_choice(DATASETS), default=None,
+              help="Test set to evaluate on (default: the dataset the model was trained on).")
+@click.option("--data-dir", "data_dir", default=None,
+              help="Directory holding the dataset's IDX .gz files (as for train).")
+@click.option("--plot", metavar="PATH", default=None,
+              help="Confusion-matrix PNG to write (default: beside the model, "
+                   "evaluate_<dataset>_confusion_matrix.png).")
+@click.option("--no-plot", is_flag=True, help="Write no PNG.")
+def evaluate(model, dataset, data_dir, plot, no_plot):
+    """Test loss, accuracy, per-class accuracy and confusion matrix of a saved model."""
+    from pathlib import Path
+
+    from fastmlp.inference import evaluate_model
+    from fastmlp.plots import confusion_matrix_png
+
+    result = evaluate_model(model, dataset, data_dir)
+    if not no_plot:
+        chosen = plot
+        plot = Path(plot) if plot else (Path(model).parent /
+                                        f"evaluate_{result.dataset}_confusion_matrix.png")
+        try:
+            confusion_matrix_png(result.matrix, result.class_names, plot,
+                                 f"{result.dataset} test set: accuracy {result.accuracy:.4f}")
+        except FastMLPError as exc:
+            hint = "" if chosen else " (choose another place with --plot PATH, or --no-plot)"
+            raise FastMLPError(f"{exc}{hint}") from None
+    click.echo(f"model {model}  ({result.model.description})")
+    click.echo(f"{result.dataset} test set: {result.count} images  loss {result.loss:.4f}  "
+               f"accuracy {result.accuracy:.4f}")
+    _print_per_class(result.matrix, result.class_names, result.per_class_accuracy)
+    _print_confusion_matrix(result.matrix.tolist(), result.class_names)
+    if not no_plot:
+        click.echo(f"confusion matrix -> {plot}")
+
+
+@cli.command()
+@click.argument("model", metavar="MODEL.npz")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("-k", "--top-k", "top_k", type=int, default=1, show_default=True,
+              help="How many of the most likely classes to show per image.")
+@click.option("--invert/--no-invert", default=None,
+              help="Invert the gray levels of PNG images (default: when the image border is "
+                   "light, since the datasets show light items on black).")
+def predict(model, inputs, top_k, invert):
+    """Class and probability of each image: PNG files (28x28 grayscale, others are
+    resized and made gray) or IDX image files (.gz or raw, one line per image).
+
+    Output: one tab-separated line per image: INPUT, then class and probability top-k times.
+    """
+    from fastmlp.inference import predict as run_predict
+
+    for prediction in run_predict(model, list(inputs), top_k, invert):
+        click.echo("\t".join([prediction.source] + [f"{name}\t{probability:.4f}"
+                                                    for name, probability in prediction.classes]))
+
+
+@cli.command()
+@click.option("-d", "--dataset", type=_choice(DATASETS), default=DEFAULTS.dataset,
+              show_default=True, help="Dataset to show.")
+@click.option("--data-dir", "data_dir", default=None,
+              help="Directory holding the dataset's IDX .gz files (as for train).")
+@click.option("--output-dir", "output_dir", default=DEFAULTS.output_dir, show_default=True,
+              help="Where samples_<dataset>.png is written.")
+@click.option("-wp", "--wandb_project", default=DEFAULTS.wandb_project, show_default=True,
+              help="Weights & Biases project the image is logged to.")
+@click.option("-we", "--wandb_entity", default=DEFAULTS.wandb_entity, show_default=True,
+              help="Weights & Biases entity (user or team).")
+@click.option("--wandb-mode", "wandb_mode", type=_choice(WANDB_MODES),
+              default=DEFAULTS.wandb_mode, show_default=True,
+              help="offline, online (needs credentials) or disabled.")
+def samples(dataset, data_dir, output_dir, wandb_project, wandb_entity, wandb_mode):
+    """One training image per class in a grid (assignment question 1), as a PNG and in wandb."""
+    from fastmlp.plots import samples as draw_samples
+
+    path = draw_samples(dataset, data_dir, output_dir, wandb_mode, wandb_project, wandb_entity)
+    click.echo(f"one image per class -> {path}")
+
+
+def _print_per_class(matrix, class_names, accuracy):
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="per-class accuracy")
+    for name in ("class", "images", "correct", "accuracy"):
+        table.add_column(name, justify="left" if name == "class" else "right")
+    for index, name in enumerate(class_names):
+        table.add_row(f"{index} {name}", str(int(matrix[index].sum())),
+                      str(int(matrix[index, index])), f"{accuracy[index]:.4f}")
+    Console().print(table)
 
 
 def _print_confusion_matrix(matrix, class_names):
@@ -107,6 +238,35 @@ def _print_confusion_matrix(matrix, class_names):
     Console().print(table)
 
 
+@cli.command()
+@click.option("--json", "json_path", metavar="PATH", default=None,
+              help="Also write every figure as JSON to PATH.")
+@click.option("--group", "groups", multiple=True,
+              type=click.Choice(["dense_forward", "dense_backward", "activation", "loss",
+                                 "optimizer"]),
+              help="Only these kernel groups (repeatable; default: all).")
+@click.option("--epochs/--no-epochs", default=True, show_default=True,
+              help="Also time whole epochs on Fashion-MNIST (seed config, batch 256, wide).")
+@click.option("--torch/--no-torch", "with_torch", default=True, show_default=True,
+              help="Time the same epoch in PyTorch when it is installed.")
+@click.option("--threads", type=int, default=None, help="Numba and BLAS threads.")
+@click.option("--data-dir", "data_dir", default=None, help="Where the IDX files are.")
+def bench(json_path, groups, epochs, with_torch, threads, data_dir):
+    """Time every Numba kernel and whole epochs against the NumPy reference."""
+    from fastmlp.benchmarks import print_bench_table, run_bench
+    from fastmlp.files import write_json_atomic
+    from fastmlp.trainer import load_splits, thread_limits
+
+    with thread_limits(threads):
+        splits = load_splits(TrainConfig(data_dir=data_dir)) if epochs else None
+        results = run_bench(splits, groups=set(groups) or None, epochs=epochs,
+                            with_torch=with_torch,
+                            progress=lambda what: click.echo(f"timing {what}", err=True))
+    print_bench_table(results)
+    if json_path:
+        write_json_atomic(json_path, results)
+
+
 def main(argv=None):
     """Entry point: run the CLI, turning every user error into one line and an exit code."""
     try:
@@ -116,11 +276,19 @@ def main(argv=None):
     except click.ClickException as exc:
         click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
-    except (click.Abort, KeyboardInterrupt):
-        click.echo("interrupted", err=True)
+    except (click.Abort, KeyboardInterrupt) as exc:
+        from fastmlp.trainer import TrainingInterrupted
+
+        reason = next((e for e in (exc, exc.__cause__, exc.__context__)
+                       if isinstance(e, TrainingInterrupted)), None)
+        click.echo(f"interrupted: {reason}" if reason else "interrupted", err=True)
         sys.exit(130)
     except FastMLPError as exc:
         click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except MemoryError:
+        click.echo("error: not enough memory for this configuration (try a smaller -b/--batch_size "
+                   "or -sz/--hidden_size)", err=True)
         sys.exit(1)
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""

@@ -94,29 +94,69 @@ def save_model(path, layout: Layout, params: np.ndarray, config: dict, class_nam
 
 
 def load_model(path):
-    """(layout, params, config dict, class names) from a file written by save_model."""
+    """(layout, params, config dict, class names) from a file written by save_model.
+
+    Anything else (a missing, truncated or foreign file, another format version, a
+    checkpoint, an architecture that does not fit its weights) is a ModelFileError whose
+    message says what is wrong in one line.
+    """
     import json
     import zipfile
+    from pathlib import Path
 
+    from .config import ACTIVATIONS, LOSSES
     from .errors import ModelFileError
 
+    path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a directory, not a model file (try {path / 'model.npz'})")
     try:
+        with open(path, "rb") as handle:
+            if handle.read(4) != b"PK\x03\x04":  # every .npz is a zip archive
+                raise ModelFileError(f"{path}: not a fastmlp model file (not an .npz archive)")
         with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files"):
+                raise ModelFileError(f"{path}: not a fastmlp model file (a bare .npy array)")
+            if "format_version" not in data.files:
+                if "checkpoint_format_version" in data.files:
+                    raise ModelFileError(f"{path}: is a training checkpoint, not a model; use "
+                                         "the run's model.npz (or finish it with "
+                                         "`fastmlp train --resume RUN_DIR`)")
+                raise ModelFileError(f"{path}: not a fastmlp model file (no format_version)")
             version = int(data["format_version"])
             if version != MODEL_FORMAT_VERSION:
                 raise ModelFileError(f"{path}: model format version {version}, "
                                      f"this fastmlp reads version {MODEL_FORMAT_VERSION}")
-            layout = Layout(tuple(int(n) for n in data["sizes"]))
+            missing = [key for key in ("sizes", "params", "config_json", "class_names")
+                       if key not in data.files]
+            if missing:
+                raise ModelFileError(f"{path}: incomplete model file (missing {', '.join(missing)})")
+            sizes = data["sizes"]
             params = data["params"]
             config = json.loads(str(data["config_json"]))
             class_names = tuple(str(name) for name in data["class_names"])
     except ModelFileError:
         raise
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise ModelFileError(f"{path}: no such model file") from None
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise ModelFileError(f"{path}: not a fastmlp model file ({exc.__class__.__name__}: {exc})") from None
-    if params.shape != (layout.num_params,):
-        raise ModelFileError(f"{path}: holds {params.size} parameters, its architecture "
-                             f"{'-'.join(map(str, layout.sizes))} needs {layout.num_params}")
+    except PermissionError:
+        raise ModelFileError(f"{path}: permission denied") from None
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile, EOFError) as exc:
+        raise ModelFileError(f"{path}: not a fastmlp model file, or a corrupt one "
+                             f"({exc.__class__.__name__}: {exc})") from None
+    if sizes.ndim != 1 or len(sizes) < 2 or sizes.dtype.kind not in "iu" or (sizes < 1).any():
+        raise ModelFileError(f"{path}: corrupt architecture {sizes.tolist()}")
+    layout = Layout(tuple(int(n) for n in sizes))
+    shape = "-".join(map(str, layout.sizes))
+    if params.dtype not in (np.float32, np.float64) or params.shape != (layout.num_params,):
+        raise ModelFileError(f"{path}: holds {params.dtype} {list(params.shape)} parameters, its "
+                             f"architecture {shape} needs {layout.num_params} float32/float64")
+    if not isinstance(config, dict) or config.get("activation") not in ACTIVATIONS \
+            or config.get("loss") not in LOSSES:
+        raise ModelFileError(f"{path}: corrupt model configuration (activation or loss unknown)")
+    if len(class_names) != layout.sizes[-1]:
+        raise ModelFileError(f"{path}: {len(class_names)} class names for "
+                             f"{layout.sizes[-1]} outputs")
+    if not np.isfinite(params).all():
+        raise ModelFileError(f"{path}: the weights contain NaN or infinite values")
     return layout, params, config, class_names

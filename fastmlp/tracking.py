@@ -1,6 +1,7 @@
 """Where a run's numbers go: wandb (offline unless asked) and fastmlp's own metrics file."""
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from pathlib import Path
@@ -83,6 +84,10 @@ def _wandb_api_key(wandb):
     if os.environ.get("WANDB_API_KEY"):
         return True
     try:
+        # Newer wandb prints a deprecation warning for `wandb.api` and offers
+        # login(prompt=False), which looks the key up (settings, .netrc) and never prompts.
+        if "prompt" in inspect.signature(wandb.login).parameters:
+            return bool(wandb.login(prompt=False, verify=False))
         return bool(wandb.api.api_key)
     except Exception:
         return False

@@ -84,6 +84,7 @@ def run_epoch(state: TrainState, layout: Layout, x, labels, order, batch_size,
 
     if progress is None:
         progress = np.zeros(1, dtype=np.int64)
+    batch_size = min(batch_size, len(order))  # the same batches; buffers no bigger than the data
     loss_sum, correct, batches, state.step = train_epoch(
         state.params, state.state1, state.state2, state.grads, progress, state.step,
         x, labels, order, batch_size, np.array(layout.sizes, dtype=np.int64),
@@ -184,35 +185,103 @@ def _console(stream):
     return Console(file=stream)
 
 
-def train(config: TrainConfig, *, epoch_callback=None, progress=None) -> RunResult:
-    """Train one model as `config` says and write its results; see the module docstring."""
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the run directory keeps the last completed epoch's checkpoint."""
+
+    def __init__(self, run_dir):
+        import shlex
+
+        super().__init__(f"resume with  fastmlp train --resume {shlex.quote(str(run_dir))}")
+        self.run_dir = Path(run_dir)
+
+
+@contextlib.contextmanager
+def _writing(path):
+    """Turn an OSError while writing `path` into one plain line."""
+    try:
+        yield
+    except OSError as exc:
+        raise FastMLPError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _rewrite_metrics(path: Path, epochs: list) -> None:
+    """metrics.jsonl holding exactly `epochs` (drops lines the checkpoint does not know)."""
+    import json
+
+    from .files import atomic_writer
+
+    with _writing(path), atomic_writer(path, "w") as handle:
+        handle.writelines(json.dumps(record) + "\n" for record in epochs)
+
+
+def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, resume_dir=None,
+          plots=True) -> RunResult:
+    """Train one model as `config` says and write its results; see the module docstring.
+
+    A checkpoint.npz is written into the run directory before the first epoch and after
+    every epoch. resume_dir: continue that run from its checkpoint; `config` is then None
+    (the saved configuration) or must equal the saved one except for the settings in
+    checkpoint.RESUME_OVERRIDABLE. plots: draw the learning curves and the test confusion
+    matrix into the run directory at the end (and log them to wandb).
+    Ctrl-C raises TrainingInterrupted (a KeyboardInterrupt) naming the resume command.
+    """
+    import shutil
+
+    from .checkpoint import checkpoint_path, load_resumable, resume_config, save_checkpoint
     from .tracking import MetricsFile, WandbRun
 
+    resumed = None
+    if resume_dir is not None:
+        resumed = load_resumable(resume_dir)
+        config = resume_config(resumed.config, config.to_dict() if config is not None else {})
     config = config.validated()
     with thread_limits(config.threads):
         splits = load_splits(config)
         layout = Layout(config.layer_sizes)
         dtype = np.dtype(config.dtype)
-        state = TrainState.fresh(init_params(layout, config.weight_init,
-                                             np.random.default_rng([config.seed, 0]), dtype))
-        shuffle_rng = np.random.default_rng([config.seed, 1])
+        if resumed is None:
+            state = TrainState.fresh(init_params(layout, config.weight_init,
+                                                 np.random.default_rng([config.seed, 0]), dtype))
+            shuffle_rng = np.random.default_rng([config.seed, 1])
+            epochs = []
+        else:
+            state = TrainState(resumed.params, resumed.state1, resumed.state2,
+                               np.zeros_like(resumed.params), resumed.step)
+            shuffle_rng = resumed.shuffle_rng()
+            epochs = list(resumed.epochs)
         compile_seconds = warm_up(config.dtype)
 
-        output_dir = Path(config.output_dir)
-        try:
-            run_dir = make_unique_dir(output_dir, config.run_name())
-        except OSError as exc:
-            raise FastMLPError(f"cannot create a run directory in {output_dir}: "
-                               f"{exc.strerror or exc}") from None
+        if resumed is None:
+            output_dir = Path(config.output_dir)
+            try:
+                run_dir = make_unique_dir(output_dir, config.run_name())
+            except OSError as exc:
+                raise FastMLPError(f"cannot create a run directory in {output_dir}: "
+                                   f"{exc.strerror or exc}") from None
+        else:
+            run_dir = Path(resume_dir)
         metrics = MetricsFile(run_dir / "metrics.jsonl")
-        wandb_run = WandbRun(config, run_dir.name, output_dir)
         display = EpochDisplay(progress, config.epochs)
         codes = (code_of(config.activation, ACTIVATIONS), code_of(config.loss, LOSSES),
                  code_of(config.optimizer, OPTIMIZERS))
         total_batches = -(-len(splits.y_train) // config.batch_size)
-        epochs = []
+        wandb_run = None
+        saved_epochs = len(epochs) if resumed is not None else -1  # in checkpoint.npz on disk
+
+        def checkpoint():
+            nonlocal saved_epochs
+            save_checkpoint(run_dir, config, run_dir.name, layout.sizes, state, shuffle_rng, epochs)
+            saved_epochs = len(epochs)
+
         try:
-            for epoch in range(1, config.epochs + 1):
+            if resumed is None:
+                checkpoint()  # epoch 0: even a Ctrl-C in the first epoch is resumable
+            else:
+                _rewrite_metrics(metrics.path, epochs)
+            wandb_run = WandbRun(config, run_dir.name, run_dir.parent)
+            for record in epochs:  # a resumed run's wandb history starts at epoch 1 too
+                wandb_run.log({k: v for k, v in record.items() if k != "train_seconds"})
+            for epoch in range(len(epochs) + 1, config.epochs + 1):
                 order = shuffle_rng.permutation(len(splits.y_train))
 
                 def one_epoch(counter):
@@ -233,7 +302,9 @@ def train(config: TrainConfig, *, epoch_callback=None, progress=None) -> RunResu
                           "train_accuracy": train_accuracy, "val_loss": val_loss,
                           "val_accuracy": val_accuracy, "train_seconds": train_seconds}
                 epochs.append(record)
-                metrics.append(record)
+                checkpoint()
+                with _writing(metrics.path):
+                    metrics.append(record)
                 wandb_run.log({k: v for k, v in record.items() if k != "train_seconds"})
                 display.epoch_line(record)
                 if epoch_callback is not None:
@@ -248,14 +319,29 @@ def train(config: TrainConfig, *, epoch_callback=None, progress=None) -> RunResu
                 "epochs": epochs, "compile_seconds": compile_seconds,
                 "test_loss": test_loss, "test_accuracy": test_accuracy,
                 "class_names": list(splits.class_names), "confusion_matrix": matrix.tolist()}
-            save_model(run_dir / "model.npz", layout, state.params, config.to_dict(),
-                       splits.class_names)
-            write_json_atomic(run_dir / "summary.json", summary)
+            images = {}
+            if plots:  # at the end: pictures never slow the epochs down
+                from .plots import run_plots
+
+                images = run_plots(run_dir, epochs, matrix, splits.class_names, run_dir.name)
+            with _writing(run_dir / "model.npz"):
+                save_model(run_dir / "model.npz", layout, state.params, config.to_dict(),
+                           splits.class_names)
+            with _writing(run_dir / "summary.json"):  # written last: "this run is finished"
+                write_json_atomic(run_dir / "summary.json", summary)
+            checkpoint_path(run_dir).unlink(missing_ok=True)  # finished: nothing to resume
             wandb_run.log({"test_loss": test_loss, "test_accuracy": test_accuracy})
             wandb_run.log_confusion_matrix(splits.y_test, predictions, splits.class_names)
+            wandb_run.log_images(images)
             wandb_run.summary({"test_loss": test_loss, "test_accuracy": test_accuracy})
             wandb_run.finish()
-        except BaseException:
-            wandb_run.finish(exit_code=1)
+        except BaseException as exc:
+            if wandb_run is not None:
+                wandb_run.finish(exit_code=1)
+            interrupted = isinstance(exc, KeyboardInterrupt) and saved_epochs >= 0
+            if resumed is None and saved_epochs <= 0 and not interrupted:
+                shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping
+            if interrupted:
+                raise TrainingInterrupted(run_dir) from None
             raise
     return RunResult(run_dir, summary)

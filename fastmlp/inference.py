@@ -1,0 +1,191 @@
+"""Using a trained model: evaluate it on a test set, predict the class of images.
+
+    evaluate_model(model_path, dataset=None, data_dir=None) -> Evaluation
+    predict(model_path, inputs, top_k=1, invert=None)       -> [Prediction, ...]
+
+The model file is read by fastmlp.model.load_model (format version, architecture and
+weights checked). Evaluation runs the compiled kernel of training; prediction needs the
+class probabilities and runs a small NumPy forward pass (fastmlp.reference's math).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError, ModelFileError
+
+IMAGE_PIXELS = 28 * 28
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+GZIP_SIGNATURE = b"\x1f\x8b"
+
+
+@dataclass
+class Model:
+    path: Path
+    layout: object  # fastmlp.model.Layout
+    params: np.ndarray
+    config: dict
+    class_names: tuple
+
+    @property
+    def activation(self) -> str:
+        return self.config["activation"]
+
+    @property
+    def description(self) -> str:
+        return (f"{'-'.join(map(str, self.layout.sizes))} {self.activation}, trained on "
+                f"{self.config.get('dataset', '?')}")
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """Softmax outputs (N, classes) for images x (N, 784) scaled to [0, 1]."""
+        from .reference import forward, softmax
+
+        layers = self.layout.views(self.params)
+        _, logits = forward(layers, x.astype(self.params.dtype, copy=False), self.activation)
+        return softmax(logits.astype(np.float64))
+
+
+def open_model(path) -> Model:
+    """Load a model file and check it takes 28x28 images."""
+    from .model import load_model
+
+    layout, params, config, class_names = load_model(path)
+    if layout.sizes[0] != IMAGE_PIXELS:
+        raise ModelFileError(f"{path}: a model of another architecture: it takes "
+                             f"{layout.sizes[0]} inputs, 28x28 images have {IMAGE_PIXELS} pixels")
+    return Model(Path(path), layout, params, config, class_names)
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+@dataclass
+class Evaluation:
+    model: Model
+    dataset: str
+    loss: float
+    accuracy: float
+    matrix: np.ndarray  # counts[true, predicted]
+    class_names: tuple
+
+    @property
+    def per_class_accuracy(self) -> np.ndarray:
+        totals = self.matrix.sum(axis=1)
+        return np.divide(np.diag(self.matrix), totals, out=np.zeros(len(totals)),
+                         where=totals > 0)
+
+    @property
+    def count(self) -> int:
+        return int(self.matrix.sum())
+
+
+def evaluate_model(model_path, dataset=None, data_dir=None) -> Evaluation:
+    """Test loss, accuracy and confusion matrix of a model file on a dataset's test set
+    (default: the dataset it was trained on)."""
+    from .config import DATASETS, canonical_choice
+    from .data import load_dataset, scale_pixels
+    from .trainer import confusion_matrix, evaluate_params
+
+    model = open_model(model_path)
+    dataset = canonical_choice(dataset or model.config.get("dataset", "fashion_mnist"),
+                               DATASETS, "-d/--dataset")
+    data = load_dataset(dataset, data_dir)
+    classes = len(data.class_names)
+    if model.layout.sizes[-1] != classes:
+        raise ModelFileError(f"{model_path}: a model of another architecture: it has "
+                             f"{model.layout.sizes[-1]} outputs, {dataset} has {classes} classes")
+    x = scale_pixels(data.x_test, model.params.dtype)
+    labels = data.y_test.astype(np.int64)
+    loss, accuracy, predictions = evaluate_params(
+        np.ascontiguousarray(model.params), model.layout, x, labels, model.activation,
+        model.config["loss"])
+    return Evaluation(model, dataset, loss, accuracy,
+                      confusion_matrix(labels, predictions, classes), tuple(data.class_names))
+
+
+# ----------------------------------------------------------------------------- predict
+
+@dataclass
+class Prediction:
+    source: str  # "image.png" or "file.idx[12]"
+    classes: list  # [(class name, probability), ...] most likely first, top_k long
+
+
+def read_inputs(path, invert=None) -> tuple[list, np.ndarray]:
+    """(names, uint8 images (N, 784)) from a PNG (or any image Pillow reads) or an IDX
+    images file (.gz or raw). Images that are not 28x28 are resized; colour is made gray.
+
+    invert: True / False, or None to invert when the image's border is light (a dark
+    object on a light background; the datasets have light objects on black)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, not an image or IDX file") from None
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if head.startswith(GZIP_SIGNATURE) or head[:4] in (b"\x00\x00\x08\x03", b"\x00\x00\x08\x01"):
+        return _read_idx_images(path)
+    return [str(path)], _read_picture(path, invert)[None, :]
+
+
+def _read_idx_images(path: Path):
+    from .data import read_idx
+
+    array = read_idx(path)
+    if array.ndim == 1:
+        raise DataError(f"{path}: an IDX label file; predict needs an IDX images file")
+    if array.shape[1:] != (28, 28):
+        raise DataError(f"{path}: IDX images of shape {array.shape[1:]}, expected 28x28")
+    return [f"{path}[{i}]" for i in range(len(array))], array.reshape(len(array), IMAGE_PIXELS)
+
+
+def _read_picture(path: Path, invert) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            gray = image.convert("L")
+    except Exception as exc:  # Pillow raises many types for a bad file; one line for the user
+        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise DataError(f"{path}: not a readable image or IDX file ({reason})") from None
+    if gray.size != (28, 28):
+        gray = gray.resize((28, 28), Image.Resampling.LANCZOS)
+    pixels = np.asarray(gray, dtype=np.uint8)
+    if invert is None:
+        border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+        invert = border.mean() > 127
+    if invert:
+        pixels = 255 - pixels
+    return pixels.reshape(IMAGE_PIXELS)
+
+
+def predict(model_path, inputs, top_k: int = 1, invert=None) -> list:
+    """The top_k classes and probabilities for every image in `inputs` (paths)."""
+    from .data import scale_pixels
+    from .errors import ConfigError
+
+    model = open_model(model_path)
+    classes = len(model.class_names)
+    if not 1 <= top_k <= classes:
+        raise ConfigError(f"--top-k: {top_k} must be between 1 and {classes}")
+    if not inputs:
+        raise ConfigError("predict needs at least one INPUT (a PNG image or an IDX images file)")
+    results = []
+    for path in inputs:  # read all inputs first: a bad one fails before any output
+        results.append(read_inputs(path, invert))
+    predictions = []
+    for names, images in results:
+        for start in range(0, len(images), 4096):
+            probs = model.probabilities(scale_pixels(images[start:start + 4096],
+                                                     model.params.dtype))
+            best = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
+            for row, name in enumerate(names[start:start + 4096]):
+                predictions.append(Prediction(name, [(model.class_names[k], float(probs[row, k]))
+                                                     for k in best[row]]))
+    return predictions

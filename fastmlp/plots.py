@@ -1,0 +1,173 @@
+"""Pictures of a run, as PNG files (matplotlib's Agg renderer; no display, no pyplot state).
+
+    learning_curves(epochs, path)              loss and accuracy per epoch, train vs validation
+    confusion_matrix_png(matrix, names, path)  counts[true, predicted] with class names
+    samples_png(images, names, path)           one image per class (assignment question 1)
+
+Every file is written atomically: a failure leaves no partial PNG and keeps an older one.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError, FastMLPError
+
+LEARNING_CURVES = "learning_curves.png"
+CONFUSION_MATRIX = "confusion_matrix.png"
+
+
+def _figure(width, height):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def save_png(figure, path) -> Path:
+    """Write a figure to `path` atomically; FastMLPError (one line) if it cannot be written."""
+    from .files import atomic_writer
+
+    path = Path(path)
+    try:
+        with atomic_writer(path, "wb") as handle:
+            figure.savefig(handle, format="png")
+    except OSError as exc:
+        raise FastMLPError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def learning_curves(epochs: list, path, title: str = "") -> Path:
+    """Two panels, loss and accuracy against the epoch, train and validation lines."""
+    figure = _figure(10, 4)
+    x = [record["epoch"] for record in epochs]
+    for axes, key, label in zip(figure.subplots(1, 2), ("loss", "accuracy"), ("loss", "accuracy")):
+        axes.plot(x, [r[f"train_{key}"] for r in epochs], "o-", label="train")
+        axes.plot(x, [r[f"val_{key}"] for r in epochs], "s-", label="validation")
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(label)
+        axes.set_title(label)
+        axes.grid(alpha=0.3)
+        axes.legend()
+        if x:
+            axes.set_xticks(x if len(x) <= 20 else np.linspace(x[0], x[-1], 11).round())
+    if title:
+        figure.suptitle(title)
+    return save_png(figure, path)
+
+
+def confusion_matrix_png(matrix, class_names, path, title: str = "test confusion matrix") -> Path:
+    """A heat map of counts[true, predicted], each cell labelled with its count."""
+    matrix = np.asarray(matrix)
+    classes = len(class_names)
+    figure = _figure(8.5, 7.5)
+    axes = figure.subplots()
+    image = axes.imshow(matrix, cmap="Blues")
+    figure.colorbar(image, ax=axes, shrink=0.8)
+    axes.set_xticks(range(classes), class_names, rotation=45, ha="right")
+    axes.set_yticks(range(classes), class_names)
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class")
+    axes.set_title(title)
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            axes.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=8,
+                      color="white" if matrix[i, j] > threshold else "black")
+    return save_png(figure, path)
+
+
+def samples_png(images, class_names, path, title: str = "") -> Path:
+    """One 28x28 image per class in a 2 x 5 grid, titled with the class names."""
+    figure = _figure(10, 4.6)
+    rows = 2 if len(images) > 5 else 1
+    columns = -(-len(images) // rows)
+    grid = np.atleast_1d(figure.subplots(rows, columns)).ravel()
+    for axes, image, name in zip(grid, images, class_names):
+        axes.imshow(np.asarray(image).reshape(28, 28), cmap="gray", vmin=0, vmax=255)
+        axes.set_title(name)
+        axes.axis("off")
+    for axes in grid[len(images):]:
+        axes.axis("off")
+    if title:
+        figure.suptitle(title)
+    return save_png(figure, path)
+
+
+def one_per_class(labels, classes: int) -> np.ndarray:
+    """Index of the first example of each class 0..classes-1 (a missing class is an error)."""
+    labels = np.asarray(labels)
+    indices = []
+    for label in range(classes):
+        found = np.flatnonzero(labels == label)
+        if not len(found):
+            raise FastMLPError(f"the data has no example of class {label}")
+        indices.append(found[0])
+    return np.array(indices, dtype=np.int64)
+
+
+def run_plots(run_dir, epochs: list, matrix, class_names, title: str = "") -> dict:
+    """The end-of-run pictures in run_dir; returns {wandb key: path}."""
+    run_dir = Path(run_dir)
+    return {
+        "learning_curves": learning_curves(epochs, run_dir / LEARNING_CURVES, title),
+        "confusion_matrix_png": confusion_matrix_png(
+            matrix, class_names, run_dir / CONFUSION_MATRIX,
+            f"test confusion matrix{' - ' + title if title else ''}"),
+    }
+
+
+# ----------------------------------------------------------------------------- samples
+
+def samples(dataset: str, data_dir, output_dir, wandb_mode="offline",
+            wandb_project="myprojectname", wandb_entity="myname") -> Path:
+    """samples_<dataset>.png in output_dir: the first training image of each class; also
+    logged to wandb (offline unless asked; nothing when disabled). Returns the PNG path."""
+    from .data import load_dataset
+
+    data = load_dataset(dataset, data_dir)
+    present = set(np.unique(data.y_train).tolist())
+    for label, name in enumerate(data.class_names):
+        if label not in present:
+            raise DataError(f"{data.name}: the training labels have no example of class "
+                            f"{label} ({name})")
+    indices = one_per_class(data.y_train, len(data.class_names))
+    images = data.x_train[indices].reshape(-1, 28, 28)
+    output_dir = Path(output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FastMLPError(f"cannot create {output_dir}: {exc.strerror or exc}") from None
+    path = samples_png(images, data.class_names, output_dir / f"samples_{data.name}.png",
+                       f"{data.name}: one training image per class")
+    if wandb_mode != "disabled":
+        _log_samples(path, images, data, output_dir, wandb_mode, wandb_project, wandb_entity)
+    return path
+
+
+def _log_samples(path, images, data, output_dir, mode, project, entity) -> None:
+    """One wandb run (job type `samples`) holding the grid and one captioned image per class."""
+    import os
+
+    import wandb
+
+    from .tracking import _wandb_api_key
+
+    if mode == "online" and not _wandb_api_key(wandb):
+        raise FastMLPError("wandb online mode needs credentials: run `wandb login` or set "
+                           "WANDB_API_KEY (or use --wandb-mode offline)")
+    wandb_dir = Path(os.environ.get("WANDB_DIR") or output_dir)
+    try:
+        run = wandb.init(project=project, entity=entity, name=f"samples_{data.name}",
+                         job_type="samples", config={"dataset": data.name}, mode=mode,
+                         dir=str(wandb_dir), reinit="finish_previous",
+                         settings=wandb.Settings(silent=True, console="off", init_timeout=60))
+    except Exception as exc:  # wandb raises many types; the user needs one line
+        raise FastMLPError(f"wandb could not start ({mode}): "
+                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    try:
+        run.log({"samples_grid": wandb.Image(str(path)),
+                 "samples": [wandb.Image(image, caption=name)
+                             for image, name in zip(images, data.class_names)]})
+    finally:
+        run.finish()

@@ -1,0 +1,490 @@
+"""`fastmlp sweep FILE.yaml`: hyperparameter sweeps over `train`, in parallel and resumable.
+
+    fastmlp sweep sweeps/cs6910.yaml --count 50 --workers 2
+    fastmlp sweep sweeps/cs6910.yaml --count 50 --storage postgresql://u:p@db/sweeps  # many machines
+    fastmlp sweep sweeps/cs6910.yaml --report
+
+The file is a wandb sweep config (sweep_spec.py). The default engine is Optuna (bayes -> TPE,
+random -> random, grid -> grid; hyperband early termination -> HyperbandPruner) with the
+study in an SQLite file in the sweep's output directory (default sweeps-out/NAME/). This
+process creates the study, warms the Numba cache, then starts W worker processes
+(sweep_worker.py) that share the cores and claim trials until the study holds --count;
+it watches them, marks a killed worker's trial FAIL, and writes the report
+(sweep_report.py) at the end. `--engine wandb` runs the same file as a W&B sweep.
+
+Imports of optuna, wandb and matplotlib stay inside functions: importing this module
+(which `fastmlp train` does, through cli.py) must stay cheap.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import click
+
+from .config import DATASETS, WANDB_MODES, TrainConfig
+from .errors import ConfigError, FastMLPError
+from .sweep_spec import SweepSpec, load_spec
+
+DEFAULT_OUTPUT_ROOT = "sweeps-out"
+ENGINES = ("optuna", "wandb")
+STOP_GRACE_SECONDS = 30      # after Ctrl-C, wait this long for workers to record their trials
+POLL_SECONDS = 0.2
+THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                    "MKL_NUM_THREADS")
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # so workers import this fastmlp
+
+
+class SweepInterrupted(Exception):
+    """Ctrl-C (or SIGTERM) stopped the sweep; the storage is consistent and resumable."""
+
+
+@dataclass
+class WorkerFailure:
+    worker: int
+    message: str
+    user_error: bool        # a FastMLPError (bad data dir, ...) rather than a crash or kill
+
+
+@dataclass
+class SweepOutcome:
+    name: str
+    out_dir: Path
+    storage: Optional[str]          # the Optuna storage URL (None for --engine wandb)
+    trials_before: int = 0          # trials in the study when this command started
+    trials_after: int = 0
+    seconds: float = 0.0            # wall time the workers ran
+    workers: int = 0
+    failures: list = field(default_factory=list)
+    report: object = None           # sweep_report.Report
+    sweep_id: Optional[str] = None  # --engine wandb
+
+    @property
+    def trials_per_hour(self) -> Optional[float]:
+        ran = self.trials_after - self.trials_before
+        return ran * 3600.0 / self.seconds if self.seconds > 0 and ran > 0 else None
+
+
+@dataclass
+class _Worker:
+    number: int
+    process: object         # subprocess.Popen
+    job_file: Path
+    error_file: Path
+
+
+# --------------------------------------------------------------------------- the API
+
+def run_sweep(spec_path, count: Optional[int] = None, workers: int = 1,
+              storage: Optional[str] = None, engine: str = "optuna",
+              name: Optional[str] = None, *, report: bool = False,
+              output_dir=None, wandb_mode: Optional[str] = None,
+              data_dir: Optional[str] = None, dataset: Optional[str] = None,
+              echo: Callable[[str], None] = print) -> SweepOutcome:
+    """Run (or continue) a sweep, or with report=True only write its report.
+
+    count is the total number of trials wanted in the study: finished, pruned and failed
+    trials all count, so running the same call again continues where it stopped.
+    Raises FastMLPError for user errors and SweepInterrupted on Ctrl-C/SIGTERM.
+    """
+    engine = (engine or "optuna").lower()
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine: {engine!r} is not one of {', '.join(ENGINES)}")
+    if workers < 1:
+        raise ConfigError(f"--workers: {workers} must be >= 1")
+    spec = load_spec(spec_path, name)
+    out_dir = Path(output_dir) if output_dir else Path(DEFAULT_OUTPUT_ROOT) / spec.name
+    if engine == "wandb":
+        if report:
+            raise ConfigError("--report reads the Optuna study; a W&B sweep's results are on "
+                              "its W&B page")
+        return _run_wandb_sweep(spec, count, workers, out_dir, wandb_mode, data_dir, dataset,
+                                echo)
+    return _run_optuna_sweep(spec, count, workers, storage, out_dir, report, wandb_mode,
+                             data_dir, dataset, echo)
+
+
+def resolve_count(count: Optional[int], spec: SweepSpec, echo=print) -> int:
+    """--count, else the file's run_cap, else the grid size; never more than the grid."""
+    if count is None:
+        count = spec.default_count()
+        if count is None:
+            raise ConfigError(f"give --count N (the total number of trials wanted) or "
+                              f"run_cap in {spec.source}")
+    if count < 1:
+        raise ConfigError(f"--count: {count} must be >= 1")
+    if spec.method == "grid" and count > spec.grid_size:
+        echo(f"the grid has {spec.grid_size} points: running {spec.grid_size} trials, "
+             f"not {count}")
+        count = spec.grid_size
+    return count
+
+
+def base_config(spec: SweepSpec, *, dataset=None, data_dir=None, wandb_mode="offline",
+                threads=None, group=None) -> TrainConfig:
+    """The settings every trial shares before the file's parameters are applied."""
+    swept = {p.name for p in spec.params}
+    if dataset is not None and "dataset" in swept:
+        raise ConfigError(f"--dataset: {spec.source} already sets dataset; remove one of them")
+    values = TrainConfig().to_dict()
+    if dataset is not None:
+        values["dataset"] = dataset
+    values.update(data_dir=data_dir, wandb_mode=wandb_mode, threads=threads)
+    if spec.project:
+        values["wandb_project"] = spec.project
+    if spec.entity:
+        values["wandb_entity"] = spec.entity
+    return dataclasses.replace(TrainConfig.from_dict(values).validated(), group=group)
+
+
+def threads_per_worker(workers: int) -> int:
+    """Each worker's share of this process's cores (at least one)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // workers)
+
+
+# --------------------------------------------------------------------------- optuna engine
+
+def _run_optuna_sweep(spec, count, workers, storage, out_dir, report_only, wandb_mode,
+                      data_dir, dataset, echo) -> SweepOutcome:
+    from .sweep_report import write_report
+    from .sweep_storage import (counted_trials, create_or_load_study, fail_orphaned_trials,
+                                load_study, redacted, storage_url)
+
+    url = storage_url(storage, out_dir)
+    outcome = SweepOutcome(name=spec.name, out_dir=out_dir, storage=url)
+    if report_only:
+        study = load_study(url, spec.name)
+        outcome.trials_before = outcome.trials_after = len(study.trials)
+        outcome.report = write_report(study, spec, out_dir, echo)
+        return outcome
+
+    total = resolve_count(count, spec, echo)
+    threads = threads_per_worker(workers)
+    base = base_config(spec, dataset=dataset, data_dir=data_dir,
+                       wandb_mode=wandb_mode or "offline", threads=threads, group=spec.name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _quiet_optuna()
+    study = create_or_load_study(url, spec)
+    orphans = fail_orphaned_trials(study)
+    if orphans:
+        echo(f"marked FAIL the trial(s) {_numbers(orphans)} left RUNNING by a process that "
+             "is gone")
+    outcome.trials_before = len(counted_trials(study))
+    if outcome.trials_before >= total:
+        echo(f"sweep {spec.name} already has {outcome.trials_before} trials "
+             f"(--count {total}); nothing to run")
+    else:
+        n_workers = min(workers, total - outcome.trials_before)
+        echo(f"sweep {spec.name}: {outcome.trials_before} of {total} trials done; "
+             f"{n_workers} worker(s) x {threads} thread(s); storage {redacted(url)}; "
+             f"output {out_dir}/")
+        _prepare_data(spec, base)
+        _warm_numba_cache(base.dtype, echo)
+        job = {
+            "engine": "optuna", "storage": url, "count": total,
+            "spec": spec.raw, "spec_source": spec.source, "name": spec.name,
+            "base_config": dataclasses.asdict(base), "trials_dir": str(out_dir / "trials"),
+        }
+        outcome.workers = n_workers
+        try:
+            outcome.seconds, outcome.failures = _run_workers(
+                job, n_workers, threads, out_dir, echo, study=study)
+        except SweepInterrupted:
+            outcome.trials_after = len(counted_trials(study))
+            write_report(study, spec, out_dir, echo)
+            raise SweepInterrupted(
+                f"interrupted: the study holds {outcome.trials_after} of {total} trials; "
+                "run the same command again to continue")
+    outcome.trials_after = len(counted_trials(study))
+    outcome.report = write_report(study, spec, out_dir, echo)
+    _echo_rate(outcome, echo)
+    _raise_if_all_failed(outcome)
+    return outcome
+
+
+def _quiet_optuna() -> None:
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def _prepare_data(spec: SweepSpec, base: TrainConfig) -> None:
+    """Find every dataset the trials use before any worker starts: a wrong --data-dir fails
+    here with one line (not as a failed trial per worker), and a needed download happens
+    once, not in several workers at the same time."""
+    from .data import find_dataset_dir, load_dataset
+    from .errors import DataError
+
+    swept = next((p for p in spec.params if p.name == "dataset"), None)
+    names = (set(swept.values) if swept is not None else {base.dataset})
+    for name in sorted(names):
+        try:
+            find_dataset_dir(name, base.data_dir)
+        except DataError:
+            if base.data_dir is not None:
+                raise
+            load_dataset(name)  # downloads into the cache, or fails with one line
+
+
+def _warm_numba_cache(dtype: str, echo) -> None:
+    """Compile (or load) every kernel once here, so workers never compile concurrently."""
+    from .trainer import warm_up
+
+    started = time.perf_counter()
+    warm_up(dtype=dtype)
+    echo(f"numba kernels ready in {time.perf_counter() - started:.1f}s")
+
+
+def _echo_rate(outcome: SweepOutcome, echo) -> None:
+    ran = outcome.trials_after - outcome.trials_before
+    if ran > 0 and outcome.seconds > 0:
+        echo(f"ran {ran} trial(s) in {outcome.seconds:.1f}s with {outcome.workers} worker(s): "
+             f"{outcome.trials_per_hour:.0f} trials/hour")
+
+
+def _raise_if_all_failed(outcome: SweepOutcome) -> None:
+    """A user error that stopped every worker (bad data dir, ...) is the command's error."""
+    user_errors = [f for f in outcome.failures if f.user_error]
+    if user_errors and len(user_errors) == outcome.workers:
+        raise FastMLPError(user_errors[0].message)
+
+
+# --------------------------------------------------------------------------- wandb engine
+
+def _run_wandb_sweep(spec, count, workers, out_dir, wandb_mode, data_dir, dataset,
+                     echo) -> SweepOutcome:
+    from .sweep_wandb import check_wandb_ready, create_wandb_sweep, wandb_sweep_config
+
+    check_wandb_ready(wandb_mode)  # before anything slow: no prompt, no 100 s retry
+    total = resolve_count(count, spec, echo)
+    threads = threads_per_worker(workers)
+    base = base_config(spec, dataset=dataset, data_dir=data_dir, wandb_mode="online",
+                       threads=threads)
+    config = wandb_sweep_config(spec, total, dataset=dataset, data_dir=data_dir)
+    sweep_id = create_wandb_sweep(config, project=base.wandb_project, entity=spec.entity)
+    echo(f"W&B sweep {sweep_id} created; {workers} agent(s) x {threads} thread(s)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _prepare_data(spec, base)
+    _warm_numba_cache(base.dtype, echo)
+    job = {
+        "engine": "wandb", "sweep_id": sweep_id, "count": total,
+        "project": base.wandb_project, "entity": spec.entity,
+        "base_config": dataclasses.asdict(base), "trials_dir": str(out_dir / "trials"),
+    }
+    outcome = SweepOutcome(name=spec.name, out_dir=out_dir, storage=None, sweep_id=sweep_id,
+                           workers=workers)
+    outcome.seconds, outcome.failures = _run_workers(job, workers, threads, out_dir, echo)
+    _raise_if_all_failed(outcome)
+    return outcome
+
+
+# --------------------------------------------------------------------------- workers
+
+def _run_workers(job: dict, n_workers: int, threads: int, out_dir: Path, echo,
+                 study=None) -> tuple:
+    """Start the worker processes, wait for them; (seconds, [WorkerFailure])."""
+    workers = []
+    started = time.perf_counter()
+    previous_sigterm = _sigterm_interrupts()
+    try:
+        workers = [_start_worker(job, number, threads, out_dir)
+                   for number in range(1, n_workers + 1)]
+        failures = _supervise(workers, study, echo)
+    except KeyboardInterrupt:
+        echo("interrupted: stopping the workers; their running trials are recorded as FAIL")
+        _stop_workers(workers, study)
+        raise SweepInterrupted() from None
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous_sigterm)
+        for worker in workers:
+            worker.job_file.unlink(missing_ok=True)
+            worker.error_file.unlink(missing_ok=True)
+    return time.perf_counter() - started, failures
+
+
+def _start_worker(job: dict, number: int, threads: int, out_dir: Path) -> _Worker:
+    import subprocess
+
+    jobs_dir = out_dir / "workers"
+    jobs_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{os.getpid()}-{number}"  # several `fastmlp sweep`s may share the directory
+    job_file, error_file = jobs_dir / f"{stem}.json", jobs_dir / f"{stem}.error"
+    error_file.unlink(missing_ok=True)
+    worker_job = dict(job, worker=number, error_file=str(error_file), parent_pid=os.getpid())
+    job_file.write_text(json.dumps(worker_job, default=str))
+    # A fresh interpreter (not fork), in its own session: a terminal's Ctrl-C reaches only
+    # this process, which forwards it once, so a worker's clean-up is never interrupted.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fastmlp.sweep_worker", str(job_file)],
+        env=_worker_env(threads), start_new_session=True)
+    return _Worker(number, process, job_file, error_file)
+
+
+def _worker_env(threads: int) -> dict:
+    env = dict(os.environ)
+    for variable in THREAD_VARIABLES:
+        env[variable] = str(threads)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(PACKAGE_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env["PYTHONUNBUFFERED"] = "1"  # trial lines appear as they happen
+    return env
+
+
+def _supervise(workers: list, study, echo) -> list:
+    """Wait for every worker; when one dies, fail its running trial and let the rest go on."""
+    failures = []
+    running = list(workers)
+    while running:
+        for worker in list(running):
+            code = worker.process.poll()
+            if code is None:
+                continue
+            running.remove(worker)
+            failure = _worker_ended(worker, code, study)
+            if failure is not None:
+                failures.append(failure)
+                stopped = "stopped: " if failure.user_error else ""
+                echo(f"worker {worker.number}: {stopped}{failure.message}")
+        time.sleep(POLL_SECONDS)
+    return failures
+
+
+def _worker_ended(worker: _Worker, code: int, study) -> Optional[WorkerFailure]:
+    """What a worker's exit code means; fails the trial a killed worker left RUNNING."""
+    from .sweep_worker import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR
+
+    if code in (EXIT_OK, EXIT_INTERRUPTED):
+        return None
+    if code < 0:
+        how = f"was killed by {signal.Signals(-code).name}"
+    else:
+        how = worker.error_file.read_text() if worker.error_file.exists() else f"exited {code}"
+    failed = []
+    if study is not None:
+        from .sweep_storage import fail_trials_of_process
+        failed = fail_trials_of_process(study, worker.process.pid,
+                                        f"worker {worker.number} {how}")
+    if code == EXIT_USER_ERROR:
+        return WorkerFailure(worker.number, how, user_error=True)
+    lost = f"; its trial {_numbers(failed)} is marked FAIL" if failed else ""
+    return WorkerFailure(worker.number, f"{how}{lost}; the other workers go on",
+                         user_error=False)
+
+
+def _stop_workers(workers: list, study) -> None:
+    """Forward the interrupt to each worker, wait, kill stragglers, fail what they left."""
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if in_main_thread:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
+    try:
+        for worker in workers:
+            if worker.process.poll() is None:
+                worker.process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for worker in workers:
+            try:
+                worker.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except Exception:  # subprocess.TimeoutExpired
+                worker.process.kill()
+                worker.process.wait()
+        if study is not None:
+            from .sweep_storage import fail_trials_of_process
+            for worker in workers:
+                fail_trials_of_process(study, worker.process.pid, "the sweep was interrupted")
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _sigterm_interrupts():
+    """Treat SIGTERM like Ctrl-C while workers run; returns the previous handler."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    if threading.current_thread() is not threading.main_thread():
+        return signal.getsignal(signal.SIGTERM)  # only the main thread may set handlers
+    return signal.signal(signal.SIGTERM, interrupt)
+
+
+def _numbers(numbers: list) -> str:
+    return ", ".join(str(n) for n in numbers)
+
+
+# --------------------------------------------------------------------------- the command
+
+@click.command("sweep", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("sweep_file", metavar="FILE.yaml")
+@click.option("--count", type=int, default=None,
+              help="Total trials wanted in the study; finished, pruned and failed ones count, "
+                   "so the same command again continues. Default: run_cap, or the whole grid.")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Worker processes on this machine; each gets cores/workers threads.")
+@click.option("--storage", default=None, metavar="URL",
+              help="Optuna storage URL, e.g. postgresql://user:pass@host/db to share the study "
+                   "between machines. Default: sqlite:///OUTPUT_DIR/study.db.")
+@click.option("--engine", type=click.Choice(ENGINES, case_sensitive=False), default="optuna",
+              show_default=True, help="optuna (offline) or wandb (W&B server sweep + agents).")
+@click.option("--name", default=None,
+              help="Sweep (study, wandb group) name. Default: the file's name: or its stem.")
+@click.option("--report", "report_only", is_flag=True,
+              help="Only write the report (best trials, CSV, plots) of the study so far.")
+@click.option("--output-dir", default=None, type=click.Path(file_okay=False),
+              help="Where the study, trial runs and report go. Default: sweeps-out/NAME.")
+@click.option("--wandb-mode", type=click.Choice(WANDB_MODES, case_sensitive=False), default=None,
+              help="wandb mode of each trial's run. Default: offline (online for --engine wandb).")
+@click.option("--data-dir", default=None, type=click.Path(file_okay=False),
+              help="Directory holding the dataset's IDX files (passed to train).")
+@click.option("-d", "--dataset", type=click.Choice(DATASETS, case_sensitive=False), default=None,
+              help="Dataset for every trial, unless the sweep file sets it.")
+def sweep_command(sweep_file, count, workers, storage, engine, name, report_only, output_dir,
+                  wandb_mode, data_dir, dataset):
+    """Run a wandb-format sweep FILE.yaml over `train` (Optuna by default)."""
+    try:
+        run_sweep(sweep_file, count=count, workers=workers, storage=storage, engine=engine,
+                  name=name, report=report_only, output_dir=output_dir,
+                  wandb_mode=wandb_mode and wandb_mode.lower(), data_dir=data_dir,
+                  dataset=dataset and _canonical_dataset(dataset), echo=click.echo)
+    except SweepInterrupted as stop:
+        click.echo(str(stop) or "interrupted", err=True)
+        raise SystemExit(130) from None
+
+
+def _canonical_dataset(dataset: str) -> str:
+    return next(name for name in DATASETS if name.lower() == dataset.lower())
+
+
+def main(argv=None) -> int:
+    """`python -m fastmlp.sweep ...`: the command alone, with one-line errors."""
+    try:
+        sweep_command.main(args=argv, prog_name="fastmlp sweep", standalone_mode=False)
+    except FastMLPError as error:
+        click.echo(f"error: {error}", err=True)
+        return 1
+    except click.ClickException as error:
+        error.show()
+        return error.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

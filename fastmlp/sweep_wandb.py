@@ -1,0 +1,108 @@
+"""`--engine wandb`: the same sweep file run as a W&B sweep (wandb.sweep + wandb.agent).
+
+W&B sweeps need the W&B server: there is no offline mode. Without credentials wandb would
+wait at a login prompt, and with a key but no network it retries for ~100 s, so
+`check_wandb_ready` looks for an API key and probes the server (short timeout) first and
+fails at once with one line.
+"""
+from __future__ import annotations
+
+import netrc
+import os
+import socket
+from pathlib import Path
+from typing import Optional
+from urllib.parse import urlsplit
+
+from .errors import FastMLPError
+
+DEFAULT_BASE_URL = "https://api.wandb.ai"
+PROBE_TIMEOUT_SECONDS = 5
+# How `wandb agent SWEEP_ID` (the CLI, outside fastmlp) would start a run: wandb expands
+# ${args} to --name=value pairs, which are exactly `train`'s long flags.
+AGENT_PROGRAM = "cli.py"
+AGENT_COMMAND = ["${env}", "${interpreter}", "-m", "cli", "train", "--wandb-mode", "online"]
+
+
+class WandbUnavailable(FastMLPError):
+    """The W&B server cannot be used from here (offline, no API key, unreachable)."""
+
+
+def wandb_sweep_config(spec, count: int, dataset: Optional[str] = None,
+                       data_dir: Optional[str] = None) -> dict:
+    """The sweep config sent to wandb.sweep: the file, normalised, plus run_cap and command."""
+    parameters = {p.name: p.to_wandb() for p in spec.params}
+    if dataset is not None and "dataset" not in parameters:
+        parameters["dataset"] = {"distribution": "constant", "value": dataset}
+    command = list(AGENT_COMMAND)
+    if data_dir is not None:
+        command += ["--data-dir", str(data_dir)]
+    config = {
+        "name": spec.name,
+        "method": spec.method,
+        "metric": {"name": spec.metric, "goal": spec.goal},
+        "parameters": parameters,
+        "run_cap": count,
+        "program": AGENT_PROGRAM,
+        "command": command + ["${args}"],
+    }
+    if spec.raw.get("early_terminate") is not None:
+        config["early_terminate"] = dict(spec.raw["early_terminate"])
+    if spec.raw.get("description"):
+        config["description"] = str(spec.raw["description"])
+    for key in ("project", "entity"):
+        if getattr(spec, key):
+            config[key] = getattr(spec, key)
+    return config
+
+
+def check_wandb_ready(wandb_mode: Optional[str] = None) -> None:
+    """Raise WandbUnavailable unless online mode, an API key and the server are all there."""
+    mode = wandb_mode or os.environ.get("WANDB_MODE")
+    if mode in ("offline", "disabled", "dryrun"):
+        source = "--wandb-mode" if wandb_mode else "WANDB_MODE"
+        raise WandbUnavailable(
+            f"--engine wandb runs the sweep on the W&B server, but {source} is {mode}; "
+            "use the default --engine optuna to sweep offline")
+    base_url = os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL
+    if not has_wandb_credentials(base_url):
+        raise WandbUnavailable(
+            f"--engine wandb needs a W&B API key for {base_url}: run `wandb login` or set "
+            "WANDB_API_KEY (or use the default --engine optuna, which needs no account)")
+    probe_server(base_url)
+
+
+def has_wandb_credentials(base_url: str) -> bool:
+    """An API key in the environment or in the netrc file for the server's host."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urlsplit(base_url).netloc
+    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
+    try:
+        entry = netrc.netrc(str(path)).authenticators(host)
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return bool(entry and entry[2])
+
+
+def probe_server(base_url: str) -> None:
+    """Open (and close) a TCP connection to the server, or fail within a few seconds."""
+    parts = urlsplit(base_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=PROBE_TIMEOUT_SECONDS).close()
+    except OSError as error:
+        raise WandbUnavailable(
+            f"cannot reach the W&B server {parts.hostname}:{port} ({error}); "
+            "use the default --engine optuna to sweep offline") from None
+
+
+def create_wandb_sweep(config: dict, project: str, entity: Optional[str]) -> str:
+    """wandb.sweep(config) -> sweep id; any failure becomes one line."""
+    import wandb
+
+    try:
+        return wandb.sweep(config, project=project, entity=entity)
+    except Exception as error:  # wandb raises many types (CommError, UsageError, ...)
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise WandbUnavailable(f"W&B did not create the sweep: {message}") from None

@@ -1,0 +1,47 @@
+"""Shared test fixtures: where the machine's real data lives, and an environment in which
+fastmlp reads only that data and writes only under pytest's temporary directories."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# Debian package `dataset-fashion-mnist`; MNIST has no package: a shared copy beside the repo.
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+SHARED_MNIST = Path(os.environ.get("FASTMLP_SHARED_MNIST") or REPO.parent / "shared" / "data" / "mnist")
+
+
+@pytest.fixture(scope="session")
+def fashion_dir() -> Path:
+    """The real Fashion-MNIST files (skips the test when the package is not installed)."""
+    if not FASHION_DIR.is_dir():
+        pytest.skip(f"{FASHION_DIR} missing (apt-get install dataset-fashion-mnist)")
+    return FASHION_DIR
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The real MNIST files (skips the test when the shared copy is missing)."""
+    if not SHARED_MNIST.is_dir():
+        pytest.skip(f"{SHARED_MNIST} missing (set FASTMLP_SHARED_MNIST)")
+    return SHARED_MNIST
+
+
+@pytest.fixture(scope="module")
+def fastmlp_env(tmp_path_factory):
+    """For a whole test module: no user dataset cache, no outside data dir or mirror (so no
+    download), the machine's data copies, wandb state in a temp dir, no wandb credentials.
+    WANDB_DIR is unset, so a run's wandb files go under its --output-dir."""
+    home = tmp_path_factory.mktemp("fastmlp-env")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FASTMLP_CACHE_DIR", str(home / "cache"))
+        patch.setenv("FASTMLP_SHARED_MNIST", str(SHARED_MNIST))
+        for var in ("FASTMLP_DATA_DIR", "FASTMLP_MIRROR", "WANDB_DIR", "WANDB_API_KEY",
+                    "WANDB_MODE"):
+            patch.delenv(var, raising=False)
+        for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+            patch.setenv(var, str(home / var.lower()))
+        patch.setenv("NETRC", str(home / "netrc"))  # no file: no wandb credentials
+        yield home

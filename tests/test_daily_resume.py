@@ -1,0 +1,221 @@
+"""Checkpoints and `fastmlp train --resume`: an interrupted run, resumed, ends exactly like an
+uninterrupted run with the same seed; Ctrl-C (a real SIGINT) saves and names the command.
+
+Real data (a 2,000-image slice of Fashion-MNIST, so epochs take milliseconds), real kernels,
+in-process `cli.main` calls except the one SIGINT test, which needs its own process.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shlex
+import signal
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cli
+from fastmlp import data
+from fastmlp.checkpoint import load_checkpoint, resume_config
+from fastmlp.config import TrainConfig
+from fastmlp.errors import ConfigError
+from fastmlp.model import load_model
+from fastmlp.trainer import EpochDisplay
+
+# nadam: both optimizer-state buffers and the step counter (bias correction) matter.
+RUN = ("-e", "3", "-nhl", "2", "-sz", "16", "-b", "64", "-o", "nadam", "-lr", "0.003",
+       "--seed", "7", "--wandb-mode", "disabled", "--no-plots")
+RUN_NAME = "hl_2_bs_64_ac_ReLU"
+N_TRAIN, N_TEST = 2000, 500
+
+
+@pytest.fixture(scope="module", autouse=True)
+def env(fastmlp_env):
+    """Isolated caches and wandb state for every test here."""
+
+
+@pytest.fixture(scope="module")
+def small_data(fashion_dir, tmp_path_factory) -> Path:
+    """The first 2,000 training and 500 test images of Fashion-MNIST, as raw IDX files."""
+    return write_slice(fashion_dir, tmp_path_factory.mktemp("small-fashion"))
+
+
+def write_slice(source: Path, directory: Path) -> Path:
+    for key, name in data.FILES.items():
+        array = data.read_idx(source / name)[:N_TRAIN if key.endswith("train") else N_TEST]
+        magic = 0x803 if array.ndim == 3 else 0x801
+        header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+        (directory / name.removesuffix(".gz")).write_bytes(header + array.tobytes())
+    return directory
+
+
+@dataclass
+class Outcome:
+    code: int
+    out: str
+    err: str
+
+
+def invoke(*args) -> Outcome:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([str(arg) for arg in args])
+    code = exit_info.value.code
+    return Outcome(0 if code is None else code, out.getvalue(), err.getvalue())
+
+
+def without_seconds(records: list) -> list:
+    return [{k: v for k, v in r.items() if k != "train_seconds"} for r in records]
+
+
+def results(run_dir: Path) -> dict:
+    """Everything a run computed (no timings, no paths)."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    _, params, config, _ = load_model(run_dir / "model.npz")
+    config.pop("output_dir")
+    return {"epochs": without_seconds(summary["epochs"]), "metrics": without_seconds(metrics),
+            "test_loss": summary["test_loss"], "test_accuracy": summary["test_accuracy"],
+            "confusion_matrix": summary["confusion_matrix"], "config": config,
+            "train_command": summary["train_command"], "num_params": summary["num_params"],
+            "fields": sorted(summary), "params": params.tobytes()}
+
+
+@pytest.fixture(scope="module")
+def reference(small_data, tmp_path_factory) -> dict:
+    """The uninterrupted run."""
+    output_dir = tmp_path_factory.mktemp("reference")
+    outcome = invoke("train", *RUN, "--data-dir", small_data, "--output-dir", output_dir,
+                     "--no-progress")
+    assert outcome.code == 0, outcome.err
+    return results(output_dir / RUN_NAME)
+
+
+def interrupt_after_epoch(monkeypatch, epoch: int) -> None:
+    """Ctrl-C right after `epoch` has been shown (the way a user's keypress lands)."""
+    show = EpochDisplay.epoch_line
+
+    def epoch_line(self, record):
+        show(self, record)
+        if record["epoch"] == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(EpochDisplay, "epoch_line", epoch_line)
+
+
+def resume_command(err: str) -> list:
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted: resume with  fastmlp train --resume "), err
+    return shlex.split(last.split("resume with", 1)[1])
+
+
+# ----------------------------------------------------------------------------- resume
+
+def test_interrupted_then_resumed_equals_uninterrupted(reference, small_data, tmp_path,
+                                                       monkeypatch):
+    interrupt_after_epoch(monkeypatch, 1)
+    outcome = invoke("train", *RUN, "--data-dir", small_data, "--output-dir", tmp_path,
+                     "--no-progress")
+    assert outcome.code == 130
+    assert "Traceback" not in outcome.err
+    run_dir = tmp_path / RUN_NAME
+    command = resume_command(outcome.err)
+    assert command == ["fastmlp", "train", "--resume", str(run_dir)]
+    assert {p.name for p in run_dir.iterdir()} == {"checkpoint.npz", "metrics.jsonl"}
+    monkeypatch.undo()
+
+    resumed = invoke(*command[1:])
+    assert resumed.code == 0, resumed.err
+    assert [line.split()[1] for line in resumed.err.splitlines()] == ["2/3", "3/3"]
+    assert results(run_dir) == reference
+
+
+def test_checkpoint_holds_the_state_after_each_epoch(small_data, tmp_path, monkeypatch):
+    interrupt_after_epoch(monkeypatch, 2)
+    outcome = invoke("train", *RUN, "--data-dir", small_data, "--output-dir", tmp_path,
+                     "--no-progress")
+    assert outcome.code == 130
+    checkpoint = load_checkpoint(tmp_path / RUN_NAME)
+    assert checkpoint.completed_epochs == 2
+    assert [r["epoch"] for r in checkpoint.epochs] == [1, 2]
+    n_train = N_TRAIN - round(N_TRAIN * 0.1)
+    assert checkpoint.step == 2 * -(-n_train // 64)
+    expected = np.random.default_rng([7, 1])  # the trainer's shuffle generator, two epochs on
+    expected.permutation(n_train), expected.permutation(n_train)
+    assert checkpoint.rng_state == expected.bit_generator.state
+    assert checkpoint.shuffle_rng().permutation(5).tolist() == expected.permutation(5).tolist()
+    assert checkpoint.config == TrainConfig(
+        epochs=3, num_layers=2, hidden_size=16, batch_size=64, optimizer="nadam",
+        learning_rate=0.003, seed=7, wandb_mode="disabled", output_dir=str(tmp_path),
+        data_dir=str(small_data))
+    assert np.abs(checkpoint.state2).sum() > 0  # nadam's second moments were saved
+
+
+def test_real_ctrl_c_with_progress_bar_saves_and_resumes(reference, small_data, tmp_path):
+    """SIGINT to a real process whose epochs run in the progress bar's worker thread."""
+    slow_epochs = textwrap.dedent("""
+        import sys, time
+        import fastmlp.trainer as trainer
+        run_epoch = trainer.run_epoch
+        def slow(*args, **kwargs):  # room for the signal to land inside epoch 2
+            time.sleep(0.4)
+            return run_epoch(*args, **kwargs)
+        trainer.run_epoch = slow
+        import cli
+        cli.main(sys.argv[1:])
+    """)
+    process = subprocess.Popen(
+        [sys.executable, "-c", slow_epochs, "train", *RUN, "--data-dir", str(small_data),
+         "--output-dir", str(tmp_path), "--progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    try:
+        while "epoch 1/3" not in seen:
+            line = process.stderr.readline()
+            assert line, f"the run ended before epoch 1: {seen}"
+            seen += line
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, seen + err
+    assert "Traceback" not in seen + err
+    run_dir = tmp_path / RUN_NAME
+    assert resume_command(err) == ["fastmlp", "train", "--resume", str(run_dir)]
+    assert load_checkpoint(run_dir).completed_epochs == 1
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 1
+    assert not (run_dir / "summary.json").exists() and not (run_dir / "model.npz").exists()
+
+    resumed = invoke("train", "--resume", run_dir, "--no-progress")
+    assert resumed.code == 0, resumed.err
+    assert results(run_dir) == reference
+
+
+def test_resume_rewrites_a_metrics_line_the_checkpoint_does_not_know(reference, small_data,
+                                                                    tmp_path, monkeypatch):
+    interrupt_after_epoch(monkeypatch, 1)
+    invoke("train", *RUN, "--data-dir", small_data, "--output-dir", tmp_path, "--no-progress")
+    monkeypatch.undo()
+    run_dir = tmp_path / RUN_NAME
+    with open(run_dir / "metrics.jsonl", "a") as handle:  # as if killed after the append
+        handle.write('{"epoch": 2, "train_lo')
+    resumed = invoke("train", "--resume", run_dir, "--no-progress", "--threads", "2")
+    assert resumed.code == 0, resumed.err
+    assert results(run_dir)["metrics"] == reference["metrics"]
+
+
+def test_resume_accepts_machine_local_flags_only():
+    saved = TrainConfig(threads=None, wandb_mode="offline").validated()
+    changed = resume_config(saved, {"threads": 1, "wandb_mode": "disabled", "data_dir": "/d",
+                                    "output_dir": "elsewhere", "activation": "relu"})
+    assert (changed.threads, changed.wandb_mode, changed.data_dir) == (1, "disabled", "/d")
+    assert changed.output_dir == saved.output_dir and changed.activation == "ReLU"
+    with pytest.raises(ConfigError, match="-lr/--learning_rate"):
+        resume_config(saved, {"learning_rate": 0.5})

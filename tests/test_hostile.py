@@ -1,0 +1,543 @@
+"""Hostile input, table-driven: bad flags, data files, model files, checkpoints, images,
+sweep files and output paths (read-only, under a regular file, in /proc, a full disk).
+
+Every case must end with ONE line `error: ...` on stderr, a non-zero exit, no traceback, no
+output on stdout, and the sandbox exactly as it was: no partial file, no new run directory,
+and the finished run (and the interrupted one) already in it untouched, byte for byte.
+
+A full disk and a read-only directory are real filesystems: small tmpfs mounts (we run as
+root). Where mounting is not permitted (or FASTMLP_TEST_NO_MOUNT=1), a full disk becomes
+RLIMIT_FSIZE in a subprocess and the read-only cases are skipped.
+"""
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+import cli
+from fastmlp import data
+from fastmlp.model import Layout, save_model
+from fastmlp.trainer import EpochDisplay
+
+N_TRAIN, N_TEST = 1000, 200
+TINY = ("-e", "1", "-nhl", "0", "--wandb-mode", "disabled", "--no-progress")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def env(fastmlp_env):
+    """Isolated caches and wandb state for every test here."""
+
+
+# ----------------------------------------------------------------------------- module data
+
+@pytest.fixture(scope="module")
+def small_data(fashion_dir, tmp_path_factory) -> Path:
+    """The first 1,000 training and 200 test images of Fashion-MNIST, as raw IDX files."""
+    directory = tmp_path_factory.mktemp("small-fashion")
+    for key, name in data.FILES.items():
+        array = data.read_idx(fashion_dir / name)[:N_TRAIN if key.endswith("train") else N_TEST]
+        (directory / name.removesuffix(".gz")).write_bytes(idx_bytes(array))
+    return directory
+
+
+def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
+    magic = magic if magic is not None else (0x803 if array.ndim == 3 else 0x801)
+    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def invoke(*args) -> "Outcome":
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([str(arg) for arg in args])
+    code = exit_info.value.code
+    return Outcome(0 if code is None else code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(scope="module")
+def finished_run(small_data, tmp_path_factory) -> Path:
+    """A finished run (model, summary, metrics, plots): existing results to protect."""
+    output_dir = tmp_path_factory.mktemp("finished")
+    outcome = invoke("train", *TINY, "--data-dir", small_data, "--output-dir", output_dir)
+    assert outcome.code == 0, outcome.err
+    return output_dir / "hl_0_bs_32_ac_ReLU"
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(small_data, tmp_path_factory) -> Path:
+    """A run stopped by Ctrl-C after epoch 1 of 3 (checkpoint and metrics, no model)."""
+    output_dir = tmp_path_factory.mktemp("interrupted")
+    show = EpochDisplay.epoch_line
+
+    def epoch_line(self, record):
+        show(self, record)
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(EpochDisplay, "epoch_line", epoch_line)
+        outcome = invoke("train", "-e", "3", "-nhl", "0", "--wandb-mode", "disabled",
+                         "--no-progress", "--data-dir", small_data, "--output-dir", output_dir)
+    assert outcome.code == 130, outcome.err
+    return output_dir / "hl_0_bs_32_ac_ReLU"
+
+
+# ----------------------------------------------------------------------------- the sandbox
+
+@dataclass
+class Outcome:
+    code: int
+    out: str
+    err: str
+
+
+@dataclass
+class Sandbox:
+    """A case's world: tmp_path with a copy of a finished and an interrupted run."""
+
+    root: Path
+    data: Path  # the module's small dataset (read only)
+    mounts: list = field(default_factory=list)
+    fsize_limit: int | None = None  # set when a "full disk" is RLIMIT_FSIZE, not a tmpfs
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def run(self) -> Path:
+        return self.runs / "hl_0_bs_32_ac_ReLU"
+
+    @property
+    def model(self) -> Path:
+        return self.run / "model.npz"
+
+    @property
+    def interrupted(self) -> Path:
+        return self.root / "interrupted" / "hl_0_bs_32_ac_ReLU"
+
+    def file(self, name: str, content: bytes) -> Path:
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        return path
+
+    def data_copy(self, name="data") -> Path:
+        return Path(shutil.copytree(self.data, self.root / name))
+
+    def model_file(self, name: str, sizes=(784, 10), params=None, class_names=None,
+                   config=None) -> Path:
+        layout = Layout(tuple(sizes))
+        if params is None:
+            params = np.zeros(layout.num_params, dtype=np.float32)
+        config = config or {"activation": "ReLU", "loss": "cross_entropy",
+                            "dataset": "fashion_mnist"}
+        names = class_names or [str(i) for i in range(layout.sizes[-1])]
+        path = self.root / name
+        save_model(path, layout, params, config, names)
+        return path
+
+    def tmpfs(self, name: str, size: str, readonly=False) -> Path:
+        """A fresh tmpfs at root/name (skips the case when mounting is not permitted)."""
+        path = self.root / name
+        path.mkdir()
+        if not self._mount(path, size):
+            pytest.skip("mounting a tmpfs is not permitted here")
+        if readonly:
+            self.remount_readonly(path)
+        return path
+
+    def small_disk(self, name: str, size_kb: int) -> Path:
+        """A directory on a disk of size_kb: a tmpfs, else RLIMIT_FSIZE for the command."""
+        path = self.root / name
+        path.mkdir()
+        if not self._mount(path, f"{size_kb}k"):
+            self.fsize_limit = size_kb * 1024
+        return path
+
+    def remount_readonly(self, path: Path) -> None:
+        subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True)
+
+    def fill(self, path: Path, leave_bytes: int) -> None:
+        """Fill the filesystem holding `path` until only about leave_bytes are free."""
+        stat = os.statvfs(path)
+        free = stat.f_bavail * stat.f_frsize
+        (path / "filler").write_bytes(bytes(max(free - leave_bytes, 0)))
+
+    def _mount(self, path: Path, size: str) -> bool:
+        if os.environ.get("FASTMLP_TEST_NO_MOUNT"):  # exercise the fallbacks
+            return False
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs",
+                               str(path)], capture_output=True)
+        if done.returncode == 0:
+            self.mounts.append(path)
+        return done.returncode == 0
+
+    def unmount_all(self) -> None:
+        for path in reversed(self.mounts):
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def snapshot(root: Path) -> dict:
+    """{relative path: sha256 or '<dir>'} for everything under root (wandb state aside)."""
+    tree = {}
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if "wandb" in relative.parts:
+            continue
+        tree[str(relative)] = "<dir>" if path.is_dir() else hashlib.sha256(
+            path.read_bytes()).hexdigest()
+    return tree
+
+
+# ----------------------------------------------------------------------------- data cases
+
+def _bad_data(mutate: Callable[[Path], None]):
+    def make(box: Sandbox):
+        directory = box.data_copy()
+        mutate(directory)
+        return ["train", *TINY, "--data-dir", directory, "--output-dir", box.runs]
+    return make
+
+
+def _truncate(directory: Path) -> None:
+    path = directory / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-1000])
+
+
+def _wrong_magic(directory: Path) -> None:
+    path = directory / "t10k-labels-idx1-ubyte"
+    path.write_bytes(b"\x00\x00\x08\x02" + path.read_bytes()[4:])
+
+
+def _count_mismatch(directory: Path) -> None:
+    labels = data.read_idx(directory / "train-labels-idx1-ubyte")
+    (directory / "train-labels-idx1-ubyte").write_bytes(idx_bytes(labels[:-7]))
+
+
+def _corrupt_gzip(directory: Path) -> None:
+    path = directory / "train-labels-idx1-ubyte"
+    compressed = gzip.compress(path.read_bytes())
+    (directory / "train-labels-idx1-ubyte.gz").write_bytes(compressed[:20] + b"\xff" * 40
+                                                          + compressed[60:])
+    path.unlink()
+
+
+def _label_out_of_range(directory: Path) -> None:
+    labels = data.read_idx(directory / "t10k-labels-idx1-ubyte").copy()
+    labels[5] = 10
+    (directory / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(labels))
+
+
+def _missing_file(directory: Path) -> None:
+    (directory / "t10k-images-idx3-ubyte").unlink()
+
+
+def _header_only(directory: Path) -> None:
+    (directory / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03")
+
+
+def _samples_missing_class(box: Sandbox):
+    directory = box.data_copy()
+    labels = data.read_idx(directory / "train-labels-idx1-ubyte").copy()
+    labels[labels == 7] = 5
+    (directory / "train-labels-idx1-ubyte").write_bytes(idx_bytes(labels))
+    return ["samples", "--data-dir", directory, "--output-dir", box.root / "pictures",
+            "--wandb-mode", "disabled"]
+
+
+# ----------------------------------------------------------------------------- model cases
+
+def _evaluate(path_of: Callable[[Sandbox], Path]):
+    return lambda box: ["evaluate", path_of(box), "--data-dir", box.data, "--no-plot"]
+
+
+def _model_version_99(box: Sandbox) -> Path:
+    with np.load(box.model) as stored:
+        arrays = dict(stored)
+    arrays["format_version"] = np.int64(99)
+    path = box.root / "future.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def _model_params_mismatch(box: Sandbox) -> Path:
+    with np.load(box.model) as stored:
+        arrays = dict(stored)
+    arrays["params"] = arrays["params"][:-10]
+    path = box.root / "short.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def _model_nan(box: Sandbox) -> Path:
+    params = np.zeros(Layout((784, 10)).num_params, dtype=np.float32)
+    params[17] = np.nan
+    return box.model_file("nan.npz", params=params)
+
+
+def _model_pickled(box: Sandbox) -> Path:
+    path = box.root / "pickled.npz"
+    np.savez(path, format_version=np.int64(1), sizes=np.array([784, 10]),
+             params=np.array([{"evil": 1}], dtype=object), config_json=np.str_("{}"),
+             class_names=np.array([str(i) for i in range(10)]))
+    return path
+
+
+# ----------------------------------------------------------------------------- predict cases
+
+def _png(box: Sandbox, name="ok.png") -> Path:
+    from PIL import Image
+
+    path = box.root / name
+    Image.fromarray(np.zeros((28, 28), dtype=np.uint8), "L").save(path)
+    return path
+
+
+def _truncated_png(box: Sandbox) -> Path:
+    whole = _png(box, "whole.png").read_bytes()
+    return box.file("cut.png", whole[:len(whole) // 2])
+
+
+# ----------------------------------------------------------------------------- output cases
+
+def _train_to(path_of: Callable[[Sandbox], Path]):
+    return lambda box: ["train", *TINY, "--data-dir", box.data, "--output-dir", path_of(box)]
+
+
+def _disk_full_after_first_epoch(box: Sandbox):
+    # Room for the epoch-0 checkpoint (~94 KB), not for its replacement beside it.
+    path = box.tmpfs("disk", "160k")
+    return ["train", "-e", "2", "-nhl", "0", "--wandb-mode", "disabled", "--no-progress",
+            "--data-dir", box.data, "--output-dir", path]
+
+
+def _resume_on_full_disk(box: Sandbox):
+    disk = box.small_disk("disk", 1024)
+    run = Path(shutil.copytree(box.interrupted, disk / "run"))
+    if box.fsize_limit is None:
+        box.fill(disk, leave_bytes=32 * 1024)
+    else:
+        box.fsize_limit = 64 * 1024
+    return ["train", "--resume", run]
+
+
+def _plot_over_old_file_on_full_disk(box: Sandbox):
+    disk = box.small_disk("disk", 256)
+    (disk / "matrix.png").write_bytes(b"an older picture, kept")
+    if box.fsize_limit is None:
+        box.fill(disk, leave_bytes=8 * 1024)
+    else:
+        box.fsize_limit = 8 * 1024
+    return ["evaluate", box.model, "--data-dir", box.data, "--plot", disk / "matrix.png"]
+
+
+def _model_on_read_only_disk(box: Sandbox) -> Path:
+    disk = box.tmpfs("shared", "1m")
+    shutil.copy(box.model, disk / "model.npz")
+    box.remount_readonly(disk)
+    return disk / "model.npz"
+
+
+def _read_only(box: Sandbox) -> Path:
+    return box.tmpfs("readonly", "1m", readonly=True)
+
+
+def _sweep(text: str | None, name="sweep.yaml"):
+    def make(box: Sandbox):
+        if "sweep" not in cli.cli.commands:
+            pytest.skip("`fastmlp sweep` is not registered in cli.py yet")
+        path = box.root / name
+        if text is not None:
+            path.write_text(textwrap.dedent(text))
+        return ["sweep", path, "--count", "1", "--output-dir", box.root / "sweep-out",
+                "--data-dir", box.data, "--wandb-mode", "disabled"]
+    return make
+
+
+# ----------------------------------------------------------------------------- the table
+
+CASES = [  # (id, argv or a function Sandbox -> argv, fragments of the error line)
+    # flags
+    ("flag-batch-size-0", ["train", "-b", "0"], ["-b/--batch_size"]),
+    ("flag-val-fraction-1", ["train", "--val-fraction", "1"], ["--val-fraction"]),
+    ("flag-threads-0", ["train", "--threads", "0"], ["--threads"]),
+    ("flag-lr-inf", ["train", "-lr", "inf"], ["-lr/--learning_rate"]),
+    ("flag-evaluate-dataset", lambda b: ["evaluate", b.model, "-d", "cifar10"], ["cifar10"]),
+    ("flag-predict-top-k-11", lambda b: ["predict", b.model, _png(b), "--top-k", "11"],
+     ["--top-k", "between 1 and 10"]),
+    ("flag-predict-top-k-0", lambda b: ["predict", b.model, _png(b), "-k", "0"], ["--top-k"]),
+    ("flag-predict-no-input", lambda b: ["predict", b.model], ["Missing argument"]),
+    ("flag-evaluate-no-model", ["evaluate"], ["Missing argument"]),
+    # checkpoints and --resume
+    ("resume-changes-lr", lambda b: ["train", "--resume", b.interrupted, "-lr", "0.5"],
+     ["-lr/--learning_rate", "--resume"]),
+    ("resume-changes-epochs", lambda b: ["train", "--resume", b.interrupted, "-e", "9"],
+     ["-e/--epochs"]),
+    ("resume-missing-dir", lambda b: ["train", "--resume", b.root / "nope"],
+     ["no such run directory"]),
+    ("resume-finished-run", lambda b: ["train", "--resume", b.run], ["already finished"]),
+    ("resume-no-checkpoint", lambda b: ["train", "--resume", b.root],
+     ["no checkpoint.npz"]),
+    ("resume-corrupt-checkpoint",
+     lambda b: (b.interrupted.joinpath("checkpoint.npz").write_bytes(b"PK\x03\x04 broken"),
+                ["train", "--resume", b.interrupted])[1], ["corrupt or unreadable checkpoint"]),
+    ("resume-truncated-checkpoint",
+     lambda b: (b.interrupted.joinpath("checkpoint.npz").write_bytes(
+         b.interrupted.joinpath("checkpoint.npz").read_bytes()[:5000]),
+                ["train", "--resume", b.interrupted])[1], ["checkpoint"]),
+    ("resume-model-as-checkpoint",
+     lambda b: (shutil.copy(b.model, b.interrupted / "checkpoint.npz"),
+                ["train", "--resume", b.interrupted])[1], ["not a fastmlp checkpoint"]),
+    # data files
+    ("data-truncated-idx", _bad_data(_truncate), ["train-images-idx3-ubyte", "truncated"]),
+    ("data-header-only", _bad_data(_header_only), ["truncated IDX header"]),
+    ("data-wrong-magic", _bad_data(_wrong_magic), ["not an MNIST IDX file", "0x00000802"]),
+    ("data-label-image-count-mismatch", _bad_data(_count_mismatch), ["993 labels", "1000 images"]),
+    ("data-corrupt-gzip", _bad_data(_corrupt_gzip), ["train-labels-idx1-ubyte.gz", "gzip"]),
+    ("data-label-out-of-range", _bad_data(_label_out_of_range), ["label value 10"]),
+    ("data-missing-file", _bad_data(_missing_file), ["t10k-images-idx3-ubyte", "not found"]),
+    ("data-dir-is-a-file",
+     lambda b: ["train", *TINY, "--data-dir", b.file("plain", b"x"), "--output-dir", b.runs],
+     ["not found in the given fashion_mnist data directory"]),
+    ("data-samples-missing-class", _samples_missing_class, ["fashion_mnist", "no example of class 7 (Sneaker)"]),
+    # model files
+    ("model-other-architecture", _evaluate(lambda b: b.model_file("m100.npz", (100, 10))),
+     ["another architecture", "100 inputs"]),
+    ("model-five-outputs", _evaluate(lambda b: b.model_file("m5.npz", (784, 5))),
+     ["another architecture", "5 outputs"]),
+    ("model-params-mismatch", _evaluate(_model_params_mismatch), ["784-10 needs 7850"]),
+    ("model-format-version-99", _evaluate(_model_version_99), ["format version 99"]),
+    ("model-random-bytes", _evaluate(lambda b: b.file("junk.npz", os.urandom(3000))),
+     ["not a fastmlp model file (not an .npz archive)"]),
+    ("model-empty-file", _evaluate(lambda b: b.file("empty.npz", b"")),
+     ["not a fastmlp model file (not an .npz archive)"]),
+    ("model-truncated", _evaluate(lambda b: b.file("half.npz", b.model.read_bytes()[:20000])),
+     ["not a fastmlp model file"]),
+    ("model-pickled-objects", _evaluate(_model_pickled),
+     ["not a fastmlp model file", "allow_pickle"]),
+    ("model-is-a-checkpoint", _evaluate(lambda b: b.interrupted / "checkpoint.npz"),
+     ["training checkpoint, not a model"]),
+    ("model-is-a-directory", _evaluate(lambda b: b.run), ["is a directory"]),
+    ("model-missing", _evaluate(lambda b: b.root / "missing.npz"), ["no such model file"]),
+    ("model-nan-weights", _evaluate(_model_nan), ["NaN"]),
+    ("model-path-under-a-file", _evaluate(lambda b: b.file("plain", b"x") / "model.npz"),
+     ["no such model file"]),
+    ("model-predict-other-architecture",
+     lambda b: ["predict", b.model_file("m100.npz", (100, 10)), _png(b)],
+     ["another architecture"]),
+    # predict inputs
+    ("predict-text-file", lambda b: ["predict", b.model, b.file("notes.txt", b"hello\n")],
+     ["notes.txt", "not a readable image"]),
+    ("predict-truncated-png", lambda b: ["predict", b.model, _truncated_png(b)],
+     ["cut.png", "not a readable image"]),
+    ("predict-label-idx", lambda b: ["predict", b.model, b.data / "t10k-labels-idx1-ubyte"],
+     ["label file"]),
+    ("predict-missing-input", lambda b: ["predict", b.model, b.root / "gone.png"],
+     ["gone.png", "no such file"]),
+    ("predict-bad-among-good", lambda b: ["predict", b.model, _png(b), b.file("x.png", b"\x89PNG")],
+     ["x.png"]),
+    ("predict-directory-input", lambda b: ["predict", b.model, b.root], ["is a directory"]),
+    # output paths
+    ("output-under-a-regular-file", _train_to(lambda b: b.file("plain", b"x") / "runs"),
+     ["cannot create a run directory", "Not a directory"]),
+    ("output-in-proc", _train_to(lambda b: Path("/proc/fastmlp-runs")),
+     ["cannot create a run directory in /proc/fastmlp-runs"]),
+    ("output-read-only", _train_to(_read_only), ["Read-only file system"]),
+    ("output-disk-full-at-start", _train_to(lambda b: b.small_disk("disk", 64)),
+     ["cannot write", "checkpoint.npz"]),
+    ("output-disk-full-after-epoch-1", _disk_full_after_first_epoch,
+     ["cannot write", "checkpoint.npz", "No space left on device"]),
+    ("output-resume-on-full-disk", _resume_on_full_disk, ["cannot write", "checkpoint.npz"]),
+    ("output-evaluate-plot-read-only",
+     lambda b: ["evaluate", b.model, "--data-dir", b.data, "--plot", _read_only(b) / "m.png"],
+     ["cannot write", "Read-only file system"]),
+    ("output-evaluate-default-plot-beside-read-only-model",
+     lambda b: ["evaluate", _model_on_read_only_disk(b), "--data-dir", b.data],
+     ["cannot write", "Read-only file system", "--plot PATH, or --no-plot"]),
+    ("output-evaluate-plot-under-a-file",
+     lambda b: ["evaluate", b.model, "--data-dir", b.data, "--plot",
+                b.file("plain", b"x") / "m.png"], ["cannot write", "Not a directory"]),
+    ("output-evaluate-plot-full-disk-keeps-old-file", _plot_over_old_file_on_full_disk,
+     ["cannot write", "matrix.png"]),
+    ("output-samples-under-a-file",
+     lambda b: ["samples", "--data-dir", b.data, "--wandb-mode", "disabled", "--output-dir",
+                b.file("plain", b"x") / "pictures"], ["cannot create", "Not a directory"]),
+    ("output-samples-read-only",
+     lambda b: ["samples", "--data-dir", b.data, "--wandb-mode", "disabled", "--output-dir",
+                _read_only(b)], ["cannot write", "Read-only file system"]),
+    # sweep files
+    ("sweep-yaml-not-a-mapping", _sweep("- method: random\n- parameters: {}\n"),
+     ["must be a YAML mapping"]),
+    ("sweep-yaml-a-string", _sweep("just some words\n"), ["must be a YAML mapping"]),
+    ("sweep-invalid-yaml", _sweep("method: random\nparameters: {epochs: [1, 2\n"),
+     ["not valid YAML"]),
+    ("sweep-unknown-parameter", _sweep("""
+        method: random
+        parameters:
+          colour: {values: [red, blue]}
+     """), ["unknown parameter", "colour"]),
+    ("sweep-missing-file", _sweep(None, "absent.yaml"), ["absent.yaml", "not found"]),
+]
+
+
+@pytest.fixture
+def sandbox(tmp_path, small_data, finished_run, interrupted_run):
+    box = Sandbox(tmp_path, small_data)
+    shutil.copytree(finished_run, box.run)
+    shutil.copytree(interrupted_run, box.interrupted)
+    yield box
+    box.unmount_all()
+
+
+@pytest.mark.parametrize("argv, fragments", [case[1:] for case in CASES],
+                         ids=[case[0] for case in CASES])
+def test_hostile_input_is_one_error_line_and_changes_nothing(argv, fragments, sandbox):
+    if callable(argv):
+        argv = argv(sandbox)
+    before = snapshot(sandbox.root)
+    outcome = run(argv, sandbox.fsize_limit)
+    assert outcome.code not in (0, None), outcome
+    lines = [line for line in outcome.err.splitlines() if line.strip()]
+    assert len(lines) == 1, outcome.err
+    assert lines[0].startswith("error: "), lines[0]
+    assert "Traceback" not in outcome.err + outcome.out
+    assert outcome.out == ""
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert snapshot(sandbox.root) == before  # no partial file, nothing overwritten
+
+
+def run(argv, fsize_limit) -> Outcome:
+    if fsize_limit is None:
+        return invoke(*argv)
+    # No tmpfs: a "disk" of fsize_limit bytes per file, in a process of its own.
+    limited = textwrap.dedent(f"""
+        import resource, signal, sys
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, ({fsize_limit}, {fsize_limit}))
+        import cli
+        cli.main(sys.argv[1:])
+    """)
+    done = subprocess.run([sys.executable, "-c", limited, *map(str, argv)],
+                          capture_output=True, text=True, timeout=300)
+    return Outcome(done.returncode, done.stdout, done.stderr)
+
+
+def test_the_table_is_broad_enough():
+    kinds = {case[0].split("-")[0] for case in CASES}
+    assert {"flag", "resume", "data", "model", "predict", "output", "sweep"} <= kinds
+    assert len(CASES) >= 20
