@@ -168,7 +168,10 @@ def epoch_case(splits, rows=None, **overrides) -> Case:
     config = TrainConfig(**{**SEED_CONFIG, **overrides}).validated()
     layout = Layout(config.layer_sizes)
     dtype = np.dtype(config.dtype)
-    x, labels = splits.x_train[:rows].astype(dtype, copy=False), splits.y_train[:rows]
+    from .data import scale_pixels
+
+    pixels, labels = splits.pixels_train[:rows], splits.y_train[:rows]
+    x = scale_pixels(pixels, dtype)  # what the reference (and torch) train on
     order = np.random.default_rng(0).permutation(len(labels))
     codes = (code_of(config.activation, ACTIVATIONS), code_of(config.loss, LOSSES),
              code_of(config.optimizer, OPTIMIZERS))
@@ -182,7 +185,7 @@ def epoch_case(splits, rows=None, **overrides) -> Case:
              f"{config.activation} {config.optimizer} {config.dtype} {len(labels)} rows")
     return Case(
         "epoch", label,
-        lambda: run_epoch(state, layout, x, labels, order, config.batch_size, *codes, config),
+        lambda: run_epoch(state, layout, pixels, labels, order, config.batch_size, *codes, config),
         lambda: ref.train_epoch(layers, gold, x, labels, order, config.batch_size,
                                 config.activation, config.loss),
         flops_per_sample(config.layer_sizes) * len(labels), "FLOP",

@@ -4,6 +4,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import threading
 from pathlib import Path
 
 from .errors import FastMLPError
@@ -30,31 +31,52 @@ class WandbRun:
 
     def __init__(self, config, run_name: str, output_dir: Path):
         self.run = None
+        self._starting = None
         if config.wandb_mode == "disabled":
             return
-        import wandb
+        if config.wandb_mode == "online":
+            import wandb
 
-        if config.wandb_mode == "online" and not _wandb_api_key(wandb):
-            raise FastMLPError("wandb online mode needs credentials: run `wandb login` or set "
-                               "WANDB_API_KEY (or use --wandb-mode offline)")
+            if not _wandb_api_key(wandb):
+                raise FastMLPError("wandb online mode needs credentials: run `wandb login` or "
+                                   "set WANDB_API_KEY (or use --wandb-mode offline)")
         wandb_dir = Path(os.environ.get("WANDB_DIR") or output_dir)
         wandb_dir.mkdir(parents=True, exist_ok=True)
+        init_args = dict(project=config.wandb_project, entity=config.wandb_entity, name=run_name,
+                         group=config.group, config=config.to_dict(), mode=config.wandb_mode,
+                         dir=str(wandb_dir), reinit="finish_previous")
+        # Importing wandb and wandb.init take 2 s or so (it starts a service process): do it
+        # beside the first epoch instead of before it. Every later call waits for it.
+        self._init_error = None
+        self._starting = threading.Thread(target=self._start, args=(init_args,), daemon=True)
+        self._starting.start()
+
+    def _start(self, init_args):
         try:
-            self.run = wandb.init(
-                project=config.wandb_project, entity=config.wandb_entity, name=run_name,
-                group=config.group, config=config.to_dict(), mode=config.wandb_mode,
-                dir=str(wandb_dir), reinit="finish_previous",
-                settings=wandb.Settings(silent=True, console="off", init_timeout=60))
+            import wandb
+
+            self.run = wandb.init(**init_args, settings=wandb.Settings(
+                silent=True, console="off", init_timeout=60))
         except Exception as exc:  # wandb raises many types; the user needs one line
-            raise FastMLPError(f"wandb could not start ({config.wandb_mode}): "
-                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self._init_error = FastMLPError(
+                f"wandb could not start ({init_args['mode']}): {first_line}")
+
+    def _ready(self) -> bool:
+        """Wait for wandb.init; True when there is a run to log to."""
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
+            if self._init_error is not None:
+                raise self._init_error
+        return self.run is not None
 
     def log(self, values: dict) -> None:
-        if self.run is not None:
+        if self._ready():
             self.run.log(values)
 
     def log_confusion_matrix(self, labels, predictions, class_names) -> None:
-        if self.run is None:
+        if not self._ready():
             return
         import wandb
 
@@ -64,18 +86,22 @@ class WandbRun:
 
     def log_images(self, images: dict) -> None:
         """{key: path of a PNG} as wandb images."""
-        if self.run is None:
+        if not self._ready():
             return
         import wandb
 
         self.run.log({key: wandb.Image(str(path)) for key, path in images.items()})
 
     def summary(self, values: dict) -> None:
-        if self.run is not None:
+        if self._ready():
             self.run.summary.update(values)
 
     def finish(self, exit_code: int = 0) -> None:
-        if self.run is not None:
+        try:
+            ready = self._ready()
+        except FastMLPError:
+            ready = False  # it never started: nothing to finish
+        if ready:
             self.run.finish(exit_code=exit_code)
             self.run = None
 

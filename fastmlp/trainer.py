@@ -69,17 +69,19 @@ def warm_up(dtype="float32") -> float:
     layout = Layout((4, 3, 2))
     params = init_params(layout, "Xavier", np.random.default_rng(0), np.dtype(dtype))
     state = TrainState.fresh(params)
-    x = np.zeros((2, 4), dtype=dtype)
+    pixels = np.zeros((2, 4), dtype=np.uint8)
     labels = np.zeros(2, dtype=np.int64)
-    run_epoch(state, layout, x, labels, np.arange(2), 2, 0, 1, 0, TrainConfig())
-    evaluate(np.zeros(2, dtype=np.int64), x, labels, params, np.array(layout.sizes),
+    run_epoch(state, layout, pixels, labels, np.arange(2), 2, 0, 1, 0, TrainConfig())
+    evaluate(np.zeros(2, dtype=np.int64), pixels.astype(dtype), labels, params,
+             np.array(layout.sizes),
              layout.w_offsets, 0, 1)
     return time.perf_counter() - start
 
 
-def run_epoch(state: TrainState, layout: Layout, x, labels, order, batch_size,
+def run_epoch(state: TrainState, layout: Layout, pixels, labels, order, batch_size,
               act_code, loss_code, opt_code, config: TrainConfig, progress=None):
-    """One compiled epoch over x[order]; returns (mean batch loss, accuracy, batches run)."""
+    """One compiled epoch over pixels[order] (uint8 images, scaled to [0, 1] in the kernel);
+    returns (mean batch loss, accuracy, batches run)."""
     from .kernels.epoch import train_epoch
 
     if progress is None:
@@ -87,7 +89,7 @@ def run_epoch(state: TrainState, layout: Layout, x, labels, order, batch_size,
     batch_size = min(batch_size, len(order))  # the same batches; buffers no bigger than the data
     loss_sum, correct, batches, state.step = train_epoch(
         state.params, state.state1, state.state2, state.grads, progress, state.step,
-        x, labels, order, batch_size, np.array(layout.sizes, dtype=np.int64),
+        pixels, labels, order, batch_size, np.array(layout.sizes, dtype=np.int64),
         layout.w_offsets, layout.decay_segments(), act_code, loss_code, opt_code,
         config.learning_rate, config.momentum, config.beta, config.beta1, config.beta2,
         config.epsilon, config.weight_decay)
@@ -112,7 +114,7 @@ def confusion_matrix(labels, predictions, classes: int) -> np.ndarray:
 
 @dataclass
 class Splits:
-    x_train: np.ndarray
+    pixels_train: np.ndarray  # uint8: the training kernel scales them as it gathers a batch
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
@@ -122,7 +124,7 @@ class Splits:
 
 
 def load_splits(config: TrainConfig) -> Splits:
-    """The dataset as floats in [0, 1], with the seeded validation split taken off train."""
+    """The seeded validation split taken off train; validation and test as floats in [0, 1]."""
     from .data import load_dataset, scale_pixels, train_val_split
 
     dataset = load_dataset(config.dataset, config.data_dir)
@@ -130,7 +132,7 @@ def load_splits(config: TrainConfig) -> Splits:
     dtype = np.dtype(config.dtype)
     labels = dataset.y_train.astype(np.int64)
     return Splits(
-        x_train=scale_pixels(dataset.x_train[train_rows], dtype), y_train=labels[train_rows],
+        pixels_train=dataset.x_train[train_rows], y_train=labels[train_rows],
         x_val=scale_pixels(dataset.x_train[val_rows], dtype), y_val=labels[val_rows],
         x_test=scale_pixels(dataset.x_test, dtype), y_test=dataset.y_test.astype(np.int64),
         class_names=tuple(dataset.class_names))
@@ -286,7 +288,7 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
 
                 def one_epoch(counter):
                     start = time.perf_counter()
-                    result = run_epoch(state, layout, splits.x_train, splits.y_train, order,
+                    result = run_epoch(state, layout, splits.pixels_train, splits.y_train, order,
                                        config.batch_size, *codes, config, counter)
                     return result, time.perf_counter() - start
 

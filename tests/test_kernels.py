@@ -7,6 +7,7 @@ import pytest
 
 from fastmlp import reference as ref
 from fastmlp.config import ACTIVATIONS, LOSSES, OPTIMIZERS
+from fastmlp.data import scale_pixels
 from fastmlp.kernels.activations import bias_activate, scale_by_derivative
 from fastmlp.kernels.dense import dense_backward, dense_forward
 from fastmlp.kernels.epoch import evaluate, train_epoch
@@ -27,15 +28,15 @@ def flatten(layers):
     return np.concatenate([np.concatenate([w.ravel(), b]) for w, b in layers])
 
 
-def kernel_epoch(params, layout, x, labels, order, batch_size, activation, loss, optimizer,
+def kernel_epoch(params, layout, pixels, labels, order, batch_size, activation, loss, optimizer,
                  hyper=HYPER, state=None):
-    """Run the compiled epoch; returns (mean batch loss, accuracy, grads, state)."""
+    """Run the compiled epoch on uint8 pixels; returns (mean batch loss, accuracy, grads, state)."""
     if state is None:
         state = (np.zeros_like(params), np.zeros_like(params), 0)
     state1, state2, step = state
     grads = np.zeros_like(params)
     loss_sum, correct, batches, step = train_epoch(
-        params, state1, state2, grads, np.zeros(1, np.int64), step, x, labels, order,
+        params, state1, state2, grads, np.zeros(1, np.int64), step, pixels, labels, order,
         batch_size, np.array(layout.sizes), layout.w_offsets, layout.decay_segments(),
         ACTIVATIONS.index(activation), LOSSES.index(loss), OPTIMIZERS.index(optimizer),
         hyper["learning_rate"], hyper["momentum"], hyper["beta"], hyper["beta1"],
@@ -47,15 +48,16 @@ def kernel_epoch(params, layout, x, labels, order, batch_size, activation, loss,
 def problem():
     rng = np.random.default_rng(7)
     layout = Layout((30, 16, 12, 10))
-    x = rng.random((200, 30))
+    pixels = rng.integers(0, 256, size=(200, 30), dtype=np.uint8)
     labels = rng.integers(0, 10, 200)
-    return layout, x, labels, rng.permutation(200)
+    return layout, pixels, labels, rng.permutation(200)
 
 
 @pytest.mark.parametrize("optimizer,activation,loss",
                          list(itertools.product(OPTIMIZERS, ACTIVATIONS, LOSSES)))
 def test_two_epochs_match_reference(problem, optimizer, activation, loss):
-    layout, x, labels, order = problem
+    layout, pixels, labels, order = problem
+    x = scale_pixels(pixels, np.float64)
     params = init_params(layout, "Xavier", np.random.default_rng(1), np.float64)
     layers = [(w.copy(), b.copy()) for w, b in layout.views(params)]
     gold_optimizer = ref.Optimizer(optimizer, layers, **HYPER)
@@ -63,7 +65,7 @@ def test_two_epochs_match_reference(problem, optimizer, activation, loss):
     for epoch_order in (order, order[::-1].copy()):  # 2 epochs, 7 batches each (last of 8)
         gold_loss, gold_acc = ref.train_epoch(layers, gold_optimizer, x, labels, epoch_order,
                                               32, activation, loss)
-        mine_loss, mine_acc, _, state = kernel_epoch(params, layout, x, labels, epoch_order,
+        mine_loss, mine_acc, _, state = kernel_epoch(params, layout, pixels, labels, epoch_order,
                                                      32, activation, loss, optimizer, state=state)
         assert mine_loss == pytest.approx(gold_loss, rel=TIGHT)
         assert mine_acc == gold_acc
@@ -162,7 +164,8 @@ def test_gradients_match_finite_differences(activation, loss):
     layout = Layout((6, 5, 4, 10))
     params = init_params(layout, "Xavier", rng, np.float64) + rng.normal(
         scale=0.1, size=layout.num_params)  # non-zero biases too
-    x, labels = rng.random((7, 6)), rng.integers(0, 10, 7)
+    pixels, labels = rng.integers(0, 256, size=(7, 6), dtype=np.uint8), rng.integers(0, 10, 7)
+    x = scale_pixels(pixels, np.float64)
 
     def batch_loss(flat):
         return ref.gradients(layout.views(flat.copy()), x, labels, activation, loss)[0]
@@ -176,14 +179,15 @@ def test_gradients_match_finite_differences(activation, loss):
 
     _, gold_grads, _ = ref.gradients(layout.views(params.copy()), x, labels, activation, loss)
     no_step = dict(HYPER, learning_rate=0.0, weight_decay=0.0)
-    _, _, kernel_grads, _ = kernel_epoch(params.copy(), layout, x, labels, np.arange(7), 7,
+    _, _, kernel_grads, _ = kernel_epoch(params.copy(), layout, pixels, labels, np.arange(7), 7,
                                          activation, loss, "sgd", hyper=no_step)
     assert relative_error(flatten(gold_grads), numeric) < 1e-6
     assert relative_error(kernel_grads, numeric) < 1e-6
 
 
 def test_evaluate_matches_reference(problem):
-    layout, x, labels, _ = problem
+    layout, pixels, labels, _ = problem
+    x = scale_pixels(pixels, np.float64)
     params = init_params(layout, "He", np.random.default_rng(2), np.float64)
     x_big = np.tile(x, (6, 1))  # 1200 rows: more than one evaluation chunk
     labels_big = np.tile(labels, 6)
@@ -197,22 +201,23 @@ def test_evaluate_matches_reference(problem):
 
 
 def test_float32_epoch_tracks_float64_reference(problem):
-    layout, x, labels, order = problem
+    layout, pixels, labels, order = problem
+    x = scale_pixels(pixels, np.float64)
     params = init_params(layout, "Xavier", np.random.default_rng(1), np.float64)
     layers = [(w.copy(), b.copy()) for w, b in layout.views(params)]
     ref.train_epoch(layers, ref.Optimizer("adam", layers, **HYPER), x, labels, order, 32,
                     "ReLU", "cross_entropy")
     params32 = params.astype(np.float32)
-    kernel_epoch(params32, layout, x.astype(np.float32), labels, order, 32, "ReLU",
+    kernel_epoch(params32, layout, pixels, labels, order, 32, "ReLU",
                  "cross_entropy", "adam")
     assert relative_error(params32.astype(np.float64), flatten(layers)) < 1e-4
 
 
 def test_diverging_epoch_stops_early(problem):
-    layout, x, labels, order = problem
+    layout, pixels, labels, order = problem
     params = init_params(layout, "Xavier", np.random.default_rng(1), np.float64)
-    blow_up = dict(HYPER, learning_rate=1e30, weight_decay=0.0)
-    _, _, _, (_, _, steps) = kernel_epoch(params, layout, x * 1e3, labels, order, 32, "identity",
+    blow_up = dict(HYPER, learning_rate=1e300, weight_decay=0.0)
+    _, _, _, (_, _, steps) = kernel_epoch(params, layout, pixels, labels, order, 32, "identity",
                                           "cross_entropy", "sgd", hyper=blow_up)
     assert steps < 7
 
