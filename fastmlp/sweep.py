@@ -103,6 +103,9 @@ def run_sweep(spec_path, count: Optional[int] = None, workers: int = 1,
     spec = load_spec(spec_path, name)
     out_dir = Path(output_dir) if output_dir else Path(DEFAULT_OUTPUT_ROOT) / spec.name
     if engine == "wandb":
+        if storage:
+            raise ConfigError("--storage is for the optuna engine; a W&B sweep lives on the "
+                              "W&B server")
         if report:
             raise ConfigError("--report reads the Optuna study; a W&B sweep's results are on "
                               "its W&B page")
@@ -160,20 +163,13 @@ def _run_optuna_sweep(spec, count, workers, storage, out_dir, report_only, wandb
                       data_dir, dataset, echo) -> SweepOutcome:
     from .sweep_report import write_report
     from .sweep_storage import (counted_trials, create_or_load_study, fail_orphaned_trials,
-                                load_study, redacted, storage_url)
+                                storage_url)
 
     url = storage_url(storage, out_dir)
-    outcome = SweepOutcome(name=spec.name, out_dir=out_dir, storage=url)
     if report_only:
-        study = load_study(url, spec.name)
-        outcome.trials_before = outcome.trials_after = len(study.trials)
-        outcome.report = write_report(study, spec, out_dir, echo)
-        return outcome
-
+        return _report_only(spec, url, out_dir, echo)
     total = resolve_count(count, spec, echo)
-    threads = threads_per_worker(workers)
-    base = base_config(spec, dataset=dataset, data_dir=data_dir,
-                       wandb_mode=wandb_mode or "offline", threads=threads, group=spec.name)
+    base_config(spec, dataset=dataset, data_dir=data_dir)  # bad flags fail before any file
     out_dir.mkdir(parents=True, exist_ok=True)
     _quiet_optuna()
     study = create_or_load_study(url, spec)
@@ -181,14 +177,20 @@ def _run_optuna_sweep(spec, count, workers, storage, out_dir, report_only, wandb
     if orphans:
         echo(f"marked FAIL the trial(s) {_numbers(orphans)} left RUNNING by a process that "
              "is gone")
-    outcome.trials_before = len(counted_trials(study))
-    if outcome.trials_before >= total:
+    outcome = SweepOutcome(name=spec.name, out_dir=out_dir, storage=url,
+                           trials_before=len(counted_trials(study)))
+    remaining = total - outcome.trials_before
+    if remaining <= 0:
         echo(f"sweep {spec.name} already has {outcome.trials_before} trials "
              f"(--count {total}); nothing to run")
     else:
-        n_workers = min(workers, total - outcome.trials_before)
+        outcome.workers = min(workers, remaining)
+        threads = threads_per_worker(outcome.workers)
+        base = base_config(spec, dataset=dataset, data_dir=data_dir,
+                           wandb_mode=wandb_mode or "offline", threads=threads,
+                           group=spec.name)
         echo(f"sweep {spec.name}: {outcome.trials_before} of {total} trials done; "
-             f"{n_workers} worker(s) x {threads} thread(s); storage {redacted(url)}; "
+             f"{outcome.workers} worker(s) x {threads} thread(s); storage {_shown(url)}; "
              f"output {out_dir}/")
         _prepare_data(spec, base)
         _warm_numba_cache(base.dtype, echo)
@@ -197,21 +199,40 @@ def _run_optuna_sweep(spec, count, workers, storage, out_dir, report_only, wandb
             "spec": spec.raw, "spec_source": spec.source, "name": spec.name,
             "base_config": dataclasses.asdict(base), "trials_dir": str(out_dir / "trials"),
         }
-        outcome.workers = n_workers
         try:
             outcome.seconds, outcome.failures = _run_workers(
-                job, n_workers, threads, out_dir, echo, study=study)
+                job, outcome.workers, threads, out_dir, echo, study=study)
         except SweepInterrupted:
-            outcome.trials_after = len(counted_trials(study))
+            held = len(counted_trials(study))
             write_report(study, spec, out_dir, echo)
-            raise SweepInterrupted(
-                f"interrupted: the study holds {outcome.trials_after} of {total} trials; "
-                "run the same command again to continue")
+            raise SweepInterrupted(f"interrupted: the study holds {held} of {total} trials; "
+                                   "run the same command again to continue") from None
     outcome.trials_after = len(counted_trials(study))
     outcome.report = write_report(study, spec, out_dir, echo)
     _echo_rate(outcome, echo)
     _raise_if_all_failed(outcome)
     return outcome
+
+
+def _report_only(spec, url: str, out_dir: Path, echo) -> SweepOutcome:
+    """--report: the report of the study as it stands; never creates a study."""
+    from .sweep_report import write_report
+    from .sweep_storage import StorageError, load_study, sqlite_file
+
+    database = sqlite_file(url)
+    if database is not None and not database.exists():
+        raise StorageError(f"no sweep {spec.name!r} yet: {database} does not exist "
+                           "(run the sweep first, or give --output-dir/--storage)")
+    study = load_study(url, spec.name)
+    outcome = SweepOutcome(name=spec.name, out_dir=out_dir, storage=url,
+                           trials_before=len(study.trials), trials_after=len(study.trials))
+    outcome.report = write_report(study, spec, out_dir, echo)
+    return outcome
+
+
+def _shown(url: str) -> str:
+    from .sweep_storage import redacted
+    return redacted(url)
 
 
 def _quiet_optuna() -> None:
@@ -275,11 +296,11 @@ def _run_wandb_sweep(spec, count, workers, out_dir, wandb_mode, data_dir, datase
     threads = threads_per_worker(workers)
     base = base_config(spec, dataset=dataset, data_dir=data_dir, wandb_mode="online",
                        threads=threads)
+    _prepare_data(spec, base)  # before the sweep exists on the server
     config = wandb_sweep_config(spec, total, dataset=dataset, data_dir=data_dir)
     sweep_id = create_wandb_sweep(config, project=base.wandb_project, entity=spec.entity)
     echo(f"W&B sweep {sweep_id} created; {workers} agent(s) x {threads} thread(s)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    _prepare_data(spec, base)
     _warm_numba_cache(base.dtype, echo)
     job = {
         "engine": "wandb", "sweep_id": sweep_id, "count": total,
@@ -288,7 +309,11 @@ def _run_wandb_sweep(spec, count, workers, out_dir, wandb_mode, data_dir, datase
     }
     outcome = SweepOutcome(name=spec.name, out_dir=out_dir, storage=None, sweep_id=sweep_id,
                            workers=workers)
-    outcome.seconds, outcome.failures = _run_workers(job, workers, threads, out_dir, echo)
+    try:
+        outcome.seconds, outcome.failures = _run_workers(job, workers, threads, out_dir, echo)
+    except SweepInterrupted:
+        raise SweepInterrupted(f"interrupted: W&B sweep {sweep_id} keeps its runs; "
+                               f"`wandb agent {sweep_id}` continues it") from None
     _raise_if_all_failed(outcome)
     return outcome
 

@@ -95,8 +95,8 @@ def render_best_table(best: list, spec) -> str:
             f"{test:.4f}" if test is not None else "",
             *[_format(trial.params.get(name)) for name in names],
             f"{seconds:.0f}" if seconds is not None else "")
-    console = Console(file=io.StringIO(), width=max(100, 24 + 14 * len(names)),
-                      color_system=None)
+    # Wide enough never to truncate a column: the table is plain text for files and logs.
+    console = Console(file=io.StringIO(), width=400, color_system=None)
     console.print(table)
     return console.file.getvalue().rstrip()
 
@@ -127,19 +127,21 @@ def write_trials_csv(trials, spec, path: Path) -> Path:
 
 def write_plots(study, spec, out_dir: Path) -> list:
     """Parameter importances and parallel coordinates as PNGs: [(path or None, note)]."""
-    import matplotlib
+    from optuna.trial import TrialState
 
-    matplotlib.use("Agg")  # no display; must precede pyplot
-    import matplotlib.pyplot as plt
-    import optuna
-    from optuna.visualization import matplotlib as optuna_plots
-
-    completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     varied = [p.name for p in spec.searched
               if len({t.params.get(p.name) for t in completed}) > 1]
     if len(completed) < 2 or not varied:
         return [(None, "plots skipped: they need two completed trials with different "
                        "parameters")]
+
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; must precede pyplot
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as optuna_plots
+
     results = []
     plots = (("param_importances.png", optuna_plots.plot_param_importances),
              ("parallel_coordinate.png", optuna_plots.plot_parallel_coordinate))
@@ -148,7 +150,7 @@ def write_plots(study, spec, out_dir: Path) -> list:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "experimental" and small-sample warnings
-                axes = plot(study, params=varied)
+                axes = plot(study, params=varied, target_name=spec.metric)
             figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
             figure.savefig(path, dpi=110, bbox_inches="tight")
             plt.close(figure)

@@ -75,7 +75,7 @@ class SweepParam:
     @property
     def is_int(self) -> bool:
         """True when the train setting is a whole number."""
-        return _field_type(self.name) is int
+        return field_type(self.name) is int
 
     @property
     def draws_int(self) -> bool:
@@ -282,13 +282,13 @@ def _parse_param(name, entry, source: str) -> SweepParam:
                           f"(supported: {', '.join(DISTRIBUTIONS)})")
     if distribution == "constant":
         _require(entry, ("value",), where, distribution)
-        return SweepParam(name, "constant", values=(_checked_value(name, entry["value"], where),))
+        return SweepParam(name, "constant", values=(checked_value(name, entry["value"], where),))
     if distribution == "categorical":
         _require(entry, ("values",), where, distribution)
         values = entry["values"]
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{where}: 'values' must be a non-empty list")
-        checked = tuple(_checked_value(name, value, where) for value in values)
+        checked = tuple(checked_value(name, value, where) for value in values)
         if len(set(checked)) != len(checked):
             raise ConfigError(f"{where}: 'values' lists a value twice")
         return SweepParam(name, "categorical", values=checked)
@@ -319,7 +319,7 @@ def _parse_range(name: str, entry: dict, distribution: str, where: str) -> Sweep
     if q is not None and (distribution != "q_uniform" or q <= 0):
         raise ConfigError(f"{where}: q must be > 0 and only goes with q_uniform")
 
-    kind = _field_type(name)
+    kind = field_type(name)
     if kind is str:
         raise ConfigError(f"{where}: {name} is a choice; use values: [...] "
                           f"(distribution {distribution} is numeric)")
@@ -343,7 +343,7 @@ def _parse_range(name: str, entry: dict, distribution: str, where: str) -> Sweep
     # Check the ends of the range against the train setting's own limits (e.g. lr > 0).
     range_low, range_high, _, _ = param.optuna_range()
     for end in (range_low, range_high):
-        _checked_value(name, int(end) if param.draws_int else float(end), where)
+        checked_value(name, int(end) if param.draws_int else float(end), where)
     return param
 
 
@@ -395,18 +395,18 @@ def _max_epochs(spec: SweepSpec) -> int:
     return _DEFAULTS.epochs
 
 
-def _field_type(name: str) -> type:
+def field_type(name: str) -> type:
     """int, float or str: the type of a TrainConfig field, from its default value."""
     return type(getattr(_DEFAULTS, name))
 
 
-def _checked_value(name: str, value, where: str):
+def checked_value(name: str, value, where: str):
     """Coerce a YAML value to the train setting's type and check it like `train` would.
 
     Returns the canonical value (choices in the spec's spelling: relu -> ReLU). YAML 1.1
     reads `1e-3` (no dot) as a string, so numeric strings are accepted for numbers.
     """
-    kind = _field_type(name)
+    kind = field_type(name)
     if isinstance(value, (dict, list)) or value is None:
         raise ConfigError(f"{where}: {value!r} is not a single value")
     if kind is str:

@@ -15,7 +15,6 @@ machines). Three things make many workers on many machines safe:
 """
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import re
@@ -70,7 +69,8 @@ def redacted(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
-def _sqlite_path(url: str) -> Optional[Path]:
+def sqlite_file(url: str) -> Optional[Path]:
+    """The file of an sqlite:/// URL (None for other databases)."""
     if url.startswith("sqlite:///") and ":memory:" not in url:
         return Path(url[len("sqlite:///"):])
     return None
@@ -94,7 +94,7 @@ class StorageLock:
         self._release = None  # undoes the current acquisition
 
     def acquire(self) -> "StorageLock":
-        sqlite_path = _sqlite_path(self._url)
+        sqlite_path = sqlite_file(self._url)
         if sqlite_path is not None:
             self._release = _flock(sqlite_path.with_name(sqlite_path.name + ".lock"))
         elif _is_postgres(self._url):
@@ -164,7 +164,7 @@ def open_storage(url: str):
     import optuna
     import sqlalchemy
 
-    sqlite_path = _sqlite_path(url)
+    sqlite_path = sqlite_file(url)
     engine_kwargs = {}
     if sqlite_path is not None:
         sqlite_path.parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .config import TrainConfig
 from .errors import DivergedError, FastMLPError
-from .sweep_spec import SWEEPABLE, _checked_value, _field_type, parse_spec
+from .sweep_spec import SWEEPABLE, checked_value, field_type, parse_spec
 from .sweep_storage import StorageLock, counted_trials, load_study, owner_attrs
 
 EXIT_OK, EXIT_CRASH, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -75,7 +75,9 @@ def run_optuna_worker(job: dict) -> None:
 
     from .trainer import train
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Each finished trial gets one line from _print_result; Optuna's own warnings would
+    # repeat it with a traceback.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     spec = parse_spec(job["spec"], source=job["spec_source"], name=job["name"])
     study = load_study(job["storage"], spec.name, sampler=make_sampler(spec),
@@ -134,9 +136,15 @@ def make_objective(spec, job: dict, lock, train):
         # The reproducing command leaves the thread count to `train` (all cores).
         trial.set_user_attr("command", _replace(config, threads=None).train_command())
         try:
-            result = train(config, epoch_callback=report_epochs(trial, spec.metric))
+            # No per-run PNGs (the report plots the sweep; wandb has every epoch's metrics)
+            # and no live bars from several workers on one terminal.
+            result = train(config, epoch_callback=report_epochs(trial, spec.metric),
+                           progress=False, plots=False)
         except FastMLPError as error:
             trial.set_user_attr("fail_reason", str(error))
+            raise
+        except KeyboardInterrupt:  # further signals are ignored: this write completes
+            trial.set_user_attr("fail_reason", "interrupted")
             raise
         trial.set_user_attr("run_dir", str(result.run_dir))
         for key in ("test_accuracy", "test_loss"):
@@ -205,7 +213,7 @@ def run_wandb_agent(job: dict) -> None:
         values = dict(job["base_config"]) | params
         values["output_dir"] = str(Path(job["trials_dir"]) / os.environ.get("WANDB_RUN_ID", "run"))
         # train's wandb.init() joins the agent's run (WANDB_RUN_ID / WANDB_SWEEP_ID are set).
-        train(TrainConfig.from_dict(values).validated())
+        train(TrainConfig.from_dict(values).validated(), progress=False, plots=False)
 
     wandb.agent(job["sweep_id"], function=run_one, project=job.get("project"),
                 entity=job.get("entity"), count=job["count"])
@@ -220,7 +228,7 @@ def read_wandb_params(path: str) -> dict:
     for name, entry in loaded.items():
         if name in SWEEPABLE:
             value = entry["value"] if isinstance(entry, dict) else entry
-            params[name] = _checked_value(name, value, f"wandb parameter {name}")
+            params[name] = checked_value(name, value, f"wandb parameter {name}")
     return params
 
 
@@ -228,7 +236,7 @@ def read_wandb_params(path: str) -> dict:
 
 def _as_field_type(name: str, value):
     """Optuna gives ints for int_uniform draws; float settings want floats."""
-    kind = _field_type(name)
+    kind = field_type(name)
     return float(value) if kind is float else value
 
 

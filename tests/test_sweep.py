@@ -325,9 +325,15 @@ def run_cli_sweep(args, env, timeout: float = SWEEP_TIMEOUT) -> tuple:
 
 
 def open_study(out_dir: Path, name: str):
+    """The sweep's study, opened as fastmlp does: under the storage lock, since a sweep
+    starting at the same moment may be creating the tables."""
     import optuna
+    from fastmlp.sweep_storage import StorageLock, load_study
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{out_dir / 'study.db'}")
+    url = storage_url(None, out_dir)
+    with StorageLock(url):
+        return load_study(url, name)
 
 
 def states(study) -> dict:
@@ -353,7 +359,7 @@ def running_trial(out_dir: Path, name: str):
         return None
     try:
         study = open_study(out_dir, name)
-    except KeyError:
+    except FastMLPError:  # no study yet
         return None
     for trial in study.get_trials(deepcopy=False):
         if trial.state.name == "RUNNING" and "worker" in trial.user_attrs:  # tagged last
@@ -424,6 +430,14 @@ def test_sweep_with_two_workers_then_continue_and_report(tmp_path, sweep_env, fa
     for png in ("param_importances.png", "parallel_coordinate.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "trials/hour" in stdout
+    # ... and the command does reproduce the best trial
+    import shlex
+    from cli import cli as cli_group
+    cli_group.main([*shlex.split(command)[1:], "--wandb-mode", "disabled", "--no-progress",
+                    "--output-dir", str(tmp_path / "again"), "--data-dir", str(fashion_dir)],
+                   standalone_mode=False)
+    again, = (tmp_path / "again").glob("*/summary.json")
+    assert json.loads(again.read_text())["epochs"][-1]["val_accuracy"] == best.value
 
     # the same sweep again with a larger count runs only the missing trial (Python API)
     outcome = run_sweep(spec_file, count=4, workers=2, output_dir=out, wandb_mode="offline",
@@ -575,4 +589,4 @@ def test_missing_data_fails_before_any_trial(tmp_path, fastmlp_env):
     with pytest.raises(FastMLPError, match="file not found in the given fashion_mnist data"):
         run_sweep(spec_file, count=2, workers=2, output_dir=out, wandb_mode="disabled",
                   data_dir=str(tmp_path / "empty"), echo=lambda line: None)
-    assert open_study(out, "tiny").trials == []
+    assert open_study(out, "tiny").trials == []  # the study exists, with no trial
