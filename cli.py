@@ -297,5 +297,9 @@ def main(argv=None):
     sys.exit(result if isinstance(result, int) else 0)
 
 
+from fastmlp.sweep import sweep_command  # noqa: E402  (cheap import: no optuna/wandb)
+
+cli.add_command(sweep_command)
+
 if __name__ == "__main__":
     main()

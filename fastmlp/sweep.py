@@ -193,7 +193,7 @@ def _run_optuna_sweep(spec, count, workers, storage, out_dir, report_only, wandb
              f"{outcome.workers} worker(s) x {threads} thread(s); storage {_shown(url)}; "
              f"output {out_dir}/")
         _prepare_data(spec, base)
-        _warm_numba_cache(base.dtype, echo)
+        _warm_numba_cache(spec, base, echo)
         job = {
             "engine": "optuna", "storage": url, "count": total,
             "spec": spec.raw, "spec_source": spec.source, "name": spec.name,
@@ -262,12 +262,15 @@ def _prepare_data(spec: SweepSpec, base: TrainConfig) -> None:
             load_dataset(name)  # downloads into the cache, or fails with one line
 
 
-def _warm_numba_cache(dtype: str, echo) -> None:
-    """Compile (or load) every kernel once here, so workers never compile concurrently."""
+def _warm_numba_cache(spec: SweepSpec, base: TrainConfig, echo) -> None:
+    """Compile (or load) every kernel once here, so workers never compile concurrently
+    (concurrent first compiles can corrupt Numba's on-disk cache)."""
     from .trainer import warm_up
 
     started = time.perf_counter()
-    warm_up(dtype=dtype)
+    swept = next((p for p in spec.params if p.name == "dtype"), None)
+    for dtype in sorted(set(swept.values) if swept is not None else {base.dtype}):
+        warm_up(dtype=dtype)
     echo(f"numba kernels ready in {time.perf_counter() - started:.1f}s")
 
 
@@ -301,7 +304,7 @@ def _run_wandb_sweep(spec, count, workers, out_dir, wandb_mode, data_dir, datase
     sweep_id = create_wandb_sweep(config, project=base.wandb_project, entity=spec.entity)
     echo(f"W&B sweep {sweep_id} created; {workers} agent(s) x {threads} thread(s)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    _warm_numba_cache(base.dtype, echo)
+    _warm_numba_cache(spec, base, echo)
     job = {
         "engine": "wandb", "sweep_id": sweep_id, "count": total,
         "project": base.wandb_project, "entity": spec.entity,

@@ -21,7 +21,7 @@ import pytest
 
 from fastmlp.config import TrainConfig
 from fastmlp.errors import ConfigError, FastMLPError
-from fastmlp.sweep import base_config, resolve_count, run_sweep
+from fastmlp.sweep import base_config, resolve_count, run_sweep, threads_per_worker
 from fastmlp.sweep_spec import load_spec, parse_spec
 from fastmlp.sweep_storage import redacted, storage_url, with_postgres_driver
 from fastmlp.sweep_wandb import WandbUnavailable, wandb_sweep_config
@@ -414,6 +414,9 @@ def test_sweep_with_two_workers_then_continue_and_report(tmp_path, sweep_env, fa
     assert states(study) == {0: "COMPLETE", 1: "COMPLETE", 2: "COMPLETE"}
     assert len({t.user_attrs["pid"] for t in study.trials}) == 2  # both workers trained
     assert len(check_trial_runs(study)) == 3
+    for trial in study.trials:  # each of the 2 workers trains with its share of the cores
+        summary = json.loads((Path(trial.user_attrs["run_dir"]) / "summary.json").read_text())
+        assert summary["config"]["threads"] == threads_per_worker(2)
     # wandb offline runs, one per trial, in WANDB_DIR
     assert len(list((tmp_path / "wandb").glob("wandb/offline-run-*"))) == 3
 
