@@ -111,7 +111,7 @@ def loss_cases(dtype="float32") -> list:
             code = code_of(name, LOSSES)
             cases.append(Case(
                 "loss", f"{name} b{batch}",
-                lambda d=dlogits, z=logits, y=labels, code=code: softmax_loss_backward(d, z, y, code),
+                lambda d=dlogits, z=logits, y=labels, code=code: softmax_loss_backward(d, z, y, code, len(y)),
                 lambda z=logits, y=labels, name=name: ref.loss_and_grad(name, z, y),
                 float(batch), "rows"))
     return cases
@@ -140,9 +140,7 @@ def optimizer_cases(dtype="float32", sizes=OPTIMIZER_SIZES) -> list:
             def mine(p=params, s1=state1, s2=state2, g=grads, segments=segments, code=code):
                 optimizer_update(p, s1, s2, g, segments, 10, code, hyper.learning_rate,
                                  hyper.momentum, hyper.beta, hyper.beta1, hyper.beta2,
-                                 hyper.epsilon, hyper.weight_decay)
-
-            cases.append(Case("optimizer", f"{name} {size_name} {layout.num_params:,}",
+XX, f"{name} {size_name} {layout.num_params:,}",
                               mine, lambda gold=gold, w=layers, g=gold_grads: gold.step(w, g),
                               float(layout.num_params), "params"))
     return cases

@@ -79,20 +79,30 @@ def warm_up(dtype="float32") -> float:
 
 
 def run_epoch(state: TrainState, layout: Layout, pixels, labels, order, batch_size,
-              act_code, loss_code, opt_code, config: TrainConfig, progress=None):
+              act_code, loss_code, opt_code, config: TrainConfig, progress=None, shards=None):
     """One compiled epoch over pixels[order] (uint8 images, scaled to [0, 1] in the kernel);
-    returns (mean batch loss, accuracy, batches run)."""
+    returns (mean batch loss, accuracy, batches run).
+
+    shards: how many threads split each batch by rows (default: Numba's thread count). With
+    more than one, BLAS runs single-threaded inside them: on these small matrices a thread
+    per shard beats threading every GEMM."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
     from .kernels.epoch import train_epoch
+
+    shards = shards or numba.get_num_threads()
 
     if progress is None:
         progress = np.zeros(1, dtype=np.int64)
     batch_size = min(batch_size, len(order))  # the same batches; buffers no bigger than the data
-    loss_sum, correct, batches, state.step = train_epoch(
-        state.params, state.state1, state.state2, state.grads, progress, state.step,
-        pixels, labels, order, batch_size, np.array(layout.sizes, dtype=np.int64),
-        layout.w_offsets, layout.decay_segments(), act_code, loss_code, opt_code,
-        config.learning_rate, config.momentum, config.beta, config.beta1, config.beta2,
-        config.epsilon, config.weight_decay)
+    with threadpool_limits(limits=1 if shards > 1 else None, user_api="blas"):
+        loss_sum, correct, batches, state.step = train_epoch(
+            state.params, state.state1, state.state2, state.grads, progress, state.step,
+            pixels, labels, order, batch_size, np.array(layout.sizes, dtype=np.int64),
+            layout.w_offsets, layout.decay_segments(), act_code, loss_code, opt_code,
+            config.learning_rate, config.momentum, config.beta, config.beta1, config.beta2,
+            config.epsilon, config.weight_decay, shards)
     return loss_sum / max(batches, 1), correct / len(order), batches
 
 

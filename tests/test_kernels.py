@@ -29,7 +29,7 @@ def flatten(layers):
 
 
 def kernel_epoch(params, layout, pixels, labels, order, batch_size, activation, loss, optimizer,
-                 hyper=HYPER, state=None):
+                 hyper=HYPER, state=None, shards=1):
     """Run the compiled epoch on uint8 pixels; returns (mean batch loss, accuracy, grads, state)."""
     if state is None:
         state = (np.zeros_like(params), np.zeros_like(params), 0)
@@ -40,7 +40,7 @@ def kernel_epoch(params, layout, pixels, labels, order, batch_size, activation, 
         batch_size, np.array(layout.sizes), layout.w_offsets, layout.decay_segments(),
         ACTIVATIONS.index(activation), LOSSES.index(loss), OPTIMIZERS.index(optimizer),
         hyper["learning_rate"], hyper["momentum"], hyper["beta"], hyper["beta1"],
-        hyper["beta2"], hyper["epsilon"], hyper["weight_decay"])
+        hyper["beta2"], hyper["epsilon"], hyper["weight_decay"], shards)
     return loss_sum / batches, correct / len(order), grads, (state1, state2, step)
 
 
@@ -114,7 +114,7 @@ def test_loss_kernel_matches_reference(loss):
     logits = rng.normal(size=(11, 10)) * 5
     labels = rng.integers(0, 10, 11)
     dlogits = np.empty_like(logits)
-    mine_loss, correct = softmax_loss_backward(dlogits, logits, labels, LOSSES.index(loss))
+    mine_loss, correct = softmax_loss_backward(dlogits, logits, labels, LOSSES.index(loss), 11)
     gold_loss, gold_grad = ref.loss_and_grad(loss, logits, labels)
     assert mine_loss == pytest.approx(gold_loss, rel=TIGHT)
     assert relative_error(dlogits, gold_grad) < TIGHT
@@ -124,7 +124,8 @@ def test_loss_kernel_matches_reference(loss):
 def test_cross_entropy_is_stable_for_huge_logits():
     logits = np.array([[1000.0, -1000.0, 0.0] + [0.0] * 7])
     dlogits = np.empty_like(logits)
-    loss, _ = softmax_loss_backward(dlogits, logits, np.array([1]), LOSSES.index("cross_entropy"))
+    loss, _ = softmax_loss_backward(dlogits, logits, np.array([1]), LOSSES.index("cross_entropy"),
+                                   1)
     assert loss == pytest.approx(2000.0)
     assert np.isfinite(dlogits).all()
 
@@ -143,7 +144,7 @@ def test_optimizer_update_matches_reference(optimizer):
         optimizer_update(params, state1, state2, grads, layout.decay_segments(), step,
                          OPTIMIZERS.index(optimizer), HYPER["learning_rate"], HYPER["momentum"],
                          HYPER["beta"], HYPER["beta1"], HYPER["beta2"], HYPER["epsilon"],
-                         HYPER["weight_decay"])
+                         HYPER["weight_decay"], 0, params.size)
     assert relative_error(params, flatten(layers)) < TIGHT
 
 
@@ -152,7 +153,7 @@ def test_weight_decay_skips_biases():
     params = np.ones(layout.num_params)
     optimizer_update(params, np.zeros_like(params), np.zeros_like(params),
                      np.zeros_like(params), layout.decay_segments(), 1, OPTIMIZERS.index("sgd"),
-                     0.1, 0, 0, 0, 0, 1e-8, 0.5)
+                     0.1, 0, 0, 0, 0, 1e-8, 0.5, 0, params.size)
     weights, bias = layout.views(params)[0]
     assert np.allclose(weights, 1 - 0.1 * 0.5) and np.allclose(bias, 1.0)
 
@@ -247,3 +248,20 @@ def test_float32_exp_is_accurate():
     exp_all(out, x)
     gold = np.exp(x.astype(np.float64))
     assert np.max(np.abs(out - gold) / gold) < 2e-7
+
+
+@pytest.mark.parametrize("shards", [2, 3])
+def test_sharded_epoch_matches_reference(problem, shards):
+    """Batches split by rows over threads (uneven splits, a short last batch) give the
+    reference's parameters."""
+    layout, pixels, labels, order = problem
+    x = scale_pixels(pixels, np.float64)
+    params = init_params(layout, "Xavier", np.random.default_rng(1), np.float64)
+    layers = [(w.copy(), b.copy()) for w, b in layout.views(params)]
+    gold_loss, gold_acc = ref.train_epoch(layers, ref.Optimizer("nadam", layers, **HYPER), x,
+                                          labels, order, 32, "tanh", "mean_squared_error")
+    mine_loss, mine_acc, _, _ = kernel_epoch(params, layout, pixels, labels, order, 32, "tanh",
+                                             "mean_squared_error", "nadam", shards=shards)
+    assert mine_loss == pytest.approx(gold_loss, rel=TIGHT)
+    assert mine_acc == gold_acc
+    assert relative_error(params, flatten(layers)) < TIGHT

@@ -4,6 +4,8 @@ Buffers: params / grads / state1 / state2 are flat (see fastmlp/model.py for the
 `sizes` are the units per layer, `w_offsets` where each W_l starts (b_l follows it).
 """
 import numpy as np
+from numba import prange
+
 from . import kernel
 
 from .activations import IDENTITY
@@ -50,70 +52,108 @@ def _forward(acts, act_offsets, x_batch, params, w_offsets, sizes, act_code):
     return a_in
 
 
-@kernel(nogil=True)
-def train_epoch(params, state1, state2, grads, progress, t, pixels, labels, order, batch_size, sizes,
-                w_offsets, segments, act_code, loss_code, opt_code,
-                lr, momentum, beta, beta1, beta2, eps, weight_decay):
-    """One pass over pixels[order] (uint8, scaled to x = pixels / 255 as each batch is
-    gathered: a quarter of the memory traffic of float rows) in batches of batch_size (the
-    last may be smaller), one
-    optimizer step per batch; progress[0] counts the batches done (another thread may read
-    it: the kernel runs without the GIL). Returns (sum of batch mean losses, correct predictions,
-    batches run, step count t after the epoch); stops early at a non-finite loss, so
-    batches run < the number of batches tells the caller it diverged."""
+@kernel()
+def _batch_gradients(grads, x_batch, label_batch, acts, dz_a, dz_b, pixels, labels, rows_order,
+                     batch_rows, params, w_offsets, sizes, act_code, loss_code):
+    """Gather pixels[rows_order] into x_batch, run forward and backward, and write this
+    share of the batch's gradient into grads (flat). batch_rows is the whole batch's size, the
+    divisor of the mean loss. Returns (this share of the batch mean loss, correct predictions)."""
     num_dense = len(sizes) - 1
+    rows = rows_order.shape[0]
+    x_batch = x_batch[:rows * sizes[0]].reshape(rows, sizes[0])
+    full_scale = scalar_like(255.0, params)
+    for i in range(rows):
+        source, target = pixels[rows_order[i]], x_batch[i]
+        for j in range(sizes[0]):
+            target[j] = source[j] / full_scale
+        label_batch[i] = labels[rows_order[i]]
+
+    act_offsets = _activation_offsets(sizes, rows)
+    logits = _forward(acts, act_offsets, x_batch, params, w_offsets, sizes, act_code)
+    dz = dz_a[:rows * sizes[num_dense]].reshape(rows, sizes[num_dense])
+    loss, correct = softmax_loss_backward(dz, logits, label_batch[:rows], loss_code, batch_rows)
+
+    for l in range(num_dense - 1, -1, -1):
+        if l > 0:
+            at = act_offsets[l - 1]
+            a_in = acts[at:at + rows * sizes[l]].reshape(rows, sizes[l])
+            # ping-pong: dz of layer l is in one buffer, dz_in goes to the other
+            spare = dz_b if l % 2 == (num_dense - 1) % 2 else dz_a
+            dz_in = spare[:rows * sizes[l]].reshape(rows, sizes[l])
+        else:
+            a_in = x_batch
+            dz_in = x_batch  # not written: the input layer needs no gradient
+        dense_backward(_weights(grads, w_offsets, sizes, l), _bias(grads, w_offsets, sizes, l),
+                       dz_in, dz, a_in, _weights(params, w_offsets, sizes, l), act_code, l > 0)
+        dz = dz_in
+    return loss, correct
+
+
+@kernel(nogil=True, parallel=True)
+def train_epoch(params, state1, state2, grads, progress, t, pixels, labels, order, batch_size,
+                sizes, w_offsets, segments, act_code, loss_code, opt_code,
+                lr, momentum, beta, beta1, beta2, eps, weight_decay, shards):
+    """One pass over pixels[order] in batches of batch_size (the last may be smaller), one
+    optimizer step per batch.
+
+    pixels are uint8, scaled to x = pixels / 255 as each batch is gathered (a quarter of the
+    memory traffic of float rows). With shards > 1 each batch is split by rows into that many
+    parts whose gradients are computed in parallel (one thread each, single-threaded BLAS)
+    and summed; the sum and the optimizer step are split by parameter ranges the same way.
+    progress[0] counts the batches done (another thread may read it: no GIL is held). grads
+    receives the gradient of the last batch. Returns (sum of batch mean losses, correct
+    predictions, batches run, step count t after the epoch); stops early at a non-finite
+    loss, so fewer batches than expected tells the caller it diverged."""
     n = order.shape[0]
+    num_params = params.shape[0]
+    per_shard = -(-batch_size // shards)
     widest = 0
     for l in range(1, len(sizes)):
         widest = max(widest, sizes[l])
-    x_batch_buf = np.empty(batch_size * sizes[0], dtype=params.dtype)
-    acts = np.empty(_activation_offsets(sizes, batch_size)[-1], dtype=params.dtype)
-    act_offsets = _activation_offsets(sizes, batch_size)
-    dz_a = np.empty(batch_size * widest, dtype=params.dtype)
-    dz_b = np.empty(batch_size * widest, dtype=params.dtype)
-    label_batch = np.empty(batch_size, dtype=np.int64)
-    full_scale = scalar_like(255.0, params)
+    x_bufs = np.empty((shards, per_shard * sizes[0]), dtype=params.dtype)
+    act_bufs = np.empty((shards, _activation_offsets(sizes, per_shard)[-1]), dtype=params.dtype)
+    dz_a = np.empty((shards, per_shard * widest), dtype=params.dtype)
+    dz_b = np.empty((shards, per_shard * widest), dtype=params.dtype)
+    label_bufs = np.empty((shards, per_shard), dtype=np.int64)
+    shard_grads = np.zeros((shards, num_params), dtype=params.dtype)
+    shard_loss = np.zeros(shards)
+    shard_correct = np.zeros(shards, dtype=np.int64)
+    param_bounds = np.linspace(0, num_params, shards + 1).astype(np.int64)
 
     loss_sum = 0.0
     correct = 0
     batches = 0
     for start in range(0, n, batch_size):
         rows = min(batch_size, n - start)
-        x_batch = x_batch_buf[:rows * sizes[0]].reshape(rows, sizes[0])
-        for i in range(rows):
-            source, target = pixels[order[start + i]], x_batch[i]
-            for j in range(sizes[0]):
-                target[j] = source[j] / full_scale
-            label_batch[i] = labels[order[start + i]]
-
-        logits = _forward(acts, act_offsets, x_batch, params, w_offsets, sizes, act_code)
-        dz = dz_a[:rows * sizes[num_dense]].reshape(rows, sizes[num_dense])
-        batch_loss, batch_correct = softmax_loss_backward(dz, logits, label_batch[:rows], loss_code)
+        used = -(-rows // per_shard)  # shards that get rows in this batch
+        for s in prange(used):
+            first = start + s * per_shard
+            last = min(start + rows, first + per_shard)
+            shard_loss[s], shard_correct[s] = _batch_gradients(
+                shard_grads[s], x_bufs[s], label_bufs[s], act_bufs[s], dz_a[s], dz_b[s],
+                pixels, labels, order[first:last], rows, params, w_offsets, sizes, act_code,
+                loss_code)
+        batch_loss = 0.0
+        for s in range(used):
+            batch_loss += shard_loss[s]
+            correct += shard_correct[s]
         if not np.isfinite(batch_loss):
             return loss_sum, correct, batches, t
 
-        for l in range(num_dense - 1, -1, -1):
-            if l > 0:
-                at = act_offsets[l - 1]
-                a_in = acts[at:at + rows * sizes[l]].reshape(rows, sizes[l])
-            else:
-                a_in = x_batch
-            if l > 0:  # ping-pong: dz of layer l is in one buffer, dz_in goes to the other
-                spare = dz_b if l % 2 == (num_dense - 1) % 2 else dz_a
-                dz_in = spare[:rows * sizes[l]].reshape(rows, sizes[l])
-            else:
-                dz_in = x_batch  # not written: the input layer needs no gradient
-            dense_backward(_weights(grads, w_offsets, sizes, l), _bias(grads, w_offsets, sizes, l),
-                           dz_in, dz, a_in, _weights(params, w_offsets, sizes, l), act_code, l > 0)
-            dz = dz_in
-
         t += 1
-        optimizer_update(params, state1, state2, grads, segments, t, opt_code,
-                         lr, momentum, beta, beta1, beta2, eps, weight_decay)
+        for s in prange(shards):  # sum the shards' gradients into shard 0, then step
+            lo, hi = param_bounds[s], param_bounds[s + 1]
+            total = shard_grads[0, lo:hi]
+            for other in range(1, used):
+                part = shard_grads[other, lo:hi]
+                for i in range(hi - lo):
+                    total[i] += part[i]
+            optimizer_update(params, state1, state2, shard_grads[0], segments, t, opt_code,
+                             lr, momentum, beta, beta1, beta2, eps, weight_decay, lo, hi)
         loss_sum += batch_loss
-        correct += batch_correct
         batches += 1
         progress[0] = batches
+    grads[:] = shard_grads[0]
     return loss_sum, correct, batches, t
 
 
@@ -133,8 +173,8 @@ def evaluate(predictions, x, labels, params, sizes, w_offsets, act_code, loss_co
                           act_code)
         dlogits = dlogits_buf[:rows * classes].reshape(rows, classes)
         chunk_loss, _ = softmax_loss_backward(dlogits, logits, labels[start:start + rows],
-                                              loss_code)
-        loss_sum += chunk_loss * rows
+                                              loss_code, n)
+        loss_sum += chunk_loss
         for i in range(rows):
             predictions[start + i] = np.argmax(logits[i])
-    return loss_sum / n
+    return loss_sum

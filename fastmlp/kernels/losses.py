@@ -11,9 +11,11 @@ MEAN_SQUARED_ERROR, CROSS_ENTROPY = 0, 1
 
 
 @kernel()
-def softmax_loss_backward(dlogits, logits, labels, loss_code):
-    """dlogits (B, K) = dLoss/dlogits of the batch mean loss; returns (batch mean loss,
-    number of rows whose argmax equals the label). logits (B, K) is left unchanged."""
+def softmax_loss_backward(dlogits, logits, labels, loss_code, batch_rows):
+    """For these rows (B, K) of a batch of batch_rows rows: dlogits = dLoss/dlogits of the
+    batch mean loss; returns (these rows' share of the batch mean loss, number of rows whose
+    argmax equals the label). With batch_rows = B that is the batch mean loss itself.
+    logits is left unchanged."""
     rows, classes = logits.shape
     loss_sum = 0.0
     correct = 0
@@ -38,16 +40,16 @@ def softmax_loss_backward(dlogits, logits, labels, loss_code):
             loss_sum += np.log(total) - (logits[i, y] - top)
             dlogits[i, y] -= 1.0
             for k in range(classes):
-                dlogits[i, k] /= rows
+                dlogits[i, k] /= batch_rows
         else:
             # g_k = 2 (p_k - y_k) / B;  dz_j = p_j (g_j - sum_k g_k p_k)
             g_dot_p = 0.0
             for k in range(classes):
                 diff = dlogits[i, k] - (1.0 if k == y else 0.0)
                 loss_sum += diff * diff
-                g_dot_p += 2.0 * diff / rows * dlogits[i, k]
+                g_dot_p += 2.0 * diff / batch_rows * dlogits[i, k]
             for k in range(classes):
                 p = dlogits[i, k]
-                g = 2.0 * (p - (1.0 if k == y else 0.0)) / rows
+                g = 2.0 * (p - (1.0 if k == y else 0.0)) / batch_rows
                 dlogits[i, k] = p * (g - g_dot_p)
-    return loss_sum / rows, correct
+    return loss_sum / batch_rows, correct

@@ -17,9 +17,10 @@ SGD, MOMENTUM, NAG, RMSPROP, ADAM, NADAM = 0, 1, 2, 3, 4, 5
 
 @kernel()
 def optimizer_update(params, state1, state2, grads, segments, t, opt_code,
-                     lr, momentum, beta, beta1, beta2, eps, weight_decay):
-    """params, state1, state2 (P,) updated in place from grads (P,); segments rows are
-    (start, end, is_weight) covering the buffer."""
+                     lr, momentum, beta, beta1, beta2, eps, weight_decay, lo, hi):
+    """params, state1, state2 (P,) updated in place from grads (P,) over the index range
+    [lo, hi) (the whole buffer: 0, P); segments rows are (start, end, is_weight) covering
+    the buffer."""
     one = scalar_like(1.0, params)
     lr_, m_, eps_ = scalar_like(lr, params), scalar_like(momentum, params), scalar_like(eps, params)
     b_, b1, b2 = scalar_like(beta, params), scalar_like(beta1, params), scalar_like(beta2, params)
@@ -32,7 +33,9 @@ def optimizer_update(params, state1, state2, grads, segments, t, opt_code,
     # nadam's numerator b1*m1_hat + (1-b1)*g/(1-b1^t), over the same (1-b1^t):
     nadam_g = scalar_like((1.0 - beta1), params)
     for s in range(segments.shape[0]):
-        start, end = segments[s, 0], segments[s, 1]
+        start, end = max(segments[s, 0], lo), min(segments[s, 1], hi)
+        if start >= end:
+            continue
         decay = scalar_like(weight_decay if segments[s, 2] == 1 else 0.0, params)
         p = params[start:end]
         g_raw = grads[start:end]
