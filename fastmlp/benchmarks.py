@@ -228,19 +228,24 @@ def _torch_activation(torch, name):
 # ----------------------------------------------------------------------------- timing
 
 
-def best_seconds(fn, min_time=0.2, max_repeats=200, rounds=3) -> float:
-    """Best per-call time over `rounds` rounds, each calling fn enough to last ~min_time."""
-    fn()  # compile / warm caches
-    start = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - start, 1e-7)
-    calls = int(min(max_repeats, max(1, min_time / once)))
-    best = float("inf")
+def best_seconds(contenders: dict, min_time=0.2, max_calls=200, rounds=3) -> dict:
+    """{name: best seconds per call} for zero-argument callables doing the same work.
+
+    Rounds are interleaved (a, b, a, b, ...) so that a machine whose speed drifts during the
+    run treats every contender alike; each round calls a contender enough times to last
+    about min_time."""
+    calls = {}
+    for name, fn in contenders.items():
+        fn()  # compile, warm caches
+        once = max(_timed(fn), 1e-7)
+        calls[name] = int(min(max_calls, max(1, min_time / once)))
+    best = dict.fromkeys(contenders, float("inf"))
     for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - start) / calls)
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            for _ in range(calls[name]):
+                fn()
+            best[name] = min(best[name], (time.perf_counter() - start) / calls[name])
     return best
 
 
@@ -280,18 +285,21 @@ def run_bench(splits, groups=None, epochs=True, with_torch=True, progress=None) 
         if progress:
             progress(f"{case.group} {case.label}")
         is_epoch = case.group == "epoch"
-        timing = dict(min_time=0.0, rounds=1) if is_epoch else {}
+        contenders = {"numba": case.numba, "reference": case.reference}
+        if is_epoch and with_torch and case.torch is not None:
+            contenders["torch"] = case.torch
+        timing = dict(min_time=0.0, rounds=2) if is_epoch else {}
+        best = best_seconds(contenders, **timing)
         row = {"group": case.group, "case": case.label, "unit": case.unit, "work": case.work,
-               "numba_seconds": best_seconds(case.numba, **timing),
-               "reference_seconds": best_seconds(case.reference, **timing)}
-        row["speedup"] = row["reference_seconds"] / row["numba_seconds"]
+               "numba_seconds": best["numba"], "reference_seconds": best["reference"],
+               "speedup": best["reference"] / best["numba"]}
         if is_epoch:
             row["flop_bound_seconds"] = case.work / gemm_rate
             row["times_flop_bound"] = row["numba_seconds"] / row["flop_bound_seconds"]
             row["gemm_rate_fraction"] = 1.0 / row["times_flop_bound"]
-            if with_torch and case.torch is not None:
-                row["torch_seconds"] = best_seconds(case.torch, **timing)
-                row["speedup_vs_torch"] = row["torch_seconds"] / row["numba_seconds"]
+            if "torch" in best:
+                row["torch_seconds"] = best["torch"]
+                row["speedup_vs_torch"] = best["torch"] / best["numba"]
         rows.append(row)
     return {"gemm_gflops": gemm_rate / 1e9, "rows": rows}
 

@@ -8,8 +8,11 @@ the study holds --count trials, and runs each as a full `train`:
     lock storage -> count trials -> create trial, tag it with host/pid -> unlock -> train
 
 Signals: the first SIGINT/SIGTERM raises KeyboardInterrupt inside the running trial (Optuna
-records it as FAIL) and later ones are ignored, so the clean-up is never interrupted. A
-SIGKILL loses the running trial; the supervising `fastmlp sweep` marks it FAIL.
+records it as FAIL) and later ones are ignored, so the clean-up is never interrupted. Library
+code may swallow that KeyboardInterrupt (an exception raised in a ctypes callback, which
+llvmlite calls while Numba loads kernels, is printed and dropped), so the worker also
+remembers the signal and raises again after the trial's next epoch and before claiming a
+trial. A SIGKILL loses the running trial; the supervising `fastmlp sweep` marks it FAIL.
 """
 from __future__ import annotations
 
@@ -27,6 +30,9 @@ from .sweep_spec import SWEEPABLE, checked_value, field_type, parse_spec
 from .sweep_storage import StorageLock, counted_trials, load_study, owner_attrs
 
 EXIT_OK, EXIT_CRASH, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+_stop_signalled = False  # set by the first SIGINT/SIGTERM
 
 
 class _SurplusTrial(Exception):
@@ -56,11 +62,19 @@ def main(argv=None) -> int:
 
 def _interrupt_once_on(*signals) -> None:
     def interrupt(signum, frame):
+        global _stop_signalled
+        _stop_signalled = True
         for each in signals:
             signal.signal(each, signal.SIG_IGN)
         raise KeyboardInterrupt
     for each in signals:
         signal.signal(each, interrupt)
+
+
+def _raise_if_stop_signalled() -> None:
+    """Raise the KeyboardInterrupt of a signal whose first raise library code swallowed."""
+    if _stop_signalled:
+        raise KeyboardInterrupt
 
 
 def _write_error(job: dict, message: str) -> None:
@@ -85,6 +99,7 @@ def run_optuna_worker(job: dict) -> None:
     lock = StorageLock(job["storage"])
     objective = make_objective(spec, job, lock, train)
     while not _parent_gone(job):
+        _raise_if_stop_signalled()
         with lock:  # the objective releases it as soon as its trial exists
             if len(counted_trials(study)) >= job["count"]:
                 return
@@ -174,6 +189,7 @@ def report_epochs(trial, metric: str):
 
     def on_epoch(record: dict) -> None:
         nonlocal epochs_done
+        _raise_if_stop_signalled()
         epochs_done += 1  # the step is the number of epochs trained, 1, 2, ...
         value = float(record[metric])
         trial.report(value, epochs_done)

@@ -1,13 +1,14 @@
 """Tests of `fastmlp sweep`: the sweep file, its mapping to Optuna and W&B, and real sweeps.
 
 Real sweeps run the real `train` on the machine's Fashion-MNIST through `python cli.py
-sweep` (worker processes, SQLite study, wandb offline), with tiny models (1 epoch, a few
-hidden units) and 2-4 trials. The fault tests use real processes and real signals: SIGKILL
-of a worker, SIGINT of the sweep, SIGKILL of everything.
+sweep` (worker processes, SQLite study, wandb offline), with tiny models (a few hidden units,
+1 epoch; SLOW trains 12 for the fault tests) and 2-6 trials. The fault tests use real
+processes and real signals: SIGKILL of a worker, SIGINT of the sweep, SIGKILL of everything.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -43,6 +44,12 @@ parameters:
   learning_rate: {distribution: log_uniform_values, min: 1.0e-3, max: 1.0e-2}
   activation: {values: [relu, tanh]}
 """
+
+# The fault tests' sweep: the same tiny models for SLOW_EPOCHS epochs, a few seconds per
+# trial, so a signal sent when a trial is seen mid-training lands in that trial.
+SLOW_EPOCHS = 12
+SLOW = TINY.replace("name: tiny", "name: slow").replace(
+    "epochs: {value: 1}", f"epochs: {{value: {SLOW_EPOCHS}}}")
 
 
 def write(tmp_path: Path, text: str, name: str = "sweep.yaml") -> Path:
@@ -353,8 +360,10 @@ def wait_for(condition, timeout: float, what: str, process=None):
     pytest.fail(f"timed out waiting for {what}")
 
 
-def running_trial(out_dir: Path, name: str):
-    """A RUNNING trial already tagged with its worker's pid, or None."""
+def trial_mid_training(out_dir: Path, name: str = "slow"):
+    """A RUNNING trial of the SLOW sweep that has trained an epoch and has at least half of
+    its epochs still to train (a second or more), or None. A signal sent now lands in it,
+    not between trials, nor in kernel loading before the first epoch."""
     if not (out_dir / "study.db").exists():
         return None
     try:
@@ -362,9 +371,27 @@ def running_trial(out_dir: Path, name: str):
     except FastMLPError:  # no study yet
         return None
     for trial in study.get_trials(deepcopy=False):
-        if trial.state.name == "RUNNING" and "worker" in trial.user_attrs:  # tagged last
+        if trial.state.name == "RUNNING" and \
+                1 <= len(trial.intermediate_values) <= SLOW_EPOCHS // 2:
             return trial
     return None
+
+
+def wait_for_training(out_dir: Path, sweep):
+    """The first trial seen mid-training (the Numba cache may have to compile first)."""
+    return wait_for(lambda: trial_mid_training(out_dir), SWEEP_TIMEOUT, "a trial mid-training",
+                    sweep)
+
+
+def explained(study, out: str = "", err: str = "") -> str:
+    """Each trial's state, worker, start and fail reason, and the sweep's output: what a
+    failed assertion of a fault test prints."""
+    lines = [f"trial {t.number} {t.state.name} worker {t.user_attrs.get('worker')} "
+             f"pid {t.user_attrs.get('pid')} started {t.datetime_start:%H:%M:%S.%f} "
+             f"epochs {len(t.intermediate_values)} "
+             f"fail_reason {t.user_attrs.get('fail_reason')!r}"
+             for t in study.get_trials(deepcopy=False)]
+    return "\n".join([*lines, "--- stdout", out, "--- stderr", err])
 
 
 def check_trial_runs(study):
@@ -527,63 +554,113 @@ def test_pruned_trial_stops_training(tmp_path, fastmlp_env, fashion_dir):
 
 # =============================================================================== faults
 
-# The fault tests signal a worker during its first trial, which takes seconds (data, kernel
-# loading, wandb start-up): time enough to see it RUNNING and send the signal.
+# The fault tests signal a trial mid-training (trial_mid_training): with 1-epoch trials a
+# trial seen RUNNING could end before the signal arrived.
 
 
 def test_sigkill_of_a_worker_loses_only_its_trial(tmp_path, sweep_env, fashion_dir):
-    spec_file, out = write(tmp_path, TINY), tmp_path / "out"
+    spec_file, out = write(tmp_path, SLOW), tmp_path / "out"
     sweep = cli_sweep(sweep_args(spec_file, out, "--count", "4", "--workers", "2",
                                  fashion_dir=fashion_dir), sweep_env)
-    victim = wait_for(lambda: running_trial(out, "tiny"), 60, "a running trial", sweep)
+    victim = wait_for_training(out, sweep)
     os.kill(victim.user_attrs["pid"], signal.SIGKILL)
     code, stdout, err = finish(sweep)
-    assert code == 0, err
+    study = open_study(out, "slow")
+    why = f"victim trial {victim.number}\n" + explained(study, stdout, err)
+    assert code == 0, why
     assert f"worker {victim.user_attrs['worker']}: was killed by SIGKILL; its trial " \
-           f"{victim.number} is marked FAIL; the other workers go on" in stdout
-    study = open_study(out, "tiny")
-    assert states(study) == {n: ("FAIL" if n == victim.number else "COMPLETE") for n in range(4)}
-    assert "SIGKILL" in study.trials[victim.number].user_attrs["fail_reason"]
+           f"{victim.number} is marked FAIL; the other workers go on" in stdout, why
+    assert states(study) == {n: ("FAIL" if n == victim.number else "COMPLETE")
+                             for n in range(4)}, why
+    assert "SIGKILL" in study.trials[victim.number].user_attrs["fail_reason"], why
     assert len(check_trial_runs(study)) == 3
 
 
 def test_ctrl_c_stops_cleanly_and_the_same_command_continues(tmp_path, sweep_env, fashion_dir):
-    spec_file, out = write(tmp_path, TINY), tmp_path / "out"
-    args = sweep_args(spec_file, out, "--count", "5", "--workers", "2", fashion_dir=fashion_dir)
+    spec_file, out = write(tmp_path, SLOW), tmp_path / "out"
+    count = 6
+    args = sweep_args(spec_file, out, "--count", str(count), "--workers", "2",
+                      fashion_dir=fashion_dir)
     # its own process group, like a shell job; Ctrl-C signals the whole group
     sweep = cli_sweep(args, sweep_env, start_new_session=True)
-    wait_for(lambda: running_trial(out, "tiny"), 60, "a running trial", sweep)
+    cut = wait_for_training(out, sweep)
     os.killpg(sweep.pid, signal.SIGINT)
     code, stdout, err = finish(sweep, timeout=40)
-    assert code == 130, err
-    assert "run the same command again to continue" in err
-    study = open_study(out, "tiny")
+    study = open_study(out, "slow")
+    why = f"SIGINT during trial {cut.number}\n" + explained(study, stdout, err)
+    assert code == 130, why
+    assert "run the same command again to continue" in err, why
     interrupted = states(study)
-    assert "RUNNING" not in interrupted.values() and 1 <= len(interrupted) < 5
-    assert "FAIL" in interrupted.values()  # the trial(s) cut short
+    assert "RUNNING" not in interrupted.values(), why
+    assert interrupted[cut.number] == "FAIL", why  # cut short
+    assert study.trials[cut.number].user_attrs["fail_reason"] == "interrupted", why
+    assert len(interrupted) < count, why  # no worker started a trial after the Ctrl-C
     assert not list((out / "workers").glob("*.json"))
 
     code, stdout, err = run_cli_sweep(args, sweep_env)
-    assert code == 0, err
-    final = states(open_study(out, "tiny"))
-    assert sorted(final) == list(range(5)) and "RUNNING" not in final.values()
-    assert {n: final[n] for n in interrupted} == interrupted  # old trials untouched
+    study = open_study(out, "slow")
+    why = explained(study, stdout, err)
+    assert code == 0, why
+    final = states(study)
+    assert sorted(final) == list(range(count)) and "RUNNING" not in final.values(), why
+    assert {n: final[n] for n in interrupted} == interrupted, why  # old trials untouched
+
+
+def test_a_swallowed_ctrl_c_still_stops_the_worker(tmp_path, fastmlp_env, fashion_dir,
+                                                    monkeypatch):
+    """An exception raised in a ctypes callback is printed and dropped. llvmlite calls one
+    while Numba loads kernels, so a Ctrl-C there once left a worker training trials until
+    --count (with later signals ignored). The worker remembers the signal instead."""
+    import optuna
+
+    from fastmlp import sweep_worker
+    from fastmlp.sweep_storage import create_or_load_study
+
+    url, spec = storage_url(None, tmp_path), spec_of(TINY, name="tiny")
+    create_or_load_study(url, spec)
+    job = {"engine": "optuna", "storage": url, "count": 2, "spec": spec.raw,
+           "spec_source": spec.source, "name": spec.name, "worker": 1,
+           "base_config": dataclasses.asdict(base_config(
+               spec, data_dir=str(fashion_dir), wandb_mode="disabled", threads=1)),
+           "trials_dir": str(tmp_path / "trials"), "error_file": str(tmp_path / "error"),
+           "parent_pid": os.getpid()}
+    (tmp_path / "job.json").write_text(json.dumps(job, default=str))
+    swallowed_then_worker = (
+        "import ctypes, os, signal, sys\n"
+        "from fastmlp import sweep_worker\n"
+        "sweep_worker._interrupt_once_on(signal.SIGINT, signal.SIGTERM)\n"
+        "ctypes.CFUNCTYPE(None)(lambda: os.kill(os.getpid(), signal.SIGINT))()\n"
+        "sys.exit(sweep_worker.main([sys.argv[1]]))\n")
+    worker = subprocess.run([sys.executable, "-c", swallowed_then_worker,
+                             str(tmp_path / "job.json")], cwd=REPO, capture_output=True,
+                            text=True, timeout=SWEEP_TIMEOUT)
+    assert "Exception ignored" in worker.stderr  # the KeyboardInterrupt was dropped ...
+    assert worker.returncode == 130, worker.stderr  # ... yet the worker stopped
+    assert open_study(tmp_path, "tiny").trials == []  # before claiming a trial
+
+    # in a running trial, it stops the training after the epoch
+    monkeypatch.setattr(sweep_worker, "_stop_signalled", True)
+    on_epoch = sweep_worker.report_epochs(optuna.create_study().ask(), "val_accuracy")
+    with pytest.raises(KeyboardInterrupt):
+        on_epoch({"val_accuracy": 0.5})
 
 
 def test_trials_left_running_by_a_killed_sweep_are_failed_on_restart(tmp_path, sweep_env,
                                                                       fashion_dir):
-    spec_file, out = write(tmp_path, TINY), tmp_path / "out"
+    spec_file, out = write(tmp_path, SLOW), tmp_path / "out"
     args = sweep_args(spec_file, out, "--count", "2", fashion_dir=fashion_dir)
     sweep = cli_sweep(args, sweep_env)
-    victim = wait_for(lambda: running_trial(out, "tiny"), 60, "a running trial", sweep)
+    victim = wait_for_training(out, sweep)
     sweep.kill()  # the whole sweep dies at once: parent and worker
     os.kill(victim.user_attrs["pid"], signal.SIGKILL)
     sweep.communicate()
 
     code, stdout, err = run_cli_sweep(args, sweep_env)
-    assert code == 0, err
-    assert f"marked FAIL the trial(s) {victim.number} left RUNNING" in stdout
-    assert states(open_study(out, "tiny")) == {victim.number: "FAIL", 1 - victim.number: "COMPLETE"}
+    study = open_study(out, "slow")
+    why = f"victim trial {victim.number}\n" + explained(study, stdout, err)
+    assert code == 0, why
+    assert f"marked FAIL the trial(s) {victim.number} left RUNNING" in stdout, why
+    assert states(study) == {victim.number: "FAIL", 1 - victim.number: "COMPLETE"}, why
 
 
 def test_missing_data_fails_before_any_trial(tmp_path, fastmlp_env):

@@ -126,13 +126,19 @@ def train_epoch(params, state1, state2, grads, progress, t, pixels, labels, orde
     for start in range(0, n, batch_size):
         rows = min(batch_size, n - start)
         used = -(-rows // per_shard)  # shards that get rows in this batch
-        for s in prange(used):
-            first = start + s * per_shard
-            last = min(start + rows, first + per_shard)
-            shard_loss[s], shard_correct[s] = _batch_gradients(
-                shard_grads[s], x_bufs[s], label_bufs[s], act_bufs[s], dz_a[s], dz_b[s],
-                pixels, labels, order[first:last], rows, params, w_offsets, sizes, act_code,
-                loss_code)
+        if used == 1:  # no thread launch at all
+            shard_loss[0], shard_correct[0] = _batch_gradients(
+                shard_grads[0], x_bufs[0], label_bufs[0], act_bufs[0], dz_a[0], dz_b[0],
+                pixels, labels, order[start:start + rows], rows, params, w_offsets, sizes,
+                act_code, loss_code)
+        else:
+            for s in prange(used):
+                first = start + s * per_shard
+                last = min(start + rows, first + per_shard)
+                shard_loss[s], shard_correct[s] = _batch_gradients(
+                    shard_grads[s], x_bufs[s], label_bufs[s], act_bufs[s], dz_a[s], dz_b[s],
+                    pixels, labels, order[first:last], rows, params, w_offsets, sizes,
+                    act_code, loss_code)
         batch_loss = 0.0
         for s in range(used):
             batch_loss += shard_loss[s]
@@ -141,15 +147,19 @@ def train_epoch(params, state1, state2, grads, progress, t, pixels, labels, orde
             return loss_sum, correct, batches, t
 
         t += 1
-        for s in prange(shards):  # sum the shards' gradients into shard 0, then step
-            lo, hi = param_bounds[s], param_bounds[s + 1]
-            total = shard_grads[0, lo:hi]
-            for other in range(1, used):
-                part = shard_grads[other, lo:hi]
-                for i in range(hi - lo):
-                    total[i] += part[i]
+        if used == 1:
             optimizer_update(params, state1, state2, shard_grads[0], segments, t, opt_code,
-                             lr, momentum, beta, beta1, beta2, eps, weight_decay, lo, hi)
+                             lr, momentum, beta, beta1, beta2, eps, weight_decay, 0, num_params)
+        else:
+            for s in prange(shards):  # sum the shards' gradients into shard 0, then step
+                lo, hi = param_bounds[s], param_bounds[s + 1]
+                total = shard_grads[0, lo:hi]
+                for other in range(1, used):
+                    part = shard_grads[other, lo:hi]
+                    for i in range(hi - lo):
+                        total[i] += part[i]
+                optimizer_update(params, state1, state2, shard_grads[0], segments, t, opt_code,
+                                 lr, momentum, beta, beta1, beta2, eps, weight_decay, lo, hi)
         loss_sum += batch_loss
         batches += 1
         progress[0] = batches
