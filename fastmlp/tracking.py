@@ -21,6 +21,14 @@ class MetricsFile:
             handle.write(json.dumps(record) + "\n")
 
 
+def preload_wandb(mode: str) -> None:
+    """Import wandb (about a second) in the background while data and kernels load."""
+    if mode != "disabled":
+        import importlib
+
+        threading.Thread(target=importlib.import_module, args=("wandb",), daemon=True).start()
+
+
 class WandbRun:
     """A wandb run that never prompts and never hangs.
 
@@ -45,8 +53,8 @@ class WandbRun:
         init_args = dict(project=config.wandb_project, entity=config.wandb_entity, name=run_name,
                          group=config.group, config=config.to_dict(), mode=config.wandb_mode,
                          dir=str(wandb_dir), reinit="finish_previous")
-        # Importing wandb and wandb.init take 2 s or so (it starts a service process): do it
-        # beside the first epoch instead of before it. Every later call waits for it.
+        # wandb.init takes a second or more (it starts a service process): it runs in the
+        # background while the caller gets ready; ready() and every later call wait for it.
         self._init_error = None
         self._starting = threading.Thread(target=self._start, args=(init_args,), daemon=True)
         self._starting.start()
@@ -62,7 +70,7 @@ class WandbRun:
             self._init_error = FastMLPError(
                 f"wandb could not start ({init_args['mode']}): {first_line}")
 
-    def _ready(self) -> bool:
+    def ready(self) -> bool:
         """Wait for wandb.init; True when there is a run to log to."""
         if self._starting is not None:
             self._starting.join()
@@ -72,11 +80,11 @@ class WandbRun:
         return self.run is not None
 
     def log(self, values: dict) -> None:
-        if self._ready():
+        if self.ready():
             self.run.log(values)
 
     def log_confusion_matrix(self, labels, predictions, class_names) -> None:
-        if not self._ready():
+        if not self.ready():
             return
         import wandb
 
@@ -86,19 +94,19 @@ class WandbRun:
 
     def log_images(self, images: dict) -> None:
         """{key: path of a PNG} as wandb images."""
-        if not self._ready():
+        if not self.ready():
             return
         import wandb
 
         self.run.log({key: wandb.Image(str(path)) for key, path in images.items()})
 
     def summary(self, values: dict) -> None:
-        if self._ready():
+        if self.ready():
             self.run.summary.update(values)
 
     def finish(self, exit_code: int = 0) -> None:
         try:
-            ready = self._ready()
+            ready = self.ready()
         except FastMLPError:
             ready = False  # it never started: nothing to finish
         if ready:

@@ -240,13 +240,14 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
     import shutil
 
     from .checkpoint import checkpoint_path, load_resumable, resume_config, save_checkpoint
-    from .tracking import MetricsFile, WandbRun
+    from .tracking import MetricsFile, WandbRun, preload_wandb
 
     resumed = None
     if resume_dir is not None:
         resumed = load_resumable(resume_dir)
         config = resume_config(resumed.config, config.to_dict() if config is not None else {})
     config = config.validated()
+    preload_wandb(config.wandb_mode)
     with thread_limits(config.threads):
         splits = load_splits(config)
         layout = Layout(config.layer_sizes)
@@ -293,6 +294,7 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
             wandb_run = WandbRun(config, run_dir.name, run_dir.parent)
             for record in epochs:  # a resumed run's wandb history starts at epoch 1 too
                 wandb_run.log({k: v for k, v in record.items() if k != "train_seconds"})
+            wandb_run.ready()  # started before the epochs: it would slow the first one down
             for epoch in range(len(epochs) + 1, config.epochs + 1):
                 order = shuffle_rng.permutation(len(splits.y_train))
 
