@@ -13,20 +13,27 @@ FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 SHARED_MNIST = Path(os.environ.get("FASTMLP_SHARED_MNIST") or REPO.parent / "shared" / "data" / "mnist")
 
 
+def require_data(directory: Path, how: str) -> Path:
+    """The directory, or a skip when it is missing on a developer's machine; in CI
+    (CI=true) a missing data set is a failure: a skipped test must never count as passing."""
+    if not directory.is_dir():
+        message = f"{directory} missing ({how})"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return directory
+
+
 @pytest.fixture(scope="session")
 def fashion_dir() -> Path:
-    """The real Fashion-MNIST files (skips the test when the package is not installed)."""
-    if not FASHION_DIR.is_dir():
-        pytest.skip(f"{FASHION_DIR} missing (apt-get install dataset-fashion-mnist)")
-    return FASHION_DIR
+    """The real Fashion-MNIST files."""
+    return require_data(FASHION_DIR, "apt-get install dataset-fashion-mnist")
 
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
-    """The real MNIST files (skips the test when the shared copy is missing)."""
-    if not SHARED_MNIST.is_dir():
-        pytest.skip(f"{SHARED_MNIST} missing (set FASTMLP_SHARED_MNIST)")
-    return SHARED_MNIST
+    """The real MNIST files."""
+    return require_data(SHARED_MNIST, "set FASTMLP_SHARED_MNIST")
 
 
 @pytest.fixture(scope="module")
