@@ -140,7 +140,9 @@ def optimizer_cases(dtype="float32", sizes=OPTIMIZER_SIZES) -> list:
             def mine(p=params, s1=state1, s2=state2, g=grads, segments=segments, code=code):
                 optimizer_update(p, s1, s2, g, segments, 10, code, hyper.learning_rate,
                                  hyper.momentum, hyper.beta, hyper.beta1, hyper.beta2,
-XX, f"{name} {size_name} {layout.num_params:,}",
+                                 hyper.epsilon, hyper.weight_decay, 0, p.size)
+
+            cases.append(Case("optimizer", f"{name} {size_name} {layout.num_params:,}",
                               mine, lambda gold=gold, w=layers, g=gold_grads: gold.step(w, g),
                               float(layout.num_params), "params"))
     return cases

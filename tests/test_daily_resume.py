@@ -6,22 +6,18 @@ in-process `cli.main` calls except the one SIGINT test, which needs its own proc
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shlex
 import signal
 import subprocess
 import sys
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import cli
-from fastmlp import data
+from clirunner import invoke, write_idx_files
 from fastmlp.checkpoint import load_checkpoint, resume_config
 from fastmlp.config import TrainConfig
 from fastmlp.errors import ConfigError
@@ -43,32 +39,8 @@ def env(fastmlp_env):
 @pytest.fixture(scope="module")
 def small_data(fashion_dir, tmp_path_factory) -> Path:
     """The first 2,000 training and 500 test images of Fashion-MNIST, as raw IDX files."""
-    return write_slice(fashion_dir, tmp_path_factory.mktemp("small-fashion"))
-
-
-def write_slice(source: Path, directory: Path) -> Path:
-    for key, name in data.FILES.items():
-        array = data.read_idx(source / name)[:N_TRAIN if key.endswith("train") else N_TEST]
-        magic = 0x803 if array.ndim == 3 else 0x801
-        header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
-        (directory / name.removesuffix(".gz")).write_bytes(header + array.tobytes())
-    return directory
-
-
-@dataclass
-class Outcome:
-    code: int
-    out: str
-    err: str
-
-
-def invoke(*args) -> Outcome:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        with pytest.raises(SystemExit) as exit_info:
-            cli.main([str(arg) for arg in args])
-    code = exit_info.value.code
-    return Outcome(0 if code is None else code, out.getvalue(), err.getvalue())
+    return write_idx_files(fashion_dir, tmp_path_factory.mktemp("small-fashion"),
+                           N_TRAIN, N_TEST)
 
 
 def without_seconds(records: list) -> list:

@@ -6,17 +6,14 @@ wandb offline); everything else reads its model.npz. In-process `cli.main` calls
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-import cli
+from clirunner import invoke, write_idx_files
 from fastmlp import data
 from fastmlp.data import scale_pixels
 from fastmlp.inference import evaluate_model, predict
@@ -37,29 +34,8 @@ def env(fastmlp_env):
 @pytest.fixture(scope="module")
 def small_data(fashion_dir, tmp_path_factory) -> Path:
     """The first 2,000 training and 500 test images of Fashion-MNIST, as raw IDX files."""
-    directory = tmp_path_factory.mktemp("small-fashion")
-    for key, name in data.FILES.items():
-        array = data.read_idx(fashion_dir / name)[:N_TRAIN if key.endswith("train") else N_TEST]
-        magic = 0x803 if array.ndim == 3 else 0x801
-        header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
-        (directory / name.removesuffix(".gz")).write_bytes(header + array.tobytes())
-    return directory
-
-
-@dataclass
-class Outcome:
-    code: int
-    out: str
-    err: str
-
-
-def invoke(*args) -> Outcome:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        with pytest.raises(SystemExit) as exit_info:
-            cli.main([str(arg) for arg in args])
-    code = exit_info.value.code
-    return Outcome(0 if code is None else code, out.getvalue(), err.getvalue())
+    return write_idx_files(fashion_dir, tmp_path_factory.mktemp("small-fashion"),
+                           N_TRAIN, N_TEST)
 
 
 def png_size(path: Path) -> tuple:

@@ -11,10 +11,8 @@ RLIMIT_FSIZE in a subprocess and the read-only cases are skipped.
 """
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
-import io
 import os
 import shutil
 import subprocess
@@ -27,7 +25,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-import cli
+from clirunner import Outcome, idx_bytes, invoke, write_idx_files
 from fastmlp import data
 from fastmlp.model import Layout, save_model
 from fastmlp.trainer import EpochDisplay
@@ -46,26 +44,8 @@ def env(fastmlp_env):
 @pytest.fixture(scope="module")
 def small_data(fashion_dir, tmp_path_factory) -> Path:
     """The first 1,000 training and 200 test images of Fashion-MNIST, as raw IDX files."""
-    directory = tmp_path_factory.mktemp("small-fashion")
-    for key, name in data.FILES.items():
-        array = data.read_idx(fashion_dir / name)[:N_TRAIN if key.endswith("train") else N_TEST]
-        (directory / name.removesuffix(".gz")).write_bytes(idx_bytes(array))
-    return directory
-
-
-def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
-    magic = magic if magic is not None else (0x803 if array.ndim == 3 else 0x801)
-    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def invoke(*args) -> "Outcome":
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        with pytest.raises(SystemExit) as exit_info:
-            cli.main([str(arg) for arg in args])
-    code = exit_info.value.code
-    return Outcome(0 if code is None else code, out.getvalue(), err.getvalue())
+    return write_idx_files(fashion_dir, tmp_path_factory.mktemp("small-fashion"),
+                           N_TRAIN, N_TEST)
 
 
 @pytest.fixture(scope="module")
@@ -96,13 +76,6 @@ def interrupted_run(small_data, tmp_path_factory) -> Path:
 
 
 # ----------------------------------------------------------------------------- the sandbox
-
-@dataclass
-class Outcome:
-    code: int
-    out: str
-    err: str
-
 
 @dataclass
 class Sandbox:

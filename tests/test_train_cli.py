@@ -6,9 +6,7 @@ the real programs (`fastmlp`, `python cli.py`) in a subprocess. Runs are small
 """
 from __future__ import annotations
 
-import contextlib
 import gzip
-import io
 import json
 import math
 import os
@@ -17,13 +15,12 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import cli
+from clirunner import Outcome, invoke
 from fastmlp.config import TrainConfig
 from fastmlp.data import DEBIAN_FASHION_MNIST_DIR, load_dataset, scale_pixels
 from fastmlp.model import load_model
@@ -48,27 +45,6 @@ def env(fastmlp_env, fashion_dir):
 
 
 # ----------------------------------------------------------------------------- helpers
-
-@dataclass
-class Outcome:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def err_lines(self) -> list:
-        return self.err.splitlines()
-
-
-def invoke(*args) -> Outcome:
-    """Run `fastmlp <args>` in this process; returns its exit code, stdout and stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        with pytest.raises(SystemExit) as exit_info:
-            cli.main([str(arg) for arg in args])
-    code = exit_info.value.code
-    return Outcome(0 if code is None else code, out.getvalue(), err.getvalue())
-
 
 def train(output_dir: Path, *args) -> Outcome:
     return invoke("train", *args, "--output-dir", output_dir)
