@@ -22,16 +22,18 @@ def optimizer_update(params, state1, state2, grads, segments, t, opt_code,
     [lo, hi) (the whole buffer: 0, P); segments rows are (start, end, is_weight) covering
     the buffer."""
     one = scalar_like(1.0, params)
-    lr_, m_, eps_ = scalar_like(lr, params), scalar_like(momentum, params), scalar_like(eps, params)
-    b_, b1, b2 = scalar_like(beta, params), scalar_like(beta1, params), scalar_like(beta2, params)
+    lr_, eps_ = scalar_like(lr, params), scalar_like(eps, params)
+    m_ = scalar_like(momentum, params)
+    b_ = scalar_like(beta, params)
+    b1, b2 = scalar_like(beta1, params), scalar_like(beta2, params)
     # adam/nadam with the bias corrections folded in:
     #   W -= lr * m1/(1-b1^t) / (sqrt(m2/(1-b2^t)) + eps)
-    #      = step_size * m1 / (sqrt(m2) + eps * sqrt(1-b2^t)),  step_size = lr*sqrt(1-b2^t)/(1-b1^t)
+    #      = step_size * m1 / (sqrt(m2) + eps_hat)
+    # with step_size = lr * sqrt(1-b2^t) / (1-b1^t) and eps_hat = eps * sqrt(1-b2^t)
     fix1, fix2 = 1.0 - beta1 ** t, 1.0 - beta2 ** t
     step_size = scalar_like(lr * np.sqrt(fix2) / fix1, params)
     eps_hat = scalar_like(eps * np.sqrt(fix2), params)
-    # nadam's numerator b1*m1_hat + (1-b1)*g/(1-b1^t), over the same (1-b1^t):
-    nadam_g = scalar_like((1.0 - beta1), params)
+    # nadam's b1*m1_hat + (1-b1)*g/(1-b1^t) is (b1*m1 + (1-b1)*g) / (1-b1^t): same step_size
     for s in range(segments.shape[0]):
         start, end = max(segments[s, 0], lo), min(segments[s, 1], hi)
         if start >= end:
@@ -69,4 +71,4 @@ def optimizer_update(params, state1, state2, grads, segments, t, opt_code,
                 g = g_raw[i] + decay * p[i]
                 s1[i] = b1 * s1[i] + (one - b1) * g
                 s2[i] = b2 * s2[i] + (one - b2) * g * g
-                p[i] -= step_size * (b1 * s1[i] + nadam_g * g) / (np.sqrt(s2[i]) + eps_hat)
+                p[i] -= step_size * (b1 * s1[i] + (one - b1) * g) / (np.sqrt(s2[i]) + eps_hat)
