@@ -5,6 +5,7 @@ bench/ (a group per kernel). A case is a pair of zero-argument callables doing t
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -278,6 +279,8 @@ EPOCH_CONFIGS = (
 
 def run_bench(splits, groups=None, epochs=True, with_torch=True, progress=None) -> dict:
     """Time every case (numba vs reference, and torch for epochs); returns a JSON-ready dict."""
+    from threadpoolctl import threadpool_limits
+
     gemm_rate = gemm_flops_per_second()
     cases = [case for case in kernel_cases() if groups is None or case.group in groups]
     if epochs:
@@ -290,8 +293,14 @@ def run_bench(splits, groups=None, epochs=True, with_torch=True, progress=None) 
         contenders = {"numba": case.numba, "reference": case.reference}
         if is_epoch and with_torch and case.torch is not None:
             contenders["torch"] = case.torch
-        timing = dict(min_time=0.0, rounds=2) if is_epoch else {}
-        best = best_seconds(contenders, **timing)
+        if is_epoch:  # whole epochs use every core the caller allows
+            best = best_seconds(contenders, min_time=0.0, rounds=2)
+        else:
+            # Kernels one thread each: interleaving calls into two BLAS libraries (SciPy's,
+            # which Numba calls, and NumPy's) leaves the idle one's threads spinning against
+            # the busy one, which would distort small GEMMs by 10x or more.
+            with threadpool_limits(limits=1):
+                best = best_seconds(contenders)
         row = {"group": case.group, "case": case.label, "unit": case.unit, "work": case.work,
                "numba_seconds": best["numba"], "reference_seconds": best["reference"],
                "speedup": best["reference"] / best["numba"]}
@@ -311,8 +320,8 @@ def print_bench_table(results: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    kernels = Table(title="kernels: Numba vs the NumPy reference (float32)")
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    kernels = Table(title="kernels: Numba vs the NumPy reference (float32, one thread each)")
     for column in ("kernel", "case", "numba", "reference", "speed-up", "numba throughput"):
         kernels.add_column(column, justify="left" if column in ("kernel", "case") else "right")
     epochs = Table(title=f"one training epoch (FLOP bound at the measured GEMM rate, "
