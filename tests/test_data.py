@@ -263,6 +263,23 @@ def test_load_rejects_image_label_count_mismatch(tmp_path):
     assert "train-labels-idx1-ubyte.gz" in str(info.value)
 
 
+def test_a_second_load_reads_the_decoded_copy_until_a_file_changes(tmp_path):
+    directory = write_small_dataset(tmp_path / "d", labels=np.array([0, 1, 2, 3, 4], np.uint8))
+    first = data.load_dataset("mnist", data_dir=directory)
+    decoded = list((tmp_path / "cache" / "decoded").glob("*/y_train.npy"))
+    assert len(decoded) == 1  # kept after the checked read
+    again = data.load_dataset("mnist", data_dir=directory)
+    assert np.array_equal(again.y_train, first.y_train) and again.x_train.shape == (5, 784)
+
+    # a replaced file (other size and time) is read and checked again, not served stale
+    write_small_dataset(directory, labels=np.array([9, 9, 9, 9, 9, 9], np.uint8), n_train=6)
+    changed = data.load_dataset("mnist", data_dir=directory)
+    assert list(changed.y_train) == [9] * 6
+    write(directory / "train-labels-idx1-ubyte.gz", idx_bytes(0x801, (6,), bytes([0, 1, 2, 3, 4, 12])))
+    with pytest.raises(DataError, match="label value 12"):
+        data.load_dataset("mnist", data_dir=directory)
+
+
 def test_load_rejects_out_of_range_labels(tmp_path):
     directory = write_small_dataset(tmp_path / "d", labels=np.array([0, 1, 12, 3, 4], np.uint8))
     with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz: label value 12"):
