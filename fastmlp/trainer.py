@@ -73,8 +73,7 @@ def warm_up(dtype="float32") -> float:
     labels = np.zeros(2, dtype=np.int64)
     run_epoch(state, layout, pixels, labels, np.arange(2), 2, 0, 1, 0, TrainConfig())
     evaluate(np.zeros(2, dtype=np.int64), pixels.astype(dtype), labels, params,
-             np.array(layout.sizes),
-             layout.w_offsets, 0, 1)
+             np.array(layout.sizes, dtype=np.int64), layout.w_offsets, 0, 1)
     return time.perf_counter() - start
 
 
