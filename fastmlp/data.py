@@ -285,12 +285,13 @@ def load_dataset(name, data_dir=None, download=True) -> Dataset:
                             f"{', '.join(map(str, searched))} (download disabled)")
         directory = download_dataset(name, cache_dir())
     paths = {key: _file_in(directory, file_name) for key, file_name in spec.files.items()}
-    arrays = _read_decoded(paths)
+    decoded = _decoded_dir(paths)
+    arrays = _read_decoded(decoded, paths)
     if arrays is None:
         x_train, y_train = _read_split(paths["x_train"], paths["y_train"])
         x_test, y_test = _read_split(paths["x_test"], paths["y_test"])
         arrays = dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-        _write_decoded(paths, arrays)
+        _write_decoded(decoded, arrays)
     return Dataset(name, spec.class_names, **arrays)
 
 
@@ -300,30 +301,37 @@ def load_dataset(name, data_dir=None, download=True) -> Dataset:
 # cache, under a key made of the source files' paths, sizes and modification times: a changed
 # or replaced file gets a new key, so it is read and checked again.
 
-def _decoded_dir(paths: dict) -> Path:
+def _decoded_dir(paths: dict) -> Path | None:
+    """Where the decoded copy of these exact files lives (None if a file cannot be stat'ed:
+    then it is read, and its problem reported, the usual way)."""
     identity = []
     for key in sorted(paths):
-        stat = os.stat(paths[key])
+        try:
+            stat = os.stat(paths[key])
+        except (OSError, TypeError):
+            return None
         identity.append(f"{os.path.abspath(paths[key])}:{stat.st_size}:{stat.st_mtime_ns}")
     key = hashlib.sha256("\n".join(identity).encode()).hexdigest()[:24]
     return cache_dir() / "decoded" / key
 
 
-def _read_decoded(paths: dict):
+def _read_decoded(directory: Path | None, paths: dict):
     """The arrays from an earlier read of the same files, or None."""
+    if directory is None:
+        return None
     try:
-        directory = _decoded_dir(paths)
         return {key: np.load(directory / f"{key}.npy", allow_pickle=False) for key in paths}
     except (OSError, ValueError):
         return None
 
 
-def _write_decoded(paths: dict, arrays: dict) -> None:
+def _write_decoded(directory: Path | None, arrays: dict) -> None:
     """Keep the arrays for the next read; a cache that cannot be written is no error."""
     from .files import atomic_writer
 
+    if directory is None:
+        return
     try:
-        directory = _decoded_dir(paths)
         directory.mkdir(parents=True, exist_ok=True)
         for key, array in arrays.items():
             with atomic_writer(directory / f"{key}.npy", "wb") as handle:

@@ -172,8 +172,8 @@ def evaluate(predictions, x, labels, params, sizes, w_offsets, act_code, loss_co
     """predictions (N,) <- argmax of the logits; returns the mean loss over all N rows."""
     n = x.shape[0]
     chunk = 1024
-    acts = np.empty(_activation_offsets(sizes, chunk)[-1], dtype=params.dtype)
     act_offsets = _activation_offsets(sizes, chunk)
+    acts = np.empty(act_offsets[-1], dtype=params.dtype)
     classes = sizes[len(sizes) - 1]
     dlogits_buf = np.empty(chunk * classes, dtype=params.dtype)
     loss_sum = 0.0
