@@ -56,3 +56,7 @@ def write_idx_files(source_dir: Path, directory: Path, n_train: int, n_test: int
         array = data.read_idx(source_dir / name)[:n_train if key.endswith("train") else n_test]
         (directory / name.removesuffix(".gz")).write_bytes(idx_bytes(array))
     return directory
+
+
+# training and test images in the `small_fashion` data set (tests/conftest.py)
+SMALL_FASHION = (2000, 500)

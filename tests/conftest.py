@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from clirunner import SMALL_FASHION, write_idx_files
+
 REPO = Path(__file__).resolve().parents[1]
 # Debian package `dataset-fashion-mnist`; MNIST has no package: a shared copy beside the repo.
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -34,6 +36,12 @@ def fashion_dir() -> Path:
 def mnist_dir() -> Path:
     """The real MNIST files."""
     return require_data(SHARED_MNIST, "set FASTMLP_SHARED_MNIST")
+
+
+@pytest.fixture(scope="session")
+def small_fashion(fashion_dir, tmp_path_factory) -> Path:
+    """The first 2,000 training and 500 test images of Fashion-MNIST, as raw IDX files."""
+    return write_idx_files(fashion_dir, tmp_path_factory.mktemp("small-fashion"), *SMALL_FASHION)
 
 
 @pytest.fixture(scope="module")

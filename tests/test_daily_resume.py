@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clirunner import invoke, write_idx_files
+from clirunner import SMALL_FASHION, invoke
 from fastmlp.checkpoint import load_checkpoint, resume_config
 from fastmlp.config import TrainConfig
 from fastmlp.errors import ConfigError
@@ -28,19 +28,11 @@ from fastmlp.trainer import EpochDisplay
 RUN = ("-e", "3", "-nhl", "2", "-sz", "16", "-b", "64", "-o", "nadam", "-lr", "0.003",
        "--seed", "7", "--wandb-mode", "disabled", "--no-plots")
 RUN_NAME = "hl_2_bs_64_ac_ReLU"
-N_TRAIN, N_TEST = 2000, 500
+N_TRAIN, N_TEST = SMALL_FASHION
 
 
-@pytest.fixture(scope="module", autouse=True)
-def env(fastmlp_env):
-    """Isolated caches and wandb state for every test here."""
-
-
-@pytest.fixture(scope="module")
-def small_data(fashion_dir, tmp_path_factory) -> Path:
-    """The first 2,000 training and 500 test images of Fashion-MNIST, as raw IDX files."""
-    return write_idx_files(fashion_dir, tmp_path_factory.mktemp("small-fashion"),
-                           N_TRAIN, N_TEST)
+# isolated caches and wandb state for every test here
+pytestmark = pytest.mark.usefixtures("fastmlp_env")
 
 
 def without_seconds(records: list) -> list:
@@ -61,10 +53,10 @@ def results(run_dir: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def reference(small_data, tmp_path_factory) -> dict:
+def reference(small_fashion, tmp_path_factory) -> dict:
     """The uninterrupted run."""
     output_dir = tmp_path_factory.mktemp("reference")
-    outcome = invoke("train", *RUN, "--data-dir", small_data, "--output-dir", output_dir,
+    outcome = invoke("train", *RUN, "--data-dir", small_fashion, "--output-dir", output_dir,
                      "--no-progress")
     assert outcome.code == 0, outcome.err
     return results(output_dir / RUN_NAME)
@@ -90,10 +82,10 @@ def resume_command(err: str) -> list:
 
 # ----------------------------------------------------------------------------- resume
 
-def test_interrupted_then_resumed_equals_uninterrupted(reference, small_data, tmp_path,
+def test_interrupted_then_resumed_equals_uninterrupted(reference, small_fashion, tmp_path,
                                                        monkeypatch):
     interrupt_after_epoch(monkeypatch, 1)
-    outcome = invoke("train", *RUN, "--data-dir", small_data, "--output-dir", tmp_path,
+    outcome = invoke("train", *RUN, "--data-dir", small_fashion, "--output-dir", tmp_path,
                      "--no-progress")
     assert outcome.code == 130
     assert "Traceback" not in outcome.err
@@ -109,9 +101,9 @@ def test_interrupted_then_resumed_equals_uninterrupted(reference, small_data, tm
     assert results(run_dir) == reference
 
 
-def test_checkpoint_holds_the_state_after_each_epoch(small_data, tmp_path, monkeypatch):
+def test_checkpoint_holds_the_state_after_each_epoch(small_fashion, tmp_path, monkeypatch):
     interrupt_after_epoch(monkeypatch, 2)
-    outcome = invoke("train", *RUN, "--data-dir", small_data, "--output-dir", tmp_path,
+    outcome = invoke("train", *RUN, "--data-dir", small_fashion, "--output-dir", tmp_path,
                      "--no-progress")
     assert outcome.code == 130
     checkpoint = load_checkpoint(tmp_path / RUN_NAME)
@@ -126,11 +118,11 @@ def test_checkpoint_holds_the_state_after_each_epoch(small_data, tmp_path, monke
     assert checkpoint.config == TrainConfig(
         epochs=3, num_layers=2, hidden_size=16, batch_size=64, optimizer="nadam",
         learning_rate=0.003, seed=7, wandb_mode="disabled", output_dir=str(tmp_path),
-        data_dir=str(small_data))
+        data_dir=str(small_fashion))
     assert np.abs(checkpoint.state2).sum() > 0  # nadam's second moments were saved
 
 
-def test_real_ctrl_c_with_progress_bar_saves_and_resumes(reference, small_data, tmp_path):
+def test_real_ctrl_c_with_progress_bar_saves_and_resumes(reference, small_fashion, tmp_path):
     """SIGINT to a real process whose epochs run in the progress bar's worker thread."""
     slow_epochs = textwrap.dedent("""
         import sys, time
@@ -144,7 +136,7 @@ def test_real_ctrl_c_with_progress_bar_saves_and_resumes(reference, small_data, 
         cli.main(sys.argv[1:])
     """)
     process = subprocess.Popen(
-        [sys.executable, "-c", slow_epochs, "train", *RUN, "--data-dir", str(small_data),
+        [sys.executable, "-c", slow_epochs, "train", *RUN, "--data-dir", str(small_fashion),
          "--output-dir", str(tmp_path), "--progress"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = ""
@@ -170,10 +162,10 @@ def test_real_ctrl_c_with_progress_bar_saves_and_resumes(reference, small_data, 
     assert results(run_dir) == reference
 
 
-def test_resume_rewrites_a_metrics_line_the_checkpoint_does_not_know(reference, small_data,
+def test_resume_rewrites_a_metrics_line_the_checkpoint_does_not_know(reference, small_fashion,
                                                                     tmp_path, monkeypatch):
     interrupt_after_epoch(monkeypatch, 1)
-    invoke("train", *RUN, "--data-dir", small_data, "--output-dir", tmp_path, "--no-progress")
+    invoke("train", *RUN, "--data-dir", small_fashion, "--output-dir", tmp_path, "--no-progress")
     monkeypatch.undo()
     run_dir = tmp_path / RUN_NAME
     with open(run_dir / "metrics.jsonl", "a") as handle:  # as if killed after the append

@@ -13,29 +13,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clirunner import invoke, write_idx_files
+from clirunner import SMALL_FASHION, invoke
 from fastmlp import data
 from fastmlp.data import scale_pixels
 from fastmlp.inference import evaluate_model, predict
 from fastmlp.model import MODEL_FORMAT_VERSION, Layout, load_model, save_model
 from fastmlp.trainer import evaluate_params
 
-N_TRAIN, N_TEST = 2000, 500
+N_TRAIN, N_TEST = SMALL_FASHION
 RUN = ("-e", "2", "-nhl", "1", "-sz", "32", "-b", "32", "--seed", "3", "--no-progress")
 RUN_NAME = "hl_1_bs_32_ac_ReLU"
 FASHION = data.CLASS_NAMES["fashion_mnist"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def env(fastmlp_env):
-    """Isolated caches and wandb state for every test here."""
-
-
-@pytest.fixture(scope="module")
-def small_data(fashion_dir, tmp_path_factory) -> Path:
-    """The first 2,000 training and 500 test images of Fashion-MNIST, as raw IDX files."""
-    return write_idx_files(fashion_dir, tmp_path_factory.mktemp("small-fashion"),
-                           N_TRAIN, N_TEST)
+# isolated caches and wandb state for every test here
+pytestmark = pytest.mark.usefixtures("fastmlp_env")
 
 
 def png_size(path: Path) -> tuple:
@@ -45,17 +37,17 @@ def png_size(path: Path) -> tuple:
 
 
 @pytest.fixture(scope="module")
-def run(small_data, tmp_path_factory) -> Path:
+def run(small_fashion, tmp_path_factory) -> Path:
     """A finished run, logged to wandb offline; returns its run directory."""
     output_dir = tmp_path_factory.mktemp("runs")
-    outcome = invoke("train", *RUN, "--data-dir", small_data, "--output-dir", output_dir)
+    outcome = invoke("train", *RUN, "--data-dir", small_fashion, "--output-dir", output_dir)
     assert outcome.code == 0, outcome.err
     return output_dir / RUN_NAME
 
 
 @pytest.fixture(scope="module")
-def test_set(small_data):
-    dataset = data.load_dataset("fashion_mnist", small_data)
+def test_set(small_fashion):
+    dataset = data.load_dataset("fashion_mnist", small_fashion)
     return dataset.x_test, dataset.y_test.astype(np.int64)
 
 
@@ -80,8 +72,8 @@ def test_run_pictures_are_logged_to_wandb(run):
     assert {"learning", "confusion"} <= images, images
 
 
-def test_no_plots_draws_nothing(small_data, tmp_path):
-    outcome = invoke("train", "-e", "1", "-nhl", "0", "--data-dir", small_data, "--output-dir",
+def test_no_plots_draws_nothing(small_fashion, tmp_path):
+    outcome = invoke("train", "-e", "1", "-nhl", "0", "--data-dir", small_fashion, "--output-dir",
                      tmp_path, "--wandb-mode", "disabled", "--no-progress", "--no-plots")
     assert outcome.code == 0, outcome.err
     assert not list(tmp_path.rglob("*.png"))
@@ -89,9 +81,9 @@ def test_no_plots_draws_nothing(small_data, tmp_path):
 
 # ----------------------------------------------------------------------------- evaluate
 
-def test_evaluate_gives_the_runs_test_results(run, small_data):
+def test_evaluate_gives_the_runs_test_results(run, small_fashion):
     summary = summary_of(run)
-    outcome = invoke("evaluate", run / "model.npz", "--data-dir", small_data)
+    outcome = invoke("evaluate", run / "model.npz", "--data-dir", small_fashion)
     assert outcome.code == 0, outcome.err
     assert outcome.err == ""
     assert (f"fashion_mnist test set: {N_TEST} images  loss {summary['test_loss']:.4f}  "
@@ -112,9 +104,9 @@ def test_evaluate_gives_the_runs_test_results(run, small_data):
         raise AssertionError(f"per-class row for {name}: {line}")
 
 
-def test_evaluate_numbers(run, small_data, test_set):
+def test_evaluate_numbers(run, small_fashion, test_set):
     summary = summary_of(run)
-    result = evaluate_model(run / "model.npz", data_dir=small_data)
+    result = evaluate_model(run / "model.npz", data_dir=small_fashion)
     assert result.dataset == "fashion_mnist" and result.class_names == FASHION
     assert result.accuracy == summary["test_accuracy"]
     assert result.loss == pytest.approx(summary["test_loss"], rel=1e-6)
@@ -136,12 +128,12 @@ def test_evaluate_on_another_dataset_and_custom_plot_path(run, mnist_dir, tmp_pa
 
 # ----------------------------------------------------------------------------- predict
 
-def test_predict_idx_agrees_with_the_evaluation_kernel(run, small_data, test_set):
+def test_predict_idx_agrees_with_the_evaluation_kernel(run, small_fashion, test_set):
     x_test, y_test = test_set
     layout, params, config, _ = load_model(run / "model.npz")
     _, _, kernel_predictions = evaluate_params(params, layout, scale_pixels(x_test, params.dtype),
                                                y_test, config["activation"], config["loss"])
-    images = small_data / "t10k-images-idx3-ubyte"
+    images = small_fashion / "t10k-images-idx3-ubyte"
     outcome = invoke("predict", run / "model.npz", images, "--top-k", "3")
     assert outcome.code == 0, outcome.err
     lines = outcome.out.splitlines()
@@ -157,8 +149,8 @@ def test_predict_idx_agrees_with_the_evaluation_kernel(run, small_data, test_set
     assert (np.array(predicted) == kernel_predictions).mean() > 0.995
 
 
-def test_predict_probabilities_sum_to_one(run, small_data):
-    [prediction] = predict(run / "model.npz", [small_data / "t10k-images-idx3-ubyte"],
+def test_predict_probabilities_sum_to_one(run, small_fashion):
+    [prediction] = predict(run / "model.npz", [small_fashion / "t10k-images-idx3-ubyte"],
                            top_k=10)[:1]
     assert sum(p for _, p in prediction.classes) == pytest.approx(1.0)
     assert sorted(name for name, _ in prediction.classes) == sorted(FASHION)
@@ -206,8 +198,8 @@ def test_predict_cli_png_line(run, test_set, tmp_path):
 
 # ----------------------------------------------------------------------------- samples
 
-def test_samples_png_and_wandb(small_data, tmp_path):
-    outcome = invoke("samples", "-d", "fashion_mnist", "--data-dir", small_data,
+def test_samples_png_and_wandb(small_fashion, tmp_path):
+    outcome = invoke("samples", "-d", "fashion_mnist", "--data-dir", small_fashion,
                      "--output-dir", tmp_path)
     assert outcome.code == 0, outcome.err
     path = tmp_path / "samples_fashion_mnist.png"
@@ -218,17 +210,17 @@ def test_samples_png_and_wandb(small_data, tmp_path):
     assert len(logged) == 1 + 10  # the grid and one captioned image per class
 
 
-def test_samples_disabled_wandb(small_data, tmp_path):
-    outcome = invoke("samples", "--data-dir", small_data, "--output-dir", tmp_path,
+def test_samples_disabled_wandb(small_fashion, tmp_path):
+    outcome = invoke("samples", "--data-dir", small_fashion, "--output-dir", tmp_path,
                      "--wandb-mode", "disabled")
     assert outcome.code == 0, outcome.err
     assert {p.name for p in tmp_path.iterdir()} == {"samples_fashion_mnist.png"}
 
 
-def test_samples_show_one_image_of_each_class(small_data):
+def test_samples_show_one_image_of_each_class(small_fashion):
     from fastmlp.plots import one_per_class
 
-    dataset = data.load_dataset("fashion_mnist", small_data)
+    dataset = data.load_dataset("fashion_mnist", small_fashion)
     indices = one_per_class(dataset.y_train, 10)
     assert dataset.y_train[indices].tolist() == list(range(10))
     assert all((dataset.y_train[:i] != dataset.y_train[i]).all() for i in indices)

@@ -34,9 +34,8 @@ N_TRAIN, N_TEST = 1000, 200
 TINY = ("-e", "1", "-nhl", "0", "--wandb-mode", "disabled", "--no-progress")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def env(fastmlp_env):
-    """Isolated caches and wandb state for every test here."""
+# isolated caches and wandb state for every test here
+pytestmark = pytest.mark.usefixtures("fastmlp_env")
 
 
 # ----------------------------------------------------------------------------- module data
