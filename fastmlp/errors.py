@@ -19,3 +19,15 @@ class DivergedError(FastMLPError):
 
 class ModelFileError(FastMLPError):
     """A model file is missing, corrupt or of another format/architecture."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type name: the part of a
+    library's (wandb's, Pillow's, SQLAlchemy's) long message a user is shown."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def cannot_write(path, error: OSError) -> FastMLPError:
+    """The one wording of a failed write: `cannot write <path>: <reason>`."""
+    return FastMLPError(f"cannot write {path}: {error.strerror or error}")

@@ -25,6 +25,17 @@ def atomic_writer(path, mode="w"):
         raise
 
 
+@contextlib.contextmanager
+def writing(path):
+    """Turn an OSError raised while writing `path` into one plain line (errors.cannot_write)."""
+    from .errors import cannot_write
+
+    try:
+        yield
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+
+
 def write_json_atomic(path, data) -> None:
     with atomic_writer(path, "w") as handle:
         json.dump(data, handle, indent=2)
