@@ -11,6 +11,7 @@ import click
 from fastmlp.config import (ACTIVATIONS, DATASETS, DTYPES, LOSSES, OPTIMIZERS, WANDB_MODES,
                             WEIGHT_INITS, TrainConfig)
 from fastmlp.errors import FastMLPError
+from fastmlp.sweep import ENGINES  # cheap: no optuna/wandb
 
 DEFAULTS = TrainConfig()
 
@@ -267,6 +268,50 @@ def bench(json_path, groups, epochs, with_torch, threads, data_dir):
         write_json_atomic(json_path, results)
 
 
+@cli.command("sweep")
+@click.argument("sweep_file", metavar="FILE.yaml")
+@click.option("--count", type=int, default=None,
+              help="Total trials wanted in the study; finished, pruned and failed ones count, "
+                   "so the same command again continues. Default: run_cap, or the whole grid.")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Worker processes on this machine; each gets cores/workers threads.")
+@click.option("--storage", default=None, metavar="URL",
+              help="Optuna storage URL, e.g. postgresql://user:pass@host/db to share the study "
+                   "between machines. Default: sqlite:///OUTPUT_DIR/study.db.")
+@click.option("--engine", type=click.Choice(ENGINES, case_sensitive=False), default="optuna",
+              show_default=True, help="optuna (offline) or wandb (W&B server sweep + agents).")
+@click.option("--name", default=None,
+              help="Sweep (study, wandb group) name. Default: the file's name: or its stem.")
+@click.option("--report", "report_only", is_flag=True,
+              help="Only write the report (best trials, CSV, plots) of the study so far.")
+@click.option("--output-dir", default=None, type=click.Path(file_okay=False),
+              help="Where the study, trial runs and report go. Default: sweeps-out/NAME.")
+@click.option("--wandb-mode", type=click.Choice(WANDB_MODES, case_sensitive=False), default=None,
+              help="wandb mode of each trial's run. Default: offline (online for --engine wandb).")
+@click.option("--data-dir", default=None, type=click.Path(file_okay=False),
+              help="Directory holding the dataset's IDX files (passed to train).")
+@click.option("-d", "--dataset", type=click.Choice(DATASETS, case_sensitive=False), default=None,
+              help="Dataset for every trial, unless the sweep file sets it.")
+def sweep(sweep_file, count, workers, storage, engine, name, report_only, output_dir,
+          wandb_mode, data_dir, dataset):
+    """Run a wandb-format sweep FILE.yaml over `train` (Optuna by default)."""
+    from fastmlp.sweep import SweepInterrupted, run_sweep
+
+    try:
+        run_sweep(sweep_file, count=count, workers=workers, storage=storage, engine=engine,
+                  name=name, report=report_only, output_dir=output_dir,
+                  wandb_mode=wandb_mode and wandb_mode.lower(), data_dir=data_dir,
+                  dataset=dataset and _canonical_dataset(dataset), echo=click.echo)
+    except SweepInterrupted as stop:
+        # What the study holds and how to continue; main() exits with the code (130).
+        click.echo(str(stop) or "interrupted", err=True)
+        raise click.exceptions.Exit(130) from None
+
+
+def _canonical_dataset(dataset: str) -> str:
+    return next(name for name in DATASETS if name.lower() == dataset.lower())
+
+
 def main(argv=None):
     """Entry point: run the CLI, turning every user error into one line and an exit code."""
     try:
@@ -296,10 +341,6 @@ def main(argv=None):
         sys.exit(1)
     sys.exit(result if isinstance(result, int) else 0)
 
-
-from fastmlp.sweep import sweep_command  # noqa: E402  (cheap import: no optuna/wandb)
-
-cli.add_command(sweep_command)
 
 if __name__ == "__main__":
     main()

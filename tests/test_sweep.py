@@ -23,10 +23,10 @@ import pytest
 from fastmlp.config import TrainConfig
 from fastmlp.errors import ConfigError, FastMLPError
 from fastmlp.sweep import base_config, resolve_count, run_sweep, threads_per_worker
-from fastmlp.sweep_spec import load_spec, parse_spec
-from fastmlp.sweep_storage import redacted, storage_url, with_postgres_driver
-from fastmlp.sweep_wandb import WandbUnavailable, wandb_sweep_config
-from fastmlp.sweep_worker import make_objective, make_pruner, make_sampler
+from fastmlp.sweep.spec import load_spec, parse_spec
+from fastmlp.sweep.storage import redacted, storage_url, with_postgres_driver
+from fastmlp.sweep.wandb_engine import WandbUnavailable, wandb_sweep_config
+from fastmlp.sweep.worker import make_objective, make_pruner, make_sampler
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP_TIMEOUT = 150  # seconds; a stuck sweep fails the test instead of hanging the suite
@@ -302,12 +302,8 @@ def sweep_args(spec_file, out_dir, *more, fashion_dir="/usr/share/datasets/fashi
 
 
 def sweep_program() -> list:
-    """`python cli.py sweep` (what users run). Until cli.py registers the command,
-    `python -m fastmlp.sweep` stands in, and test_cli_has_the_sweep_command fails."""
-    from cli import cli as cli_group
-    if "sweep" in cli_group.commands:
-        return [sys.executable, str(REPO / "cli.py"), "sweep"]
-    return [sys.executable, "-m", "fastmlp.sweep"]
+    """`python cli.py sweep` (what users run; the command is defined in cli.py)."""
+    return [sys.executable, str(REPO / "cli.py"), "sweep"]
 
 
 def cli_sweep(args, env, **popen) -> subprocess.Popen:
@@ -335,7 +331,7 @@ def open_study(out_dir: Path, name: str):
     """The sweep's study, opened as fastmlp does: under the storage lock, since a sweep
     starting at the same moment may be creating the tables."""
     import optuna
-    from fastmlp.sweep_storage import StorageLock, load_study
+    from fastmlp.sweep.storage import StorageLock, load_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage_url(None, out_dir)
@@ -486,7 +482,7 @@ def test_sweep_with_two_workers_then_continue_and_report(tmp_path, sweep_env, fa
 
 
 def test_changed_sweep_file_is_refused_for_an_existing_study(tmp_path):
-    from fastmlp.sweep_storage import create_or_load_study
+    from fastmlp.sweep.storage import create_or_load_study
 
     url = storage_url(None, tmp_path)
     create_or_load_study(url, spec_of(TINY))
@@ -613,8 +609,8 @@ def test_a_swallowed_ctrl_c_still_stops_the_worker(tmp_path, fastmlp_env, fashio
     --count (with later signals ignored). The worker remembers the signal instead."""
     import optuna
 
-    from fastmlp import sweep_worker
-    from fastmlp.sweep_storage import create_or_load_study
+    from fastmlp.sweep import worker as sweep_worker
+    from fastmlp.sweep.storage import create_or_load_study
 
     url, spec = storage_url(None, tmp_path), spec_of(TINY, name="tiny")
     create_or_load_study(url, spec)
@@ -627,7 +623,7 @@ def test_a_swallowed_ctrl_c_still_stops_the_worker(tmp_path, fastmlp_env, fashio
     (tmp_path / "job.json").write_text(json.dumps(job, default=str))
     swallowed_then_worker = (
         "import ctypes, os, signal, sys\n"
-        "from fastmlp import sweep_worker\n"
+        "from fastmlp.sweep import worker as sweep_worker\n"
         "sweep_worker._interrupt_once_on(signal.SIGINT, signal.SIGTERM)\n"
         "ctypes.CFUNCTYPE(None)(lambda: os.kill(os.getpid(), signal.SIGINT))()\n"
         "sys.exit(sweep_worker.main([sys.argv[1]]))\n")

@@ -41,16 +41,13 @@ def postgres_url() -> str:
 
 
 def sweep_program() -> list:
-    from cli import cli as cli_group
-    if "sweep" in cli_group.commands:
-        return [sys.executable, str(REPO / "cli.py"), "sweep"]
-    return [sys.executable, "-m", "fastmlp.sweep"]  # until cli.py registers the command
+    return [sys.executable, str(REPO / "cli.py"), "sweep"]
 
 
 def test_two_sweep_processes_share_one_postgres_study(tmp_path, postgres_url, fastmlp_env,
                                                       fashion_dir, monkeypatch):
     import optuna
-    from fastmlp.sweep_storage import with_postgres_driver
+    from fastmlp.sweep.storage import with_postgres_driver
 
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
     (tmp_path / "wandb").mkdir()

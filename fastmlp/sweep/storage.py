@@ -23,7 +23,7 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
-from .errors import FastMLPError
+from ..errors import FastMLPError, first_line
 
 HEARTBEAT_SECONDS = 10       # a running trial writes a heartbeat this often
 GRACE_SECONDS = 60           # ... and is failed by another worker after this long without one
@@ -143,7 +143,7 @@ def _advisory_lock(url: str):
         connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"),
                            {"key": ADVISORY_LOCK_KEY})
     except sqlalchemy.exc.SQLAlchemyError as error:
-        raise StorageError(f"cannot lock storage {redacted(url)}: {_first_line(error)}") from None
+        raise StorageError(f"cannot lock storage {redacted(url)}: {first_line(error)}") from None
 
     def release():
         try:
@@ -179,7 +179,7 @@ def open_storage(url: str):
                 heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
         except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as error:
             raise StorageError(
-                f"cannot open storage {redacted(url)}: {_first_line(error)}") from None
+                f"cannot open storage {redacted(url)}: {first_line(error)}") from None
 
 
 def create_or_load_study(url: str, spec, storage=None):
@@ -301,8 +301,3 @@ def _process_alive(pid: int) -> bool:
     except (OSError, IndexError):
         return True
     return state not in ("Z", "X")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]

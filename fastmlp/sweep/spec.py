@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from .config import SPEC_FLAGS, TrainConfig
-from .errors import ConfigError, FastMLPError
+from ..config import SPEC_FLAGS, TrainConfig
+from ..errors import ConfigError, FastMLPError, first_line
 
 METHODS = ("bayes", "random", "grid")
 GOALS = ("maximize", "minimize")
@@ -193,7 +193,7 @@ def load_spec(path, name: Optional[str] = None) -> SweepSpec:
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        problem = getattr(error, "problem", None) or first_line(error)
         raise ConfigError(f"{path}: not valid YAML{line}: {problem}") from None
     except (OSError, UnicodeDecodeError) as error:
         raise FastMLPError(f"cannot read sweep file {path}: {error}") from None

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import urlsplit
 
-from .errors import FastMLPError
+from ..errors import FastMLPError, first_line
 
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 PROBE_TIMEOUT_SECONDS = 5
@@ -104,5 +104,4 @@ def create_wandb_sweep(config: dict, project: str, entity: Optional[str]) -> str
     try:
         return wandb.sweep(config, project=project, entity=entity)
     except Exception as error:  # wandb raises many types (CommError, UsageError, ...)
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise WandbUnavailable(f"W&B did not create the sweep: {message}") from None
+        raise WandbUnavailable(f"W&B did not create the sweep: {first_line(error)}") from None

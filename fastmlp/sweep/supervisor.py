@@ -4,13 +4,15 @@
     fastmlp sweep sweeps/cs6910.yaml --count 50 --storage postgresql://u:p@db/sweeps  # many machines
     fastmlp sweep sweeps/cs6910.yaml --report
 
-The file is a wandb sweep config (sweep_spec.py). The default engine is Optuna (bayes -> TPE,
+The file is a wandb sweep config (spec.py). The default engine is Optuna (bayes -> TPE,
 random -> random, grid -> grid; hyperband early termination -> HyperbandPruner) with the
 study in an SQLite file in the sweep's output directory (default sweeps-out/NAME/). This
 process creates the study, warms the Numba cache, then starts W worker processes
-(sweep_worker.py) that share the cores and claim trials until the study holds --count;
+(worker.py) that share the cores and claim trials until the study holds --count;
 it watches them, marks a killed worker's trial FAIL, and writes the report
-(sweep_report.py) at the end. `--engine wandb` runs the same file as a W&B sweep.
+(report.py) at the end. `--engine wandb` runs the same file as a W&B sweep (wandb_engine.py).
+The click command is in cli.py; this module raises FastMLPError for user errors and
+SweepInterrupted on Ctrl-C/SIGTERM.
 
 Imports of optuna, wandb and matplotlib stay inside functions: importing this module
 (which `fastmlp train` does, through cli.py) must stay cheap.
@@ -28,11 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-import click
-
-from .config import DATASETS, WANDB_MODES, TrainConfig
-from .errors import ConfigError, FastMLPError
-from .sweep_spec import SweepSpec, load_spec
+from ..config import TrainConfig
+from ..errors import ConfigError, FastMLPError
+from .spec import SweepSpec, load_spec
 
 DEFAULT_OUTPUT_ROOT = "sweeps-out"
 ENGINES = ("optuna", "wandb")
@@ -40,7 +40,7 @@ STOP_GRACE_SECONDS = 30      # after Ctrl-C, wait this long for workers to recor
 POLL_SECONDS = 0.2
 THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                     "MKL_NUM_THREADS")
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # so workers import this fastmlp
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # so workers import this fastmlp
 
 
 class SweepInterrupted(Exception):
@@ -64,7 +64,7 @@ class SweepOutcome:
     seconds: float = 0.0            # wall time the workers ran
     workers: int = 0
     failures: list = field(default_factory=list)
-    report: object = None           # sweep_report.Report
+    report: object = None           # report.Report
     sweep_id: Optional[str] = None  # --engine wandb
 
     @property
@@ -161,8 +161,8 @@ def threads_per_worker(workers: int) -> int:
 
 def _run_optuna_sweep(spec, count, workers, storage, out_dir, report_only, wandb_mode,
                       data_dir, dataset, echo) -> SweepOutcome:
-    from .sweep_report import write_report
-    from .sweep_storage import (counted_trials, create_or_load_study, fail_orphaned_trials,
+    from .report import write_report
+    from .storage import (counted_trials, create_or_load_study, fail_orphaned_trials,
                                 storage_url)
 
     url = storage_url(storage, out_dir)
@@ -216,8 +216,8 @@ def _run_optuna_sweep(spec, count, workers, storage, out_dir, report_only, wandb
 
 def _report_only(spec, url: str, out_dir: Path, echo) -> SweepOutcome:
     """--report: the report of the study as it stands; never creates a study."""
-    from .sweep_report import write_report
-    from .sweep_storage import StorageError, load_study, sqlite_file
+    from .report import write_report
+    from .storage import StorageError, load_study, sqlite_file
 
     database = sqlite_file(url)
     if database is not None and not database.exists():
@@ -231,7 +231,7 @@ def _report_only(spec, url: str, out_dir: Path, echo) -> SweepOutcome:
 
 
 def _shown(url: str) -> str:
-    from .sweep_storage import redacted
+    from .storage import redacted
     return redacted(url)
 
 
@@ -248,8 +248,8 @@ def _prepare_data(spec: SweepSpec, base: TrainConfig) -> None:
     """Find every dataset the trials use before any worker starts: a wrong --data-dir fails
     here with one line (not as a failed trial per worker), and a needed download happens
     once, not in several workers at the same time."""
-    from .data import find_dataset_dir, load_dataset
-    from .errors import DataError
+    from ..data import find_dataset_dir, load_dataset
+    from ..errors import DataError
 
     swept = next((p for p in spec.params if p.name == "dataset"), None)
     names = (set(swept.values) if swept is not None else {base.dataset})
@@ -265,7 +265,7 @@ def _prepare_data(spec: SweepSpec, base: TrainConfig) -> None:
 def _warm_numba_cache(spec: SweepSpec, base: TrainConfig, echo) -> None:
     """Compile (or load) every kernel once here, so workers never compile concurrently
     (concurrent first compiles can corrupt Numba's on-disk cache)."""
-    from .trainer import warm_up
+    from ..trainer import warm_up
 
     started = time.perf_counter()
     swept = next((p for p in spec.params if p.name == "dtype"), None)
@@ -292,7 +292,7 @@ def _raise_if_all_failed(outcome: SweepOutcome) -> None:
 
 def _run_wandb_sweep(spec, count, workers, out_dir, wandb_mode, data_dir, dataset,
                      echo) -> SweepOutcome:
-    from .sweep_wandb import check_wandb_ready, create_wandb_sweep, wandb_sweep_config
+    from .wandb_engine import check_wandb_ready, create_wandb_sweep, wandb_sweep_config
 
     check_wandb_ready(wandb_mode)  # before anything slow: no prompt, no 100 s retry
     total = resolve_count(count, spec, echo)
@@ -359,7 +359,7 @@ def _start_worker(job: dict, number: int, threads: int, out_dir: Path) -> _Worke
     # A fresh interpreter (not fork), in its own session: a terminal's Ctrl-C reaches only
     # this process, which forwards it once, so a worker's clean-up is never interrupted.
     process = subprocess.Popen(
-        [sys.executable, "-m", "fastmlp.sweep_worker", str(job_file)],
+        [sys.executable, "-m", "fastmlp.sweep.worker", str(job_file)],
         env=_worker_env(threads), start_new_session=True)
     return _Worker(number, process, job_file, error_file)
 
@@ -395,7 +395,7 @@ def _supervise(workers: list, study, echo) -> list:
 
 def _worker_ended(worker: _Worker, code: int, study) -> Optional[WorkerFailure]:
     """What a worker's exit code means; fails the trial a killed worker left RUNNING."""
-    from .sweep_worker import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR
+    from .worker import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR
 
     if code in (EXIT_OK, EXIT_INTERRUPTED):
         return None
@@ -405,7 +405,7 @@ def _worker_ended(worker: _Worker, code: int, study) -> Optional[WorkerFailure]:
         how = worker.error_file.read_text() if worker.error_file.exists() else f"exited {code}"
     failed = []
     if study is not None:
-        from .sweep_storage import fail_trials_of_process
+        from .storage import fail_trials_of_process
         failed = fail_trials_of_process(study, worker.process.pid,
                                         f"worker {worker.number} {how}")
     if code == EXIT_USER_ERROR:
@@ -432,7 +432,7 @@ def _stop_workers(workers: list, study) -> None:
                 worker.process.kill()
                 worker.process.wait()
         if study is not None:
-            from .sweep_storage import fail_trials_of_process
+            from .storage import fail_trials_of_process
             for worker in workers:
                 fail_trials_of_process(study, worker.process.pid, "the sweep was interrupted")
     finally:
@@ -451,68 +451,3 @@ def _sigterm_interrupts():
 
 def _numbers(numbers: list) -> str:
     return ", ".join(str(n) for n in numbers)
-
-
-# --------------------------------------------------------------------------- the command
-
-@click.command("sweep", context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("sweep_file", metavar="FILE.yaml")
-@click.option("--count", type=int, default=None,
-              help="Total trials wanted in the study; finished, pruned and failed ones count, "
-                   "so the same command again continues. Default: run_cap, or the whole grid.")
-@click.option("--workers", type=int, default=1, show_default=True,
-              help="Worker processes on this machine; each gets cores/workers threads.")
-@click.option("--storage", default=None, metavar="URL",
-              help="Optuna storage URL, e.g. postgresql://user:pass@host/db to share the study "
-                   "between machines. Default: sqlite:///OUTPUT_DIR/study.db.")
-@click.option("--engine", type=click.Choice(ENGINES, case_sensitive=False), default="optuna",
-              show_default=True, help="optuna (offline) or wandb (W&B server sweep + agents).")
-@click.option("--name", default=None,
-              help="Sweep (study, wandb group) name. Default: the file's name: or its stem.")
-@click.option("--report", "report_only", is_flag=True,
-              help="Only write the report (best trials, CSV, plots) of the study so far.")
-@click.option("--output-dir", default=None, type=click.Path(file_okay=False),
-              help="Where the study, trial runs and report go. Default: sweeps-out/NAME.")
-@click.option("--wandb-mode", type=click.Choice(WANDB_MODES, case_sensitive=False), default=None,
-              help="wandb mode of each trial's run. Default: offline (online for --engine wandb).")
-@click.option("--data-dir", default=None, type=click.Path(file_okay=False),
-              help="Directory holding the dataset's IDX files (passed to train).")
-@click.option("-d", "--dataset", type=click.Choice(DATASETS, case_sensitive=False), default=None,
-              help="Dataset for every trial, unless the sweep file sets it.")
-def sweep_command(sweep_file, count, workers, storage, engine, name, report_only, output_dir,
-                  wandb_mode, data_dir, dataset):
-    """Run a wandb-format sweep FILE.yaml over `train` (Optuna by default)."""
-    try:
-        run_sweep(sweep_file, count=count, workers=workers, storage=storage, engine=engine,
-                  name=name, report=report_only, output_dir=output_dir,
-                  wandb_mode=wandb_mode and wandb_mode.lower(), data_dir=data_dir,
-                  dataset=dataset and _canonical_dataset(dataset), echo=click.echo)
-    except SweepInterrupted as stop:
-        click.echo(str(stop) or "interrupted", err=True)
-        raise SystemExit(130) from None
-
-
-def _canonical_dataset(dataset: str) -> str:
-    return next(name for name in DATASETS if name.lower() == dataset.lower())
-
-
-def main(argv=None) -> int:
-    """`python -m fastmlp.sweep ...`: the command alone, with one-line errors."""
-    try:
-        sweep_command.main(args=argv, prog_name="fastmlp sweep", standalone_mode=False)
-    except FastMLPError as error:
-        click.echo(f"error: {error}", err=True)
-        return 1
-    except click.ClickException as error:
-        error.show()
-        return error.exit_code
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        return 130
-    except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""One sweep worker process: `python -m fastmlp.sweep_worker JOB.json`.
+"""One sweep worker process: `python -m fastmlp.sweep.worker JOB.json`.
 
 `fastmlp sweep` starts W of these as fresh interpreters (spawn semantics: Numba's `omp`
 threading layer is not fork-safe), each with its share of the cores in NUMBA_NUM_THREADS /
@@ -24,10 +24,10 @@ import traceback
 import warnings
 from pathlib import Path
 
-from .config import TrainConfig
-from .errors import DivergedError, FastMLPError
-from .sweep_spec import SWEEPABLE, checked_value, field_type, parse_spec
-from .sweep_storage import StorageLock, counted_trials, load_study, owner_attrs
+from ..config import TrainConfig
+from ..errors import DivergedError, FastMLPError
+from .spec import SWEEPABLE, checked_value, field_type, parse_spec
+from .storage import StorageLock, counted_trials, load_study, owner_attrs
 
 EXIT_OK, EXIT_CRASH, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -87,7 +87,7 @@ def _write_error(job: dict, message: str) -> None:
 def run_optuna_worker(job: dict) -> None:
     import optuna
 
-    from .trainer import train
+    from ..trainer import train
 
     # Each finished trial gets one line from _print_result; Optuna's own warnings would
     # repeat it with a traceback.
@@ -222,7 +222,7 @@ def run_wandb_agent(job: dict) -> None:
     """A wandb agent: the W&B server picks the parameters; each run is a full `train`."""
     import wandb
 
-    from .trainer import train
+    from ..trainer import train
 
     def run_one() -> None:
         params = read_wandb_params(os.environ["WANDB_SWEEP_PARAM_PATH"])
