@@ -8,12 +8,9 @@ import sys
 
 import click
 
-from fastmlp.config import (ACTIVATIONS, DATASETS, DTYPES, LOSSES, OPTIMIZERS, WANDB_MODES,
-                            WEIGHT_INITS, TrainConfig)
+from fastmlp.config import MAY_CHANGE, SETTING, SETTINGS, TrainConfig
 from fastmlp.errors import FastMLPError
 from fastmlp.sweep import ENGINES  # cheap: no optuna/wandb
-
-DEFAULTS = TrainConfig()
 
 
 class _SpecChoice(click.Choice):
@@ -27,63 +24,24 @@ class _SpecChoice(click.Choice):
         return f"{value!r} is not one of {', '.join(map(repr, self.choices))}."
 
 
-def _choice(registry):
-    return _SpecChoice(registry, case_sensitive=False)
-
-
-# (short, long, type, help) for the assignment's flags, in its order; defaults from TrainConfig.
-TRAIN_FLAGS = [
-    ("-wp", "--wandb_project", str, "Weights & Biases project the run is logged to."),
-    ("-we", "--wandb_entity", str, "Weights & Biases entity (user or team)."),
-    ("-d", "--dataset", _choice(DATASETS), "Dataset to train on."),
-    ("-e", "--epochs", int, "Number of passes over the training set."),
-    ("-b", "--batch_size", int, "Training examples per optimizer step."),
-    ("-l", "--loss", _choice(LOSSES), "Loss on the softmax output."),
-    ("-o", "--optimizer", _choice(OPTIMIZERS), "Update rule."),
-    ("-lr", "--learning_rate", float, "Learning rate of every optimizer."),
-    ("-m", "--momentum", float, "Momentum of momentum and nag."),
-    ("-beta", "--beta", float, "Decay of the squared-gradient average in rmsprop."),
-    ("-beta1", "--beta1", float, "First-moment decay of adam and nadam."),
-    ("-beta2", "--beta2", float, "Second-moment decay of adam and nadam."),
-    ("-eps", "--epsilon", float, "Epsilon in the denominators of rmsprop, adam, nadam."),
-    ("-w_d", "--weight_decay", float, "L2 weight decay on the weights (not biases)."),
-    ("-w_i", "--weight_init", _choice(WEIGHT_INITS),
-     "Weight initialisation: random N(0, 0.1^2), Xavier (Glorot uniform) or He (normal)."),
-    ("-nhl", "--num_layers", int, "Number of hidden layers."),
-    ("-sz", "--hidden_size", int, "Units in every hidden layer."),
-    ("-a", "--activation", _choice(ACTIVATIONS), "Activation of the hidden layers."),
-]
+def setting_option(name: str, **overrides):
+    """The click option of a setting, made from its row in the settings table
+    (fastmlp/config.py); `overrides` (default, help, ...) adapt it to another command."""
+    entry = SETTING[name]
+    flags = [flag for flag in (entry.short, entry.long) if flag]
+    kind = _SpecChoice(entry.choices, case_sensitive=False) if entry.choices else entry.kind
+    options = dict(type=kind, default=entry.default, show_default=entry.default is not None,
+                   help=entry.help)
+    options.update(overrides)
+    return click.option(*flags, name, **options)
 
 
 def train_options(command):
-    """Attach the assignment's flags and fastmlp's extras to a click command."""
-    extras = [
-        click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True,
-                     help="Seed of initialisation, shuffling and the validation split."),
-        click.option("--val-fraction", "val_fraction", type=float, default=DEFAULTS.val_fraction,
-                     show_default=True, help="Share of the training set held out for validation."),
-        click.option("--output-dir", "output_dir", default=DEFAULTS.output_dir, show_default=True,
-                     help="Run directories are created inside it."),
-        click.option("--wandb-mode", "wandb_mode", type=_choice(WANDB_MODES),
-                     default=DEFAULTS.wandb_mode, show_default=True,
-                     help="offline writes local wandb files (`wandb sync` later); online needs "
-                          "credentials; disabled logs nothing to wandb."),
-        click.option("--data-dir", "data_dir", default=None,
-                     help="Directory holding the four IDX .gz files (else: $FASTMLP_DATA_DIR, "
-                          "the cache, /usr/share/datasets, download)."),
-        click.option("--dtype", type=_choice(DTYPES), default=DEFAULTS.dtype, show_default=True,
-                     help="Floating-point precision of the whole computation."),
-        click.option("--threads", type=int, default=None,
-                     help="Numba and BLAS threads (default: all cores)."),
-        click.option("--progress/--no-progress", default=None,
-                     help="Live progress bar (default: when writing to a terminal)."),
-    ]
-    for decorator in reversed(extras):
-        command = decorator(command)
-    for short, long, kind, text in reversed(TRAIN_FLAGS):
-        field = long.lstrip("-")
-        command = click.option(short, long, field, type=kind, default=getattr(DEFAULTS, field),
-                               show_default=True, help=text)(command)
+    """Attach every setting of the table, in its order, and --progress to a click command."""
+    command = click.option("--progress/--no-progress", default=None,
+                           help="Live progress bar (default: when writing to a terminal).")(command)
+    for entry in reversed(SETTINGS):
+        command = setting_option(entry.name)(command)
     return command
 
 
@@ -96,8 +54,9 @@ def cli():
 @train_options
 @click.option("--resume", metavar="RUN_DIR", default=None,
               help="Continue the interrupted run in RUN_DIR from its checkpoint.npz, with the "
-                   "settings it started with (only --threads, --data-dir, --wandb-mode, -wp, "
-                   "-we may be given too).")
+                   "settings it started with (only " + ", ".join(
+                       entry.long for entry in SETTINGS if entry.resume == MAY_CHANGE)
+                   + " may change).")
 @click.option("--plots/--no-plots", default=True, show_default=True,
               help="Draw learning curves and the test confusion matrix (PNG) into the run "
                    "directory at the end (and log them to wandb).")
@@ -105,39 +64,26 @@ def train(progress, resume, plots, **flags):
     """Train an MLP on Fashion-MNIST or MNIST and write its results to a run directory."""
     from fastmlp.trainer import train as run_training
 
-    config = TrainConfig(**flags) if resume is None else _resume_config(resume, flags)
-    result = run_training(config, progress=progress, resume_dir=resume, plots=plots)
+    if resume is None:
+        result = run_training(TrainConfig(**flags), progress=progress, plots=plots)
+    else:  # only the flags typed on the line; the rest come from the run's checkpoint
+        from click.core import ParameterSource
+
+        context = click.get_current_context()
+        typed = {name: value for name, value in flags.items()
+                 if context.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+        result = run_training(typed, progress=progress, resume_dir=resume, plots=plots)
     summary = result.summary
     click.echo(f"test accuracy {summary['test_accuracy']:.4f}  test loss "
                f"{summary['test_loss']:.4f}  ->  {result.run_dir}")
     _print_confusion_matrix(summary["confusion_matrix"], summary["class_names"])
 
 
-def _resume_config(run_dir, flags):
-    """The saved configuration of run_dir, with the machine-local flags typed on the line."""
-    from click.core import ParameterSource
-
-    from fastmlp.checkpoint import RESUME_OVERRIDABLE, load_resumable, resume_config
-    from fastmlp.config import flag_name
-    from fastmlp.errors import ConfigError
-
-    context = click.get_current_context()
-    typed = {name: value for name, value in flags.items()
-             if context.get_parameter_source(name) == ParameterSource.COMMANDLINE}
-    refused = [name for name in typed if name not in RESUME_OVERRIDABLE]
-    if refused:
-        raise ConfigError(f"{flag_name(refused[0])}: --resume continues a run with the settings "
-                          "it started with; only --threads, --data-dir, --wandb-mode, -wp and -we "
-                          "may be given with it")
-    return resume_config(load_resumable(run_dir).config, typed)
-
-
 @cli.command()
 @click.argument("model", metavar="MODEL.npz")
-@click.option("-d", "--dataset", type=_choice(DATASETS), default=None,
-              help="Test set to evaluate on (default: the dataset the model was trained on).")
-@click.option("--data-dir", "data_dir", default=None,
-              help="Directory holding the dataset's IDX .gz files (as for train).")
+@setting_option("dataset", default=None, show_default=False,
+                help="Test set to evaluate on (default: the dataset the model was trained on).")
+@setting_option("data_dir")
 @click.option("--plot", metavar="PATH", default=None,
               help="Confusion-matrix PNG to write (default: beside the model, "
                    "evaluate_<dataset>_confusion_matrix.png).")
@@ -191,19 +137,12 @@ def predict(model, inputs, top_k, invert):
 
 
 @cli.command()
-@click.option("-d", "--dataset", type=_choice(DATASETS), default=DEFAULTS.dataset,
-              show_default=True, help="Dataset to show.")
-@click.option("--data-dir", "data_dir", default=None,
-              help="Directory holding the dataset's IDX .gz files (as for train).")
-@click.option("--output-dir", "output_dir", default=DEFAULTS.output_dir, show_default=True,
-              help="Where samples_<dataset>.png is written.")
-@click.option("-wp", "--wandb_project", default=DEFAULTS.wandb_project, show_default=True,
-              help="Weights & Biases project the image is logged to.")
-@click.option("-we", "--wandb_entity", default=DEFAULTS.wandb_entity, show_default=True,
-              help="Weights & Biases entity (user or team).")
-@click.option("--wandb-mode", "wandb_mode", type=_choice(WANDB_MODES),
-              default=DEFAULTS.wandb_mode, show_default=True,
-              help="offline, online (needs credentials) or disabled.")
+@setting_option("dataset", help="Dataset to show.")
+@setting_option("data_dir")
+@setting_option("output_dir", help="Where samples_<dataset>.png is written.")
+@setting_option("wandb_project")
+@setting_option("wandb_entity")
+@setting_option("wandb_mode")
 def samples(dataset, data_dir, output_dir, wandb_project, wandb_entity, wandb_mode):
     """One training image per class in a grid (assignment question 1), as a PNG and in wandb."""
     from fastmlp.plots import samples as draw_samples
@@ -250,13 +189,14 @@ def _print_confusion_matrix(matrix, class_names):
               help="Also time whole epochs on Fashion-MNIST (seed config, batch 256, wide).")
 @click.option("--torch/--no-torch", "with_torch", default=True, show_default=True,
               help="Time the same epoch in PyTorch when it is installed.")
-@click.option("--threads", type=int, default=None, help="Numba and BLAS threads.")
-@click.option("--data-dir", "data_dir", default=None, help="Where the IDX files are.")
+@setting_option("threads")
+@setting_option("data_dir")
 def bench(json_path, groups, epochs, with_torch, threads, data_dir):
     """Time every Numba kernel and whole epochs against the NumPy reference."""
     from fastmlp.benchmarks import print_bench_table, run_bench
     from fastmlp.files import write_json_atomic
-    from fastmlp.trainer import load_splits, thread_limits
+    from fastmlp.data import load_splits
+    from fastmlp.engine import thread_limits
 
     with thread_limits(threads):
         splits = load_splits(TrainConfig(data_dir=data_dir)) if epochs else None
@@ -286,12 +226,11 @@ def bench(json_path, groups, epochs, with_torch, threads, data_dir):
               help="Only write the report (best trials, CSV, plots) of the study so far.")
 @click.option("--output-dir", default=None, type=click.Path(file_okay=False),
               help="Where the study, trial runs and report go. Default: sweeps-out/NAME.")
-@click.option("--wandb-mode", type=click.Choice(WANDB_MODES, case_sensitive=False), default=None,
-              help="wandb mode of each trial's run. Default: offline (online for --engine wandb).")
-@click.option("--data-dir", default=None, type=click.Path(file_okay=False),
-              help="Directory holding the dataset's IDX files (passed to train).")
-@click.option("-d", "--dataset", type=click.Choice(DATASETS, case_sensitive=False), default=None,
-              help="Dataset for every trial, unless the sweep file sets it.")
+@setting_option("wandb_mode", default=None, show_default=False,
+                help="wandb mode of each trial's run. Default: offline (online for --engine wandb).")
+@setting_option("data_dir")
+@setting_option("dataset", default=None, show_default=False,
+                help="Dataset for every trial, unless the sweep file sets it.")
 def sweep(sweep_file, count, workers, storage, engine, name, report_only, output_dir,
           wandb_mode, data_dir, dataset):
     """Run a wandb-format sweep FILE.yaml over `train` (Optuna by default)."""
@@ -300,16 +239,11 @@ def sweep(sweep_file, count, workers, storage, engine, name, report_only, output
     try:
         run_sweep(sweep_file, count=count, workers=workers, storage=storage, engine=engine,
                   name=name, report=report_only, output_dir=output_dir,
-                  wandb_mode=wandb_mode and wandb_mode.lower(), data_dir=data_dir,
-                  dataset=dataset and _canonical_dataset(dataset), echo=click.echo)
+                  wandb_mode=wandb_mode, data_dir=data_dir, dataset=dataset, echo=click.echo)
     except SweepInterrupted as stop:
         # What the study holds and how to continue; main() exits with the code (130).
         click.echo(str(stop) or "interrupted", err=True)
         raise click.exceptions.Exit(130) from None
-
-
-def _canonical_dataset(dataset: str) -> str:
-    return next(name for name in DATASETS if name.lower() == dataset.lower())
 
 
 def main(argv=None):

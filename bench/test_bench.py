@@ -17,7 +17,7 @@ KERNEL_CASES = kernel_cases()
 @pytest.fixture(scope="module")
 def splits():
     from fastmlp.config import TrainConfig
-    from fastmlp.trainer import load_splits
+    from fastmlp.data import load_splits
 
     return load_splits(TrainConfig().validated())
 

@@ -13,7 +13,10 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import reference as ref
-from .config import ACTIVATIONS, LOSSES, OPTIMIZERS, TrainConfig, code_of
+from .config import TrainConfig, code_of
+from .kernels.activations import ACTIVATIONS
+from .kernels.losses import LOSSES
+from .kernels.optimizers import OPTIMIZERS, hyperparameters
 from .model import Layout, init_params
 
 SEED_CONFIG = dict(batch_size=32, hidden_size=64, num_layers=3, activation="ReLU",
@@ -122,7 +125,8 @@ def optimizer_cases(dtype="float32", sizes=OPTIMIZER_SIZES) -> list:
     from .kernels.optimizers import optimizer_update
 
     rng = np.random.default_rng(3)
-    hyper = TrainConfig()
+    config = TrainConfig()
+    hyper = hyperparameters(config)
     cases = []
     for size_name, count in sizes.items():
         # one weight matrix holding `count` parameters (plus nothing else): one segment
@@ -135,13 +139,10 @@ def optimizer_cases(dtype="float32", sizes=OPTIMIZER_SIZES) -> list:
         for name in OPTIMIZERS:
             code = code_of(name, OPTIMIZERS)
             state1, state2 = np.zeros_like(params), np.zeros_like(params)
-            gold = ref.Optimizer(name, layers, hyper.learning_rate, hyper.momentum, hyper.beta,
-                                 hyper.beta1, hyper.beta2, hyper.epsilon, hyper.weight_decay)
+            gold = ref.Optimizer(name, layers, vars(config))
 
             def mine(p=params, s1=state1, s2=state2, g=grads, segments=segments, code=code):
-                optimizer_update(p, s1, s2, g, segments, 10, code, hyper.learning_rate,
-                                 hyper.momentum, hyper.beta, hyper.beta1, hyper.beta2,
-                                 hyper.epsilon, hyper.weight_decay, 0, p.size)
+                optimizer_update(p, s1, s2, g, segments, 10, code, hyper, 0, p.size)
 
             cases.append(Case("optimizer", f"{name} {size_name} {layout.num_params:,}",
                               mine, lambda gold=gold, w=layers, g=gold_grads: gold.step(w, g),
@@ -164,29 +165,24 @@ def flops_per_sample(sizes) -> float:
 
 def epoch_case(splits, rows=None, **overrides) -> Case:
     """One training epoch of a configuration on real data: Numba, reference, PyTorch if present."""
-    from .trainer import TrainState, run_epoch
+    from .data import scale_pixels
+    from .engine import TrainState, run_epoch
 
     config = TrainConfig(**{**SEED_CONFIG, **overrides}).validated()
     layout = Layout(config.layer_sizes)
     dtype = np.dtype(config.dtype)
-    from .data import scale_pixels
-
     pixels, labels = splits.pixels_train[:rows], splits.y_train[:rows]
     x = scale_pixels(pixels, dtype)  # what the reference (and torch) train on
     order = np.random.default_rng(0).permutation(len(labels))
-    codes = (code_of(config.activation, ACTIVATIONS), code_of(config.loss, LOSSES),
-             code_of(config.optimizer, OPTIMIZERS))
     start = init_params(layout, config.weight_init, np.random.default_rng(0), dtype)
     state = TrainState.fresh(start.copy())
     layers = layout.views(start.copy())
-    gold = ref.Optimizer(config.optimizer, layers, config.learning_rate, config.momentum,
-                         config.beta, config.beta1, config.beta2, config.epsilon,
-                         config.weight_decay)
+    gold = ref.Optimizer(config.optimizer, layers, vars(config))
     label = (f"b{config.batch_size} {'-'.join(map(str, config.layer_sizes))} "
              f"{config.activation} {config.optimizer} {config.dtype} {len(labels)} rows")
     return Case(
         "epoch", label,
-        lambda: run_epoch(state, layout, pixels, labels, order, config.batch_size, *codes, config),
+        lambda: run_epoch(state, layout, pixels, labels, order, config.batch_size, config),
         lambda: ref.train_epoch(layers, gold, x, labels, order, config.batch_size,
                                 config.activation, config.loss),
         flops_per_sample(config.layer_sizes) * len(labels), "FLOP",

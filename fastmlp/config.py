@@ -1,7 +1,13 @@
-"""TrainConfig: every `train` flag, its checks, and the name -> code registries.
+"""The settings table: every `train` setting, declared once, as a field of TrainConfig.
 
-The registries are the one place a choice is spelled: the CLI's choices, the kernels'
-integer codes and the run name all come from here.
+Each field carries, beside its type and default, its flags, its help text, its choices or
+rule, whether a sweep may vary it and what a resumed run does with it. Everything else is
+made from this table: the click options of every command (cli.py), validation, the run
+name, `train_command`, the sweep's parameter names, resume's override rule and the README's
+flag table (`settings_table_markdown`; a test keeps the README in step). Adding a setting
+is one entry here plus the code that uses it (docs/ARCHITECTURE.md).
+
+The choice names live beside the code that gives them meaning (kernels, model, data).
 """
 from __future__ import annotations
 
@@ -9,16 +15,15 @@ import dataclasses
 import math
 import shlex
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
+from .data import DATASETS, REGISTRY as DATASET_REGISTRY
 from .errors import ConfigError
+from .kernels.activations import ACTIVATIONS
+from .kernels.losses import LOSSES
+from .kernels.optimizers import OPTIMIZERS
+from .model import WEIGHT_INITS
 
-# name -> integer code passed to the Numba kernels (the order is the code).
-OPTIMIZERS = ("sgd", "momentum", "nag", "rmsprop", "adam", "nadam")
-ACTIVATIONS = ("identity", "sigmoid", "tanh", "ReLU")
-LOSSES = ("mean_squared_error", "cross_entropy")
-WEIGHT_INITS = ("random", "Xavier", "He")
-DATASETS = ("mnist", "fashion_mnist")
 DTYPES = ("float32", "float64")
 WANDB_MODES = ("offline", "online", "disabled")
 
@@ -36,131 +41,165 @@ def canonical_choice(value: str, registry: tuple, flag: str) -> str:
     raise ConfigError(f"{flag}: {value!r} is not one of {', '.join(registry)}")
 
 
-# (field, short flag, long flag) for the spec's flags; used for errors and for commands.
-SPEC_FLAGS = (
-    ("wandb_project", "-wp", "--wandb_project"),
-    ("wandb_entity", "-we", "--wandb_entity"),
-    ("dataset", "-d", "--dataset"),
-    ("epochs", "-e", "--epochs"),
-    ("batch_size", "-b", "--batch_size"),
-    ("loss", "-l", "--loss"),
-    ("optimizer", "-o", "--optimizer"),
-    ("learning_rate", "-lr", "--learning_rate"),
-    ("momentum", "-m", "--momentum"),
-    ("beta", "-beta", "--beta"),
-    ("beta1", "-beta1", "--beta1"),
-    ("beta2", "-beta2", "--beta2"),
-    ("epsilon", "-eps", "--epsilon"),
-    ("weight_decay", "-w_d", "--weight_decay"),
-    ("weight_init", "-w_i", "--weight_init"),
-    ("num_layers", "-nhl", "--num_layers"),
-    ("hidden_size", "-sz", "--hidden_size"),
-    ("activation", "-a", "--activation"),
-)
-# Extra flags (not in the assignment's table), as field -> long flag.
-EXTRA_FLAGS = {
-    "seed": "--seed",
-    "val_fraction": "--val-fraction",
-    "dtype": "--dtype",
-    "threads": "--threads",
-    "output_dir": "--output-dir",
-    "wandb_mode": "--wandb-mode",
-    "data_dir": "--data-dir",
-}
-_CHOICES = {
-    "dataset": DATASETS,
-    "loss": LOSSES,
-    "optimizer": OPTIMIZERS,
-    "weight_init": WEIGHT_INITS,
-    "activation": ACTIVATIONS,
-    "dtype": DTYPES,
-    "wandb_mode": WANDB_MODES,
-}
+# ----------------------------------------------------------------------------- rules
+
+@dataclass(frozen=True)
+class Rule:
+    """A check of a setting's value and the words an error (and the README) uses for it."""
+
+    ok: Callable[[object], bool]
+    text: str  # "must be ...": the error reads "<flag>: <value> <text>"
+    short: str  # for the README table: "whole number >= 1"
 
 
-def flag_name(field_name: str) -> str:
-    """The flag a user typed for a field, for error messages ("-b/--batch_size")."""
-    for name, short, long in SPEC_FLAGS:
-        if name == field_name:
-            return f"{short}/{long}"
-    return EXTRA_FLAGS.get(field_name, field_name)
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def whole(at_least: int) -> Rule:
+    return Rule(lambda v: _is_int(v) and v >= at_least, f"must be a whole number >= {at_least}",
+                f"whole number >= {at_least}")
+
+
+def positive() -> Rule:
+    return Rule(lambda v: _is_finite(v) and v > 0, "must be a finite number > 0", "finite, > 0")
+
+
+def non_negative() -> Rule:
+    return Rule(lambda v: _is_finite(v) and v >= 0, "must be a finite number >= 0",
+                "finite, >= 0")
+
+
+def fraction(include_zero: bool) -> Rule:
+    """[0, 1) or (0, 1)."""
+    interval = "[0, 1)" if include_zero else "(0, 1)"
+    low_ok = (lambda v: v >= 0) if include_zero else (lambda v: v > 0)
+    return Rule(lambda v: _is_finite(v) and low_ok(v) and v < 1, f"must be in {interval}",
+                interval)
+
+
+SEED_RULE = Rule(lambda v: _is_int(v) and 0 <= v < 2**32, "must be a whole number in [0, 2**32)",
+                 "whole number in [0, 2**32)")
+
+# ----------------------------------------------------------------------------- the table
+
+# What a resumed run does with a setting typed again on its command line.
+FIXED = "fixed"          # must equal the saved value: it changes the run's numbers
+MAY_CHANGE = "may change"  # machine-local: where or how the run is shown or computed
+IGNORED = "ignored"      # the run directory is already chosen
+
+
+def setting(default, long: str, short: Optional[str] = None, *, help: str, kind: type = None,
+            choices: tuple = None, rule: Rule = None, sweep: bool = True, resume: str = FIXED,
+            in_command: bool = True, shown_default: str = None):
+    """One row of the settings table, as a dataclass field.
+
+    kind: int, float or str (default: the default value's type); choices: the canonical
+    names (matched case-insensitively); rule: the check of other values; sweep: a sweep
+    file may vary it; resume: FIXED, MAY_CHANGE or IGNORED; in_command: part of the
+    `fastmlp train` command that reproduces a run; shown_default: how the README shows a
+    None default."""
+    meta = dict(long=long, short=short, help=help, kind=kind or type(default), choices=choices,
+                rule=rule, sweep=sweep, resume=resume, in_command=in_command,
+                shown_default=shown_default)
+    return field(default=default, metadata={"setting": meta})
 
 
 @dataclass
 class TrainConfig:
-    """One training run. Defaults: the seed README's example configuration."""
+    """One training run. Defaults: the assignment's example configuration."""
 
-    wandb_project: str = "myprojectname"
-    wandb_entity: str = "myname"
-    dataset: str = "fashion_mnist"
-    epochs: int = 10
-    batch_size: int = 32
-    loss: str = "cross_entropy"
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    momentum: float = 0.9
-    beta: float = 0.9
-    beta1: float = 0.9
-    beta2: float = 0.999
-    epsilon: float = 1e-8
-    weight_decay: float = 0.0005
-    weight_init: str = "Xavier"
-    num_layers: int = 3
-    hidden_size: int = 64
-    activation: str = "ReLU"
-    # extras
-    seed: int = 42
-    val_fraction: float = 0.1
-    dtype: str = "float32"
-    threads: Optional[int] = None
-    output_dir: str = "runs"
-    wandb_mode: str = "offline"
-    data_dir: Optional[str] = None
-    # set by sweeps: wandb group and a run-name prefix
+    # -- the assignment's flags, in its order
+    wandb_project: str = setting("myprojectname", "--wandb_project", "-wp", sweep=False,
+                                 resume=MAY_CHANGE,
+                                 help="wandb project the run is logged to.")
+    wandb_entity: str = setting("myname", "--wandb_entity", "-we", sweep=False,
+                                resume=MAY_CHANGE,
+                                help="wandb entity (user or team).")
+    dataset: str = setting("fashion_mnist", "--dataset", "-d", choices=DATASETS,
+                           help="Dataset to train and test on.")
+    epochs: int = setting(10, "--epochs", "-e", rule=whole(1),
+                          help="Passes over the training set.")
+    batch_size: int = setting(32, "--batch_size", "-b", rule=whole(1),
+                              help="Training examples per optimizer step.")
+    loss: str = setting("cross_entropy", "--loss", "-l", choices=LOSSES,
+                        help="Loss on the softmax output.")
+    optimizer: str = setting("adam", "--optimizer", "-o", choices=OPTIMIZERS,
+                             help="Update rule.")
+    learning_rate: float = setting(1e-3, "--learning_rate", "-lr", rule=positive(),
+                                   help="Learning rate of every optimizer.")
+    momentum: float = setting(0.9, "--momentum", "-m", rule=fraction(True),
+                              help="Momentum of `momentum` and `nag`.")
+    beta: float = setting(0.9, "--beta", "-beta", rule=fraction(True),
+                          help="Decay of the squared-gradient average in `rmsprop`.")
+    beta1: float = setting(0.9, "--beta1", "-beta1", rule=fraction(True),
+                           help="First-moment decay of `adam` and `nadam`.")
+    beta2: float = setting(0.999, "--beta2", "-beta2", rule=fraction(True),
+                           help="Second-moment decay of `adam` and `nadam`.")
+    epsilon: float = setting(1e-8, "--epsilon", "-eps", rule=positive(),
+                             help="Epsilon in the denominators of `rmsprop`, `adam`, `nadam`.")
+    weight_decay: float = setting(0.0005, "--weight_decay", "-w_d", rule=non_negative(),
+                                  help="L2 weight decay on the weights (not the biases).")
+    weight_init: str = setting("Xavier", "--weight_init", "-w_i", choices=WEIGHT_INITS,
+                               help="Weight initialisation: random N(0, 0.1^2), Xavier "
+                                    "(Glorot uniform) or He (normal); biases start at 0.")
+    num_layers: int = setting(3, "--num_layers", "-nhl", rule=whole(0),
+                              help="Number of hidden layers.")
+    hidden_size: int = setting(64, "--hidden_size", "-sz", rule=whole(1),
+                               help="Units in every hidden layer.")
+    activation: str = setting("ReLU", "--activation", "-a", choices=ACTIVATIONS,
+                              help="Activation of the hidden layers.")
+    # -- fastmlp's extras
+    seed: int = setting(42, "--seed", rule=SEED_RULE,
+                        help="Seed of the initialisation, the shuffling and the validation split.")
+    val_fraction: float = setting(0.1, "--val-fraction", rule=fraction(False),
+                                  help="Share of the training set held out for validation.")
+    dtype: str = setting("float32", "--dtype", choices=DTYPES,
+                         help="Floating-point precision of the whole computation.")
+    threads: Optional[int] = setting(None, "--threads", kind=int, rule=whole(1), sweep=False,
+                                     resume=MAY_CHANGE, shown_default="all cores",
+                                     help="Numba and BLAS threads.")
+    output_dir: str = setting("runs", "--output-dir", sweep=False, resume=IGNORED,
+                              in_command=False, help="Run directories are created inside it.")
+    wandb_mode: str = setting("offline", "--wandb-mode", choices=WANDB_MODES, sweep=False,
+                              resume=MAY_CHANGE, in_command=False,
+                              help="offline writes local wandb files (`wandb sync` later); "
+                                   "online needs `wandb login` or WANDB_API_KEY; disabled "
+                                   "logs nothing to wandb.")
+    data_dir: Optional[str] = setting(None, "--data-dir", kind=str, sweep=False,
+                                      resume=MAY_CHANGE, in_command=False,
+                                      shown_default="look-up",
+                                      help="Directory holding the dataset's four IDX files "
+                                           "(else: $FASTMLP_DATA_DIR, the cache, "
+                                           "/usr/share/datasets, download).")
+    # set by sweeps: wandb group and a run-name prefix (not a setting: no flag)
     group: Optional[str] = field(default=None, repr=False)
 
     def validated(self) -> "TrainConfig":
         """Return a copy with canonical choice spellings; raise ConfigError on a bad value."""
         values = dataclasses.asdict(self)
-        for name, registry in _CHOICES.items():
-            values[name] = canonical_choice(values[name], registry, flag_name(name))
-
-        def check(name, ok, what):
-            if not ok:
-                raise ConfigError(f"{flag_name(name)}: {values[name]!r} {what}")
-
-        def finite(name):
-            value = values[name]
-            return isinstance(value, (int, float)) and math.isfinite(value)
-
-        for name in ("epochs", "batch_size", "hidden_size"):
-            check(name, _is_int(values[name]) and values[name] >= 1, "must be a whole number >= 1")
-        check("num_layers", _is_int(values["num_layers"]) and values["num_layers"] >= 0,
-              "must be a whole number >= 0")
-        check("learning_rate", finite("learning_rate") and values["learning_rate"] > 0,
-              "must be a finite number > 0")
-        check("epsilon", finite("epsilon") and values["epsilon"] > 0, "must be a finite number > 0")
-        check("weight_decay", finite("weight_decay") and values["weight_decay"] >= 0,
-              "must be a finite number >= 0")
-        for name in ("momentum", "beta", "beta1", "beta2"):
-            check(name, finite(name) and 0 <= values[name] < 1, "must be in [0, 1)")
-        check("val_fraction", finite("val_fraction") and 0 < values["val_fraction"] < 1,
-              "must be in (0, 1)")
-        check("seed", _is_int(values["seed"]) and 0 <= values["seed"] < 2**32,
-              "must be a whole number in [0, 2**32)")
-        if values["threads"] is not None:
-            check("threads", _is_int(values["threads"]) and values["threads"] >= 1,
-                  "must be a whole number >= 1")
+        for entry in SETTINGS:
+            value = values[entry.name]
+            if entry.choices is not None:
+                values[entry.name] = canonical_choice(value, entry.choices, entry.flag)
+            elif entry.rule is not None and value is not None and not entry.rule.ok(value):
+                raise ConfigError(f"{entry.flag}: {value!r} {entry.rule.text}")
         return TrainConfig(**values)
 
     @property
     def layer_sizes(self) -> tuple:
-        """Units per layer, input to output: 784, hidden_size x num_layers, 10."""
-        return (784,) + (self.hidden_size,) * self.num_layers + (10,)
+        """Units per layer, input to output: the dataset's pixels, hidden_size x num_layers,
+        its classes."""
+        data = DATASET_REGISTRY[self.dataset]
+        return (data.num_inputs,) + (self.hidden_size,) * self.num_layers + (data.num_classes,)
 
     def run_name(self) -> str:
         """The assignment's run-name style, e.g. hl_3_bs_32_ac_ReLU."""
-        return f"hl_{self.num_layers}_bs_{self.batch_size}_ac_{self.activation}"
+        return RUN_NAME.format(**vars(self))
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)
@@ -178,14 +217,91 @@ class TrainConfig:
     def train_command(self) -> str:
         """The `fastmlp train ...` command line that reproduces this configuration."""
         parts = ["fastmlp", "train"]
-        for name, short, _long in SPEC_FLAGS:
-            parts += [short, str(getattr(self, name))]
-        for name in ("seed", "dtype"):
-            parts += [EXTRA_FLAGS[name], str(getattr(self, name))]
-        if self.threads is not None:
-            parts += ["--threads", str(self.threads)]
+        for entry in SETTINGS:
+            value = getattr(self, entry.name)
+            if entry.in_command and value is not None:
+                parts += [entry.short or entry.long, str(value)]
         return shlex.join(parts)
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+RUN_NAME = "hl_{num_layers}_bs_{batch_size}_ac_{activation}"  # the assignment's style
+
+
+# ----------------------------------------------------------------------------- reading it
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the table, read back from TrainConfig's field metadata."""
+
+    name: str
+    default: object
+    long: str
+    short: Optional[str]
+    help: str
+    kind: type
+    choices: Optional[tuple]
+    rule: Optional[Rule]
+    sweep: bool
+    resume: str
+    in_command: bool
+    shown_default: Optional[str]
+
+    @property
+    def flag(self) -> str:
+        """The flag(s) as errors name them: "-b/--batch_size", "--seed"."""
+        return f"{self.short}/{self.long}" if self.short else self.long
+
+    @property
+    def valid_values(self) -> str:
+        if self.choices is not None:
+            return ", ".join(f"`{name}`" for name in self.choices)
+        return self.rule.short if self.rule is not None else ""
+
+    @property
+    def default_text(self) -> str:
+        return self.shown_default if self.default is None else str(self.default)
+
+
+SETTINGS = tuple(Setting(name=f.name, default=f.default, **f.metadata["setting"])
+                 for f in dataclasses.fields(TrainConfig) if "setting" in f.metadata)
+SETTING = {entry.name: entry for entry in SETTINGS}
+# The settings a sweep file may vary (wandb project/entity are top-level sweep keys).
+SWEEPABLE = tuple(entry.name for entry in SETTINGS if entry.sweep)
+
+
+def flag_name(field_name: str) -> str:
+    """The flag a user typed for a field, for error messages ("-b/--batch_size")."""
+    entry = SETTING.get(field_name)
+    return entry.flag if entry else field_name
+
+
+def settings_table_markdown() -> str:
+    """The README's flag table, made from SETTINGS."""
+    lines = ["| short | long | default | choices / valid values | meaning |",
+             "|---|---|---|---|---|"]
+    for entry in SETTINGS:
+        short = f"`{entry.short}`" if entry.short else ""
+        default = f"`{entry.default}`" if entry.default is not None else f"({entry.shown_default})"
+        lines.append(f"| {short} | `{entry.long}` | {default} | {entry.valid_values} | "
+                     f"{entry.help} |")
+    return "\n".join(lines)
+
+
+def resume_config(saved: TrainConfig, overrides: dict) -> TrainConfig:
+    """The saved configuration of an interrupted run with `overrides` (field -> value, e.g.
+    the flags typed with --resume) applied: the one rule of resume.
+
+    A FIXED setting that differs from the saved one is a ConfigError (a resumed run computes
+    exactly what the interrupted one would have); MAY_CHANGE settings take the new value;
+    IGNORED ones are dropped."""
+    values = {name: value for name, value in overrides.items()
+              if name in SETTING and SETTING[name].resume != IGNORED}
+    candidate = dataclasses.replace(saved, **values).validated()
+    for name in values:
+        if SETTING[name].resume == FIXED and getattr(candidate, name) != getattr(saved, name):
+            local = ", ".join(entry.short or entry.long for entry in SETTINGS
+                              if entry.resume == MAY_CHANGE)
+            raise ConfigError(f"{flag_name(name)}: --resume continues a run with the settings it "
+                              f"started with ({getattr(saved, name)!r}); only {local} may change "
+                              "(drop the flag, or start a new run)")
+    return dataclasses.replace(candidate, group=overrides.get("group", saved.group))

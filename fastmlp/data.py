@@ -40,8 +40,6 @@ FILES = {
     "x_test": "t10k-images-idx3-ubyte.gz",
     "y_test": "t10k-labels-idx1-ubyte.gz",
 }
-IMAGE_SHAPE = (28, 28)
-NUM_CLASSES = 10
 
 # Where the Debian package `dataset-fashion-mnist` installs the files.
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -58,6 +56,17 @@ class DatasetSpec:
     sha256: dict  # file name -> SHA-256 of its *decompressed* bytes
     mirrors: tuple  # base URLs; a file's URL is base + file name
     files: dict = field(default_factory=lambda: dict(FILES))
+    image_shape: tuple = (28, 28)
+
+    @property
+    def num_inputs(self) -> int:
+        """Pixels per image: the network's input width."""
+        return int(np.prod(self.image_shape))
+
+    @property
+    def num_classes(self) -> int:
+        """Classes: the network's output width."""
+        return len(self.class_names)
 
 
 REGISTRY = {
@@ -88,6 +97,8 @@ REGISTRY = {
 }
 
 CLASS_NAMES = {name: spec.class_names for name, spec in REGISTRY.items()}
+# The `-d/--dataset` choices.
+DATASETS = tuple(REGISTRY)
 
 
 @dataclass(frozen=True, eq=False)
@@ -288,8 +299,8 @@ def load_dataset(name, data_dir=None, download=True) -> Dataset:
     decoded = _decoded_dir(paths)
     arrays = _read_decoded(decoded, paths)
     if arrays is None:
-        x_train, y_train = _read_split(paths["x_train"], paths["y_train"])
-        x_test, y_test = _read_split(paths["x_test"], paths["y_test"])
+        x_train, y_train = _read_split(paths["x_train"], paths["y_train"], spec)
+        x_test, y_test = _read_split(paths["x_test"], paths["y_test"], spec)
         arrays = dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
         _write_decoded(decoded, arrays)
     return Dataset(name, spec.class_names, **arrays)
@@ -340,21 +351,23 @@ def _write_decoded(directory: Path | None, arrays: dict) -> None:
         pass
 
 
-def _read_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read one images/labels pair and check that they belong together."""
+def _read_split(images_path: Path, labels_path: Path,
+                spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Read one images/labels pair and check that they belong together and fit `spec`."""
     images = read_idx(images_path)
     labels = read_idx(labels_path)
-    if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
-        raise DataError(f"{images_path}: expected 28x28 images, found an IDX array of shape "
-                        f"{images.shape}")
+    if images.ndim != 3 or images.shape[1:] != spec.image_shape:
+        height, width = spec.image_shape
+        raise DataError(f"{images_path}: expected {height}x{width} images, found an IDX array "
+                        f"of shape {images.shape}")
     if labels.ndim != 1:
         raise DataError(f"{labels_path}: expected a 1-D label file, found shape {labels.shape}")
     if len(images) != len(labels):
         raise DataError(f"{labels_path}: {len(labels)} labels but {images_path} has "
                         f"{len(images)} images")
-    if len(labels) and labels.max() >= NUM_CLASSES:
+    if len(labels) and labels.max() >= spec.num_classes:
         raise DataError(f"{labels_path}: label value {labels.max()} is not a class "
-                        f"(expected 0..{NUM_CLASSES - 1})")
+                        f"(expected 0..{spec.num_classes - 1})")
     return images.reshape(len(images), -1), labels
 
 
@@ -438,6 +451,31 @@ def train_val_split(n, val_fraction, seed) -> tuple[np.ndarray, np.ndarray]:
     n_val = round(n * val_fraction)
     order = np.random.default_rng(seed).permutation(n).astype(np.int64, copy=False)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+@dataclass
+class Splits:
+    pixels_train: np.ndarray  # uint8: the training kernel scales them as it gathers a batch
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple
+
+
+def load_splits(config) -> Splits:
+    """The seeded validation split taken off train; validation and test as floats in [0, 1].
+    config: a TrainConfig (dataset, data_dir, val_fraction, seed, dtype)."""
+    dataset = load_dataset(config.dataset, config.data_dir)
+    train_rows, val_rows = train_val_split(len(dataset.y_train), config.val_fraction, config.seed)
+    dtype = np.dtype(config.dtype)
+    labels = dataset.y_train.astype(np.int64)
+    return Splits(
+        pixels_train=dataset.x_train[train_rows], y_train=labels[train_rows],
+        x_val=scale_pixels(dataset.x_train[val_rows], dtype), y_val=labels[val_rows],
+        x_test=scale_pixels(dataset.x_test, dtype), y_test=dataset.y_test.astype(np.int64),
+        class_names=tuple(dataset.class_names))
 
 
 def scale_pixels(x_uint8, dtype) -> np.ndarray:

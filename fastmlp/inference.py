@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, ModelFileError
+from .errors import DataError, ModelFileError, first_line
 
-IMAGE_PIXELS = 28 * 28
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 GZIP_SIGNATURE = b"\x1f\x8b"
 
@@ -34,12 +33,19 @@ class Model:
         return self.config["activation"]
 
     @property
+    def image_shape(self) -> tuple:
+        """(height, width) of the images the model takes: its dataset's."""
+        from .data import REGISTRY
+
+        return REGISTRY[self.config.get("dataset", "fashion_mnist")].image_shape
+
+    @property
     def description(self) -> str:
         return (f"{'-'.join(map(str, self.layout.sizes))} {self.activation}, trained on "
                 f"{self.config.get('dataset', '?')}")
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
-        """Softmax outputs (N, classes) for images x (N, 784) scaled to [0, 1]."""
+        """Softmax outputs (N, classes) for images x (N, pixels) scaled to [0, 1]."""
         from .reference import forward, softmax
 
         layers = self.layout.views(self.params)
@@ -48,14 +54,16 @@ class Model:
 
 
 def open_model(path) -> Model:
-    """Load a model file and check it takes 28x28 images."""
+    """Load a model file and check it takes its dataset's images."""
     from .model import load_model
 
-    layout, params, config, class_names = load_model(path)
-    if layout.sizes[0] != IMAGE_PIXELS:
+    model = Model(Path(path), *load_model(path))
+    height, width = model.image_shape
+    if model.layout.sizes[0] != height * width:
         raise ModelFileError(f"{path}: a model of another architecture: it takes "
-                             f"{layout.sizes[0]} inputs, 28x28 images have {IMAGE_PIXELS} pixels")
-    return Model(Path(path), layout, params, config, class_names)
+                             f"{model.layout.sizes[0]} inputs, {height}x{width} images have "
+                             f"{height * width} pixels")
+    return model
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -85,7 +93,7 @@ def evaluate_model(model_path, dataset=None, data_dir=None) -> Evaluation:
     (default: the dataset it was trained on)."""
     from .config import DATASETS, canonical_choice
     from .data import load_dataset, scale_pixels
-    from .trainer import confusion_matrix, evaluate_params
+    from .engine import confusion_matrix, evaluate_params
 
     model = open_model(model_path)
     dataset = canonical_choice(dataset or model.config.get("dataset", "fashion_mnist"),
@@ -98,8 +106,7 @@ def evaluate_model(model_path, dataset=None, data_dir=None) -> Evaluation:
     x = scale_pixels(data.x_test, model.params.dtype)
     labels = data.y_test.astype(np.int64)
     loss, accuracy, predictions = evaluate_params(
-        np.ascontiguousarray(model.params), model.layout, x, labels, model.activation,
-        model.config["loss"])
+        np.ascontiguousarray(model.params), model.layout, x, labels, model.config)
     return Evaluation(model, dataset, loss, accuracy,
                       confusion_matrix(labels, predictions, classes), tuple(data.class_names))
 
@@ -112,9 +119,10 @@ class Prediction:
     classes: list  # [(class name, probability), ...] most likely first, top_k long
 
 
-def read_inputs(path, invert=None) -> tuple[list, np.ndarray]:
-    """(names, uint8 images (N, 784)) from a PNG (or any image Pillow reads) or an IDX
-    images file (.gz or raw). Images that are not 28x28 are resized; colour is made gray.
+def read_inputs(path, image_shape, invert=None) -> tuple[list, np.ndarray]:
+    """(names, uint8 images (N, height * width)) from a PNG (or any image Pillow reads) or an
+    IDX images file (.gz or raw). Pictures of another size are resized to image_shape
+    (height, width); colour is made gray.
 
     invert: True / False, or None to invert when the image's border is light (a dark
     object on a light background; the datasets have light objects on black)."""
@@ -129,22 +137,23 @@ def read_inputs(path, invert=None) -> tuple[list, np.ndarray]:
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if head.startswith(GZIP_SIGNATURE) or head[:4] in (b"\x00\x00\x08\x03", b"\x00\x00\x08\x01"):
-        return _read_idx_images(path)
-    return [str(path)], _read_picture(path, invert)[None, :]
+        return _read_idx_images(path, image_shape)
+    return [str(path)], _read_picture(path, image_shape, invert)[None, :]
 
 
-def _read_idx_images(path: Path):
+def _read_idx_images(path: Path, image_shape):
     from .data import read_idx
 
     array = read_idx(path)
     if array.ndim == 1:
         raise DataError(f"{path}: an IDX label file; predict needs an IDX images file")
-    if array.shape[1:] != (28, 28):
-        raise DataError(f"{path}: IDX images of shape {array.shape[1:]}, expected 28x28")
-    return [f"{path}[{i}]" for i in range(len(array))], array.reshape(len(array), IMAGE_PIXELS)
+    if array.shape[1:] != tuple(image_shape):
+        raise DataError(f"{path}: IDX images of shape {array.shape[1:]}, expected "
+                        f"{image_shape[0]}x{image_shape[1]}")
+    return [f"{path}[{i}]" for i in range(len(array))], array.reshape(len(array), -1)
 
 
-def _read_picture(path: Path, invert) -> np.ndarray:
+def _read_picture(path: Path, image_shape, invert) -> np.ndarray:
     from PIL import Image
 
     try:
@@ -152,17 +161,17 @@ def _read_picture(path: Path, invert) -> np.ndarray:
             image.load()
             gray = image.convert("L")
     except Exception as exc:  # Pillow raises many types for a bad file; one line for the user
-        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        raise DataError(f"{path}: not a readable image or IDX file ({reason})") from None
-    if gray.size != (28, 28):
-        gray = gray.resize((28, 28), Image.Resampling.LANCZOS)
+        raise DataError(f"{path}: not a readable image or IDX file ({first_line(exc)})") from None
+    height, width = image_shape
+    if gray.size != (width, height):
+        gray = gray.resize((width, height), Image.Resampling.LANCZOS)
     pixels = np.asarray(gray, dtype=np.uint8)
     if invert is None:
         border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
         invert = border.mean() > 127
     if invert:
         pixels = 255 - pixels
-    return pixels.reshape(IMAGE_PIXELS)
+    return pixels.reshape(-1)
 
 
 def predict(model_path, inputs, top_k: int = 1, invert=None) -> list:
@@ -178,7 +187,7 @@ def predict(model_path, inputs, top_k: int = 1, invert=None) -> list:
         raise ConfigError("predict needs at least one INPUT (a PNG image or an IDX images file)")
     results = []
     for path in inputs:  # read all inputs first: a bad one fails before any output
-        results.append(read_inputs(path, invert))
+        results.append(read_inputs(path, model.image_shape, invert))
     predictions = []
     for names, images in results:
         for start in range(0, len(images), 4096):

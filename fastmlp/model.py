@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import WEIGHT_INITS
-
+# The `-w_i/--weight_init` choices, each drawn in init_params.
+WEIGHT_INITS = ("random", "Xavier", "He")
 RANDOM_INIT_STD = 0.1  # "random" init: W ~ N(0, 0.1^2)
 
 
@@ -47,6 +47,10 @@ class Layout:
             bias = flat[at + n_in * n_out:at + n_in * n_out + n_out]
             pairs.append((weights, bias))
         return pairs
+
+    def arrays(self) -> tuple:
+        """The `net` bundle the kernels take: (sizes, w_offsets, decay segments)."""
+        return (np.array(self.sizes, dtype=np.int64), self.w_offsets, self.decay_segments())
 
     def decay_segments(self) -> np.ndarray:
         """(start, end, is_weight) rows covering the flat buffer; weight decay applies to W only."""
@@ -104,8 +108,9 @@ def load_model(path):
     import zipfile
     from pathlib import Path
 
-    from .config import ACTIVATIONS, LOSSES
     from .errors import ModelFileError
+    from .kernels.activations import ACTIVATIONS
+    from .kernels.losses import LOSSES
 
     path = Path(path)
     if path.is_dir():

@@ -26,14 +26,11 @@ def _figure(width, height):
 
 def save_png(figure, path) -> Path:
     """Write a figure to `path` atomically; FastMLPError (one line) if it cannot be written."""
-    from .files import atomic_writer
+    from .files import atomic_writer, writing
 
     path = Path(path)
-    try:
-        with atomic_writer(path, "wb") as handle:
-            figure.savefig(handle, format="png")
-    except OSError as exc:
-        raise FastMLPError(f"cannot write {path}: {exc.strerror or exc}") from None
+    with writing(path), atomic_writer(path, "wb") as handle:
+        figure.savefig(handle, format="png")
     return path
 
 
@@ -78,13 +75,13 @@ def confusion_matrix_png(matrix, class_names, path, title: str = "test confusion
 
 
 def samples_png(images, class_names, path, title: str = "") -> Path:
-    """One 28x28 image per class in a 2 x 5 grid, titled with the class names."""
+    """One image (height, width) per class in a 2 x 5 grid, titled with the class names."""
     figure = _figure(10, 4.6)
     rows = 2 if len(images) > 5 else 1
     columns = -(-len(images) // rows)
     grid = np.atleast_1d(figure.subplots(rows, columns)).ravel()
     for axes, image, name in zip(grid, images, class_names):
-        axes.imshow(np.asarray(image).reshape(28, 28), cmap="gray", vmin=0, vmax=255)
+        axes.imshow(np.asarray(image), cmap="gray", vmin=0, vmax=255)
         axes.set_title(name)
         axes.axis("off")
     for axes in grid[len(images):]:
@@ -123,7 +120,7 @@ def samples(dataset: str, data_dir, output_dir, wandb_mode="offline",
             wandb_project="myprojectname", wandb_entity="myname") -> Path:
     """samples_<dataset>.png in output_dir: the first training image of each class; also
     logged to wandb (offline unless asked; nothing when disabled). Returns the PNG path."""
-    from .data import load_dataset
+    from .data import REGISTRY, load_dataset
 
     data = load_dataset(dataset, data_dir)
     present = set(np.unique(data.y_train).tolist())
@@ -132,7 +129,7 @@ def samples(dataset: str, data_dir, output_dir, wandb_mode="offline",
             raise DataError(f"{data.name}: the training labels have no example of class "
                             f"{label} ({name})")
     indices = one_per_class(data.y_train, len(data.class_names))
-    images = data.x_train[indices].reshape(-1, 28, 28)
+    images = data.x_train[indices].reshape(-1, *REGISTRY[data.name].image_shape)
     output_dir = Path(output_dir)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -140,34 +137,15 @@ def samples(dataset: str, data_dir, output_dir, wandb_mode="offline",
         raise FastMLPError(f"cannot create {output_dir}: {exc.strerror or exc}") from None
     path = samples_png(images, data.class_names, output_dir / f"samples_{data.name}.png",
                        f"{data.name}: one training image per class")
-    if wandb_mode != "disabled":
-        _log_samples(path, images, data, output_dir, wandb_mode, wandb_project, wandb_entity)
+    if wandb_mode != "disabled":  # one wandb run (job type `samples`): the grid, and each class
+        from .tracking import WandbRun
+
+        run = WandbRun(wandb_mode, output_dir, project=wandb_project, entity=wandb_entity,
+                       name=f"samples_{data.name}", config={"dataset": data.name},
+                       job_type="samples")
+        try:
+            run.log_images({"samples_grid": path,
+                            "samples": list(zip(images, data.class_names))})
+        finally:
+            run.finish()
     return path
-
-
-def _log_samples(path, images, data, output_dir, mode, project, entity) -> None:
-    """One wandb run (job type `samples`) holding the grid and one captioned image per class."""
-    import os
-
-    import wandb
-
-    from .tracking import _wandb_api_key
-
-    if mode == "online" and not _wandb_api_key(wandb):
-        raise FastMLPError("wandb online mode needs credentials: run `wandb login` or set "
-                           "WANDB_API_KEY (or use --wandb-mode offline)")
-    wandb_dir = Path(os.environ.get("WANDB_DIR") or output_dir)
-    try:
-        run = wandb.init(project=project, entity=entity, name=f"samples_{data.name}",
-                         job_type="samples", config={"dataset": data.name}, mode=mode,
-                         dir=str(wandb_dir), reinit="finish_previous",
-                         settings=wandb.Settings(silent=True, console="off", init_timeout=60))
-    except Exception as exc:  # wandb raises many types; the user needs one line
-        raise FastMLPError(f"wandb could not start ({mode}): "
-                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    try:
-        run.log({"samples_grid": wandb.Image(str(path)),
-                 "samples": [wandb.Image(image, caption=name)
-                             for image, name in zip(images, data.class_names)]})
-    finally:
-        run.finish()

@@ -1,7 +1,8 @@
 """The whole model in plain NumPy, written to be read.
 
-This is the test oracle for the Numba kernels and the baseline of every benchmark. It follows
-the math in design.md exactly, on a list of (W, b) arrays, one batch at a time:
+This is the test oracle for the Numba kernels and the baseline of every benchmark. It is the
+math of record (docs/ARCHITECTURE.md points here), on a list of (W, b) arrays, one batch at a
+time:
 
     forward:   A_0 = X;  A_{l+1} = act(A_l @ W_l + b_l);  P = softmax(A_L @ W_L + b_L)
     losses:    cross_entropy       = -(1/B) sum_b log P[b, y_b]
@@ -107,45 +108,49 @@ def gradients(layers, x, labels, activation: str, loss: str):
 
 
 class Optimizer:
-    """Holds the hyper-parameters, the step count t and two state arrays per parameter."""
+    """Holds the hyperparameters, the step count t and two state arrays per parameter.
 
-    def __init__(self, name, layers, learning_rate, momentum=0.9, beta=0.9, beta1=0.9,
-                 beta2=0.999, epsilon=1e-8, weight_decay=0.0):
-        self.name, self.lr, self.momentum, self.beta = name, learning_rate, momentum, beta
-        self.beta1, self.beta2, self.eps, self.weight_decay = beta1, beta2, epsilon, weight_decay
+    hyper: a mapping with the names of kernels.optimizers.HYPERPARAMETERS (a TrainConfig's
+    field names): learning_rate, momentum, beta, beta1, beta2, epsilon, weight_decay."""
+
+    def __init__(self, name, layers, hyper):
+        self.name = name
+        self.hyper = dict(hyper)
         self.t = 0
         self.state = [[(np.zeros_like(p), np.zeros_like(p)) for p in pair] for pair in layers]
 
     def step(self, layers, grads):
         """One update of every W and b in place."""
         self.t += 1
+        decay = self.hyper["weight_decay"]
         for (weights, bias), (dw, db), state in zip(layers, grads, self.state):
-            self.update(weights, dw + self.weight_decay * weights, state[0])
+            self.update(weights, dw + decay * weights, state[0])
             self.update(bias, db, state[1])
 
     def update(self, param, g, state):
         s1, s2 = state  # u / v / s / (m1, m2), by optimizer
-        lr, t = self.lr, self.t
+        h, t = self.hyper, self.t
+        lr, eps = h["learning_rate"], h["epsilon"]
         if self.name == "sgd":
             param -= lr * g
         elif self.name == "momentum":
-            s1[...] = self.momentum * s1 + lr * g
+            s1[...] = h["momentum"] * s1 + lr * g
             param -= s1
         elif self.name == "nag":
-            s1[...] = self.momentum * s1 + g
-            param -= lr * (g + self.momentum * s1)
+            s1[...] = h["momentum"] * s1 + g
+            param -= lr * (g + h["momentum"] * s1)
         elif self.name == "rmsprop":
-            s1[...] = self.beta * s1 + (1 - self.beta) * g * g
-            param -= lr * g / (np.sqrt(s1) + self.eps)
+            s1[...] = h["beta"] * s1 + (1 - h["beta"]) * g * g
+            param -= lr * g / (np.sqrt(s1) + eps)
         elif self.name in ("adam", "nadam"):
-            b1, b2 = self.beta1, self.beta2
+            b1, b2 = h["beta1"], h["beta2"]
             s1[...] = b1 * s1 + (1 - b1) * g
             s2[...] = b2 * s2 + (1 - b2) * g * g
             m_hat = s1 / (1 - b1 ** t)
             v_hat = s2 / (1 - b2 ** t)
             if self.name == "nadam":
                 m_hat = b1 * m_hat + (1 - b1) * g / (1 - b1 ** t)
-            param -= lr * m_hat / (np.sqrt(v_hat) + self.eps)
+            param -= lr * m_hat / (np.sqrt(v_hat) + eps)
         else:
             raise ValueError(self.name)
 

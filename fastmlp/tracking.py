@@ -1,24 +1,22 @@
-"""Where a run's numbers go: wandb (offline unless asked) and fastmlp's own metrics file."""
+"""The one door to Weights & Biases: every wandb run fastmlp starts goes through WandbRun.
+
+offline (default): written under <output_dir>/wandb (or $WANDB_DIR), `wandb sync` uploads
+later. online: only when asked, and only with credentials (else one clear error, at once).
+disabled: no wandb at all (wandb is not even imported).
+"""
 from __future__ import annotations
 
-import inspect
-import json
+import netrc
 import os
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from .errors import FastMLPError
+from .errors import FastMLPError, first_line
 
-
-class MetricsFile:
-    """metrics.jsonl: one JSON line per epoch, flushed as it is written."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def append(self, record: dict) -> None:
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+DEFAULT_BASE_URL = "https://api.wandb.ai"
+NEEDS_CREDENTIALS = ("wandb online mode needs credentials: run `wandb login` or set "
+                     "WANDB_API_KEY (or use --wandb-mode offline)")
 
 
 def preload_wandb(mode: str) -> None:
@@ -29,35 +27,55 @@ def preload_wandb(mode: str) -> None:
         threading.Thread(target=importlib.import_module, args=("wandb",), daemon=True).start()
 
 
+def has_wandb_credentials(base_url: str | None = None) -> bool:
+    """An API key in the environment or in the netrc file for the W&B server's host (the
+    places `wandb login` writes). Never prompts, never imports wandb: it answers at once."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urlsplit(base_url or wandb_base_url()).netloc
+    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
+    try:
+        entry = netrc.netrc(str(path)).authenticators(host)
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return bool(entry and entry[2])
+
+
+def wandb_base_url() -> str:
+    return os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL
+
+
 class WandbRun:
     """A wandb run that never prompts and never hangs.
 
-    offline (default): written under <output_dir>/wandb, `wandb sync` uploads later.
-    online: only when asked, and only with credentials (else one clear error, at once).
-    disabled: no wandb at all (wandb is not even imported).
+    wandb.init takes a second or more (it starts a service process): it runs in the
+    background while the caller gets ready; ready() and every later call wait for it.
     """
 
-    def __init__(self, config, run_name: str, output_dir: Path):
+    def __init__(self, mode: str, output_dir: Path, *, project: str, entity: str, name: str,
+                 config: dict, group=None, job_type=None):
         self.run = None
         self._starting = None
-        if config.wandb_mode == "disabled":
+        self._mode = mode
+        if mode == "disabled":
             return
-        if config.wandb_mode == "online":
-            import wandb
-
-            if not _wandb_api_key(wandb):
-                raise FastMLPError("wandb online mode needs credentials: run `wandb login` or "
-                                   "set WANDB_API_KEY (or use --wandb-mode offline)")
+        if mode == "online" and not has_wandb_credentials():
+            raise FastMLPError(NEEDS_CREDENTIALS)
         wandb_dir = Path(os.environ.get("WANDB_DIR") or output_dir)
         wandb_dir.mkdir(parents=True, exist_ok=True)
-        init_args = dict(project=config.wandb_project, entity=config.wandb_entity, name=run_name,
-                         group=config.group, config=config.to_dict(), mode=config.wandb_mode,
-                         dir=str(wandb_dir), reinit="finish_previous")
-        # wandb.init takes a second or more (it starts a service process): it runs in the
-        # background while the caller gets ready; ready() and every later call wait for it.
+        init_args = dict(project=project, entity=entity, name=name, group=group, config=config,
+                         job_type=job_type, mode=mode, dir=str(wandb_dir),
+                         reinit="finish_previous")
         self._init_error = None
         self._starting = threading.Thread(target=self._start, args=(init_args,), daemon=True)
         self._starting.start()
+
+    @classmethod
+    def for_training(cls, config, run_name: str, output_dir: Path) -> "WandbRun":
+        """The wandb run of one `train` run (a sweep's trials share config.group)."""
+        return cls(config.wandb_mode, output_dir, project=config.wandb_project,
+                   entity=config.wandb_entity, name=run_name, config=config.to_dict(),
+                   group=config.group)
 
     def _start(self, init_args):
         try:
@@ -66,9 +84,8 @@ class WandbRun:
             self.run = wandb.init(**init_args, settings=wandb.Settings(
                 silent=True, console="off", init_timeout=60))
         except Exception as exc:  # wandb raises many types; the user needs one line
-            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self._init_error = FastMLPError(
-                f"wandb could not start ({init_args['mode']}): {first_line}")
+                f"wandb could not start ({init_args['mode']}): {first_line(exc)}")
 
     def ready(self) -> bool:
         """Wait for wandb.init; True when there is a run to log to."""
@@ -83,26 +100,33 @@ class WandbRun:
         if self.ready():
             self.run.log(values)
 
-    def log_confusion_matrix(self, labels, predictions, class_names) -> None:
-        if not self.ready():
-            return
-        import wandb
-
-        self.run.log({"confusion_matrix": wandb.plot.confusion_matrix(
-            y_true=[int(v) for v in labels], preds=[int(v) for v in predictions],
-            class_names=list(class_names))})
+    def log_epoch(self, record: dict) -> None:
+        """An epoch's record, without its timing (wandb keeps its own)."""
+        self.log({k: v for k, v in record.items() if k != "train_seconds"})
 
     def log_images(self, images: dict) -> None:
-        """{key: path of a PNG} as wandb images."""
+        """{key: path of a PNG, or a list of (uint8 array, caption)} as wandb images."""
         if not self.ready():
             return
         import wandb
 
-        self.run.log({key: wandb.Image(str(path)) for key, path in images.items()})
+        self.run.log({key: wandb.Image(str(value)) if isinstance(value, (str, Path))
+                      else [wandb.Image(image, caption=caption) for image, caption in value]
+                      for key, value in images.items()})
 
-    def summary(self, values: dict) -> None:
-        if self.ready():
-            self.run.summary.update(values)
+    def log_results(self, summary: dict, labels, predictions, images: dict) -> None:
+        """The end of a training run: test figures, confusion matrix, pictures, summary."""
+        if not self.ready():
+            return
+        import wandb
+
+        test = {"test_loss": summary["test_loss"], "test_accuracy": summary["test_accuracy"]}
+        self.run.log(test)
+        self.run.log({"confusion_matrix": wandb.plot.confusion_matrix(
+            y_true=[int(v) for v in labels], preds=[int(v) for v in predictions],
+            class_names=list(summary["class_names"]))})
+        self.log_images(images)
+        self.run.summary.update(test)
 
     def finish(self, exit_code: int = 0) -> None:
         try:
@@ -112,16 +136,3 @@ class WandbRun:
         if ready:
             self.run.finish(exit_code=exit_code)
             self.run = None
-
-
-def _wandb_api_key(wandb):
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    try:
-        # Newer wandb prints a deprecation warning for `wandb.api` and offers
-        # login(prompt=False), which looks the key up (settings, .netrc) and never prompts.
-        if "prompt" in inspect.signature(wandb.login).parameters:
-            return bool(wandb.login(prompt=False, verify=False))
-        return bool(wandb.api.api_key)
-    except Exception:
-        return False

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from clirunner import SMALL_FASHION, write_idx_files
+from clirunner import SMALL_FASHION, skip_or_fail, write_idx_files
 
 REPO = Path(__file__).resolve().parents[1]
 # Debian package `dataset-fashion-mnist`; MNIST has no package: a shared copy beside the repo.
@@ -16,13 +16,10 @@ SHARED_MNIST = Path(os.environ.get("FASTMLP_SHARED_MNIST") or REPO.parent / "sha
 
 
 def require_data(directory: Path, how: str) -> Path:
-    """The directory, or a skip when it is missing on a developer's machine; in CI
-    (CI=true) a missing data set is a failure: a skipped test must never count as passing."""
+    """The directory, or a skip when it is missing on a developer's machine; under .ci/run
+    a missing data set is a failure: a skipped test must never count as passing."""
     if not directory.is_dir():
-        message = f"{directory} missing ({how})"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(f"{directory} missing ({how})")
     return directory
 
 

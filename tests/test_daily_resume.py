@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 from clirunner import SMALL_FASHION, invoke
-from fastmlp.checkpoint import load_checkpoint, resume_config
-from fastmlp.config import TrainConfig
+from fastmlp.config import TrainConfig, resume_config
+from fastmlp.display import EpochDisplay
 from fastmlp.errors import ConfigError
 from fastmlp.model import load_model
-from fastmlp.trainer import EpochDisplay
+from fastmlp.rundir import load_checkpoint
 
 # nadam: both optimizer-state buffers and the step counter (bias correction) matter.
 RUN = ("-e", "3", "-nhl", "2", "-sz", "16", "-b", "64", "-o", "nadam", "-lr", "0.003",

@@ -18,7 +18,7 @@ from fastmlp import data
 from fastmlp.data import scale_pixels
 from fastmlp.inference import evaluate_model, predict
 from fastmlp.model import MODEL_FORMAT_VERSION, Layout, load_model, save_model
-from fastmlp.trainer import evaluate_params
+from fastmlp.engine import evaluate_params
 
 N_TRAIN, N_TEST = SMALL_FASHION
 RUN = ("-e", "2", "-nhl", "1", "-sz", "32", "-b", "32", "--seed", "3", "--no-progress")
@@ -132,7 +132,7 @@ def test_predict_idx_agrees_with_the_evaluation_kernel(run, small_fashion, test_
     x_test, y_test = test_set
     layout, params, config, _ = load_model(run / "model.npz")
     _, _, kernel_predictions = evaluate_params(params, layout, scale_pixels(x_test, params.dtype),
-                                               y_test, config["activation"], config["loss"])
+                                               y_test, config)
     images = small_fashion / "t10k-images-idx3-ubyte"
     outcome = invoke("predict", run / "model.npz", images, "--top-k", "3")
     assert outcome.code == 0, outcome.err

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from clirunner import STRICT
 from fastmlp import data
 from fastmlp.errors import DataError
 
@@ -22,11 +23,10 @@ FASHION_DIR = data.DEBIAN_FASHION_MNIST_DIR
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 FILE_NAMES = list(data.FILES.values())
 
-# A developer without the data skips these; in CI (CI=true) they run, and fail if it is missing.
-IN_CI = bool(os.environ.get("CI"))
-needs_fashion = pytest.mark.skipif(not FASHION_DIR.is_dir() and not IN_CI,
+# A developer without the data skips these; under .ci/run they run, and fail if it is missing.
+needs_fashion = pytest.mark.skipif(not FASHION_DIR.is_dir() and not STRICT,
                                    reason=f"{FASHION_DIR} missing (apt-get install dataset-fashion-mnist)")
-needs_mnist = pytest.mark.skipif(not SHARED_MNIST.is_dir() and not IN_CI,
+needs_mnist = pytest.mark.skipif(not SHARED_MNIST.is_dir() and not STRICT,
                                  reason=f"{SHARED_MNIST} missing")
 
 

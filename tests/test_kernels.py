@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from fastmlp import reference as ref
-from fastmlp.config import ACTIVATIONS, LOSSES, OPTIMIZERS
 from fastmlp.data import scale_pixels
-from fastmlp.kernels.activations import bias_activate, scale_by_derivative
+from fastmlp.engine import kernel_codes
+from fastmlp.kernels.activations import ACTIVATIONS, bias_activate, scale_by_derivative
 from fastmlp.kernels.dense import dense_backward, dense_forward
 from fastmlp.kernels.epoch import evaluate, train_epoch
-from fastmlp.kernels.losses import softmax_loss_backward
-from fastmlp.kernels.optimizers import optimizer_update
+from fastmlp.kernels.losses import LOSSES, softmax_loss_backward
+from fastmlp.kernels.optimizers import OPTIMIZERS, hyperparameters, optimizer_update
 from fastmlp.model import Layout, init_params
 
 TIGHT = 1e-10  # relative tolerance of Numba vs reference in float64
@@ -22,6 +22,16 @@ HYPER = dict(learning_rate=0.01, momentum=0.9, beta=0.9, beta1=0.9, beta2=0.999,
 
 def relative_error(got, want):
     return float(np.max(np.abs(got - want)) / max(np.max(np.abs(want)), 1e-300))
+
+
+def centred_differences(function, params, step=1e-6):
+    """d function / d params[i] for every i, by centred differences."""
+    numeric = np.empty_like(params)
+    for i in range(params.size):
+        bump = np.zeros_like(params)
+        bump[i] = step
+        numeric[i] = (function(params + bump) - function(params - bump)) / (2 * step)
+    return numeric
 
 
 def flatten(layers):
@@ -34,13 +44,13 @@ def kernel_epoch(params, layout, pixels, labels, order, batch_size, activation, 
     if state is None:
         state = (np.zeros_like(params), np.zeros_like(params), 0)
     state1, state2, step = state
-    grads = np.zeros_like(params)
+    buffers = np.stack([params, state1, state2, np.zeros_like(params)])
+    codes = kernel_codes(dict(activation=activation, loss=loss, optimizer=optimizer))
     loss_sum, correct, batches, step = train_epoch(
-        params, state1, state2, grads, np.zeros(1, np.int64), step, pixels, labels, order,
-        batch_size, np.array(layout.sizes), layout.w_offsets, layout.decay_segments(),
-        ACTIVATIONS.index(activation), LOSSES.index(loss), OPTIMIZERS.index(optimizer),
-        hyper["learning_rate"], hyper["momentum"], hyper["beta"], hyper["beta1"],
-        hyper["beta2"], hyper["epsilon"], hyper["weight_decay"], shards)
+        buffers, np.zeros(1, np.int64), step, pixels, labels, order, batch_size,
+        layout.arrays(), codes, hyperparameters(hyper), shards)
+    params[:], state1[:], state2[:] = buffers[0], buffers[1], buffers[2]
+    grads = buffers[3]
     return loss_sum / batches, correct / len(order), grads, (state1, state2, step)
 
 
@@ -60,7 +70,7 @@ def test_two_epochs_match_reference(problem, optimizer, activation, loss):
     x = scale_pixels(pixels, np.float64)
     params = init_params(layout, "Xavier", np.random.default_rng(1), np.float64)
     layers = [(w.copy(), b.copy()) for w, b in layout.views(params)]
-    gold_optimizer = ref.Optimizer(optimizer, layers, **HYPER)
+    gold_optimizer = ref.Optimizer(optimizer, layers, HYPER)
     state = None
     for epoch_order in (order, order[::-1].copy()):  # 2 epochs, 7 batches each (last of 8)
         gold_loss, gold_acc = ref.train_epoch(layers, gold_optimizer, x, labels, epoch_order,
@@ -136,15 +146,13 @@ def test_optimizer_update_matches_reference(optimizer):
     layout = Layout((5, 4, 3))
     params = rng.normal(size=layout.num_params)
     layers = [(w.copy(), b.copy()) for w, b in layout.views(params)]
-    gold = ref.Optimizer(optimizer, layers, **HYPER)
+    gold = ref.Optimizer(optimizer, layers, HYPER)
     state1, state2 = np.zeros_like(params), np.zeros_like(params)
     for step in range(1, 6):
         grads = rng.normal(size=layout.num_params)
         gold.step(layers, [(dw.copy(), db.copy()) for dw, db in layout.views(grads)])
         optimizer_update(params, state1, state2, grads, layout.decay_segments(), step,
-                         OPTIMIZERS.index(optimizer), HYPER["learning_rate"], HYPER["momentum"],
-                         HYPER["beta"], HYPER["beta1"], HYPER["beta2"], HYPER["epsilon"],
-                         HYPER["weight_decay"], 0, params.size)
+                         OPTIMIZERS.index(optimizer), hyperparameters(HYPER), 0, params.size)
     assert relative_error(params, flatten(layers)) < TIGHT
 
 
@@ -153,7 +161,8 @@ def test_weight_decay_skips_biases():
     params = np.ones(layout.num_params)
     optimizer_update(params, np.zeros_like(params), np.zeros_like(params),
                      np.zeros_like(params), layout.decay_segments(), 1, OPTIMIZERS.index("sgd"),
-                     0.1, 0, 0, 0, 0, 1e-8, 0.5, 0, params.size)
+                     hyperparameters(dict(HYPER, learning_rate=0.1, weight_decay=0.5)), 0,
+                     params.size)
     weights, bias = layout.views(params)[0]
     assert np.allclose(weights, 1 - 0.1 * 0.5) and np.allclose(bias, 1.0)
 
@@ -171,12 +180,7 @@ def test_gradients_match_finite_differences(activation, loss):
     def batch_loss(flat):
         return ref.gradients(layout.views(flat.copy()), x, labels, activation, loss)[0]
 
-    step = 1e-6
-    numeric = np.empty_like(params)
-    for i in range(params.size):
-        bump = np.zeros_like(params)
-        bump[i] = step
-        numeric[i] = (batch_loss(params + bump) - batch_loss(params - bump)) / (2 * step)
+    numeric = centred_differences(batch_loss, params)
 
     _, gold_grads, _ = ref.gradients(layout.views(params.copy()), x, labels, activation, loss)
     no_step = dict(HYPER, learning_rate=0.0, weight_decay=0.0)
@@ -186,31 +190,65 @@ def test_gradients_match_finite_differences(activation, loss):
     assert relative_error(kernel_grads, numeric) < 1e-6
 
 
-def test_evaluate_matches_reference(problem):
+@pytest.mark.parametrize("activation,loss", list(itertools.product(ACTIVATIONS, LOSSES)))
+def test_evaluate_matches_reference(problem, activation, loss):
     layout, pixels, labels, _ = problem
     x = scale_pixels(pixels, np.float64)
     params = init_params(layout, "He", np.random.default_rng(2), np.float64)
     x_big = np.tile(x, (6, 1))  # 1200 rows: more than one evaluation chunk
     labels_big = np.tile(labels, 6)
     predictions = np.empty(len(labels_big), dtype=np.int64)
-    mine = evaluate(predictions, x_big, labels_big, params, np.array(layout.sizes),
-                    layout.w_offsets, ACTIVATIONS.index("tanh"), LOSSES.index("cross_entropy"))
-    gold_loss, _, gold_predictions = ref.evaluate(layout.views(params), x_big, labels_big, "tanh",
-                                                  "cross_entropy")
+    codes = kernel_codes(dict(activation=activation, loss=loss, optimizer="sgd"))
+    mine = evaluate(predictions, x_big, labels_big, params, layout.arrays(), codes)
+    gold_loss, _, gold_predictions = ref.evaluate(layout.views(params), x_big, labels_big,
+                                                  activation, loss)
     assert mine == pytest.approx(gold_loss, rel=TIGHT)
     assert np.array_equal(predictions, gold_predictions)
 
 
-def test_float32_epoch_tracks_float64_reference(problem):
+def test_weight_decay_gradient_matches_finite_differences():
+    """One sgd step of the kernel moves the weights by lr * d/dW [loss + w_d/2 ||W||^2] and
+    the biases by lr * d/db loss: centred differences of that objective."""
+    rng = np.random.default_rng(9)
+    layout = Layout((6, 5, 10))
+    params = init_params(layout, "Xavier", rng, np.float64) + rng.normal(
+        scale=0.1, size=layout.num_params)
+    pixels, labels = rng.integers(0, 256, size=(7, 6), dtype=np.uint8), rng.integers(0, 10, 7)
+    x = scale_pixels(pixels, np.float64)
+    decay, lr = 0.3, 1e-3
+    weight_mask = np.zeros(layout.num_params, dtype=bool)
+    for start, end, is_weight in layout.decay_segments():
+        weight_mask[start:end] = bool(is_weight)
+
+    def objective(flat):
+        data_loss = ref.gradients(layout.views(flat.copy()), x, labels, "tanh",
+                                  "cross_entropy")[0]
+        return data_loss + decay / 2 * np.sum(flat[weight_mask] ** 2)
+
+    numeric = centred_differences(objective, params)
+    moved = params.copy()
+    kernel_epoch(moved, layout, pixels, labels, np.arange(7), 7, "tanh", "cross_entropy", "sgd",
+                 hyper=dict(HYPER, learning_rate=lr, weight_decay=decay))
+    assert relative_error((params - moved) / lr, numeric) < 1e-6
+
+
+@pytest.mark.parametrize("optimizer,activation", [("adam", "ReLU"), ("nadam", "tanh"),
+                                                  ("momentum", "sigmoid"), ("sgd", "identity")])
+def test_float32_epoch_tracks_float64_reference(problem, optimizer, activation):
     layout, pixels, labels, order = problem
     x = scale_pixels(pixels, np.float64)
     params = init_params(layout, "Xavier", np.random.default_rng(1), np.float64)
     layers = [(w.copy(), b.copy()) for w, b in layout.views(params)]
-    ref.train_epoch(layers, ref.Optimizer("adam", layers, **HYPER), x, labels, order, 32,
-                    "ReLU", "cross_entropy")
+    gold_optimizer = ref.Optimizer(optimizer, layers, HYPER)
     params32 = params.astype(np.float32)
-    kernel_epoch(params32, layout, pixels, labels, order, 32, "ReLU",
-                 "cross_entropy", "adam")
+    state = None
+    for epoch_order in (order, order[::-1].copy()):  # 2 epochs, as in the float64 parity
+        gold_loss, _ = ref.train_epoch(layers, gold_optimizer, x, labels, epoch_order, 32,
+                                       activation, "cross_entropy")
+        mine_loss, _, _, state = kernel_epoch(params32, layout, pixels, labels, epoch_order, 32,
+                                              activation, "cross_entropy", optimizer,
+                                              state=state)
+        assert mine_loss == pytest.approx(gold_loss, rel=1e-4)
     assert relative_error(params32.astype(np.float64), flatten(layers)) < 1e-4
 
 
@@ -258,7 +296,7 @@ def test_sharded_epoch_matches_reference(problem, shards):
     x = scale_pixels(pixels, np.float64)
     params = init_params(layout, "Xavier", np.random.default_rng(1), np.float64)
     layers = [(w.copy(), b.copy()) for w, b in layout.views(params)]
-    gold_loss, gold_acc = ref.train_epoch(layers, ref.Optimizer("nadam", layers, **HYPER), x,
+    gold_loss, gold_acc = ref.train_epoch(layers, ref.Optimizer("nadam", layers, HYPER), x,
                                           labels, order, 32, "tanh", "mean_squared_error")
     mine_loss, mine_acc, _, _ = kernel_epoch(params, layout, pixels, labels, order, 32, "tanh",
                                              "mean_squared_error", "nadam", shards=shards)

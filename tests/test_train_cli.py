@@ -24,7 +24,7 @@ from clirunner import Outcome, invoke
 from fastmlp.config import TrainConfig
 from fastmlp.data import DEBIAN_FASHION_MNIST_DIR, load_dataset, scale_pixels
 from fastmlp.model import load_model
-from fastmlp.trainer import evaluate_params
+from fastmlp.engine import evaluate_params
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ("-e", "1", "-nhl", "1", "-sz", "16")
@@ -146,8 +146,7 @@ def test_model_file_gives_the_summary_test_accuracy(fashion_run):
     assert config == summary["config"] and list(class_names) == summary["class_names"]
     data = load_dataset("fashion_mnist")
     loss, accuracy, _ = evaluate_params(params, layout, scale_pixels(data.x_test, params.dtype),
-                                        data.y_test.astype(np.int64), config["activation"],
-                                        config["loss"])
+                                        data.y_test.astype(np.int64), config)
     assert accuracy == summary["test_accuracy"]
     assert loss == pytest.approx(summary["test_loss"], rel=1e-6)
 

@@ -1,9 +1,13 @@
-"""Activations, fused into the dense kernels. Codes follow config.ACTIVATIONS:
-0 identity, 1 sigmoid, 2 tanh, 3 ReLU. Derivatives use the activation's OUTPUT a."""
+"""Activations, fused into the dense kernels. Derivatives use the activation's OUTPUT a.
+
+ACTIVATIONS is the one table of activation names; a name's code (what the kernels branch
+on) is its index. The `-a/--activation` choices come from here.
+"""
 from . import kernel
 from .fastmath import fast_exp, fast_tanh, scalar_like
 
-IDENTITY, SIGMOID, TANH, RELU = 0, 1, 2, 3
+ACTIVATIONS = ("identity", "sigmoid", "tanh", "ReLU")
+IDENTITY, SIGMOID, TANH, RELU = range(len(ACTIVATIONS))
 
 
 @kernel()

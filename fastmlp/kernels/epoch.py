@@ -1,7 +1,14 @@
 """A whole training epoch, and evaluation, each in one compiled call (no Python per batch).
 
-Buffers: params / grads / state1 / state2 are flat (see fastmlp/model.py for the layout);
-`sizes` are the units per layer, `w_offsets` where each W_l starts (b_l follows it).
+Arguments travel in bundles, so that a new choice or hyperparameter is one entry, not a new
+argument through every layer:
+    buffers  (4, P) float array: rows params, state1, state2, grads (BUFFERS), each a flat
+             buffer of one layout. (Not a tuple: Numba's parallel lowering loses a slice
+             assignment to an array unpacked from a tuple.)
+    net      (sizes, w_offsets, segments): units per layer, where each W_l starts (b_l
+             follows it), and the weight-decay segments (fastmlp/model.py, Layout.arrays)
+    codes    int64 array of the choices the kernels branch on, indexed by CODES
+    hyper    float64 array of the optimizer settings, indexed by optimizers.HYPERPARAMETERS
 """
 import numpy as np
 from numba import prange
@@ -13,6 +20,11 @@ from .dense import dense_backward, dense_forward
 from .fastmath import scalar_like
 from .losses import softmax_loss_backward
 from .optimizers import optimizer_update
+
+BUFFERS = ("params", "state1", "state2", "grads")
+# The entries of `codes`: each is the index of a name in its kernel's table.
+CODES = ("activation", "loss", "optimizer")
+CODE_ACTIVATION, CODE_LOSS, CODE_OPTIMIZER = range(len(CODES))
 
 
 @kernel()
@@ -90,9 +102,8 @@ def _batch_gradients(grads, x_batch, label_batch, acts, dz_a, dz_b, pixels, labe
 
 
 @kernel(nogil=True, parallel=True)
-def train_epoch(params, state1, state2, grads, progress, t, pixels, labels, order, batch_size,
-                sizes, w_offsets, segments, act_code, loss_code, opt_code,
-                lr, momentum, beta, beta1, beta2, eps, weight_decay, shards):
+def train_epoch(buffers, progress, t, pixels, labels, order, batch_size, net, codes, hyper,
+                shards):
     """One pass over pixels[order] in batches of batch_size (the last may be smaller), one
     optimizer step per batch.
 
@@ -104,6 +115,13 @@ def train_epoch(params, state1, state2, grads, progress, t, pixels, labels, orde
     receives the gradient of the last batch. Returns (sum of batch mean losses, correct
     predictions, batches run, step count t after the epoch); stops early at a non-finite
     loss, so fewer batches than expected tells the caller it diverged."""
+    params = buffers[0]  # one statement each: see the module docstring on tuples
+    state1 = buffers[1]
+    state2 = buffers[2]
+    grads = buffers[3]
+    sizes, w_offsets, segments = net
+    act_code, loss_code = codes[CODE_ACTIVATION], codes[CODE_LOSS]
+    opt_code = codes[CODE_OPTIMIZER]
     n = order.shape[0]
     num_params = params.shape[0]
     per_shard = -(-batch_size // shards)
@@ -149,7 +167,7 @@ def train_epoch(params, state1, state2, grads, progress, t, pixels, labels, orde
         t += 1
         if used == 1:
             optimizer_update(params, state1, state2, shard_grads[0], segments, t, opt_code,
-                             lr, momentum, beta, beta1, beta2, eps, weight_decay, 0, num_params)
+                             hyper, 0, num_params)
         else:
             for s in prange(shards):  # sum the shards' gradients into shard 0, then step
                 lo, hi = param_bounds[s], param_bounds[s + 1]
@@ -159,7 +177,7 @@ def train_epoch(params, state1, state2, grads, progress, t, pixels, labels, orde
                     for i in range(hi - lo):
                         total[i] += part[i]
                 optimizer_update(params, state1, state2, shard_grads[0], segments, t, opt_code,
-                                 lr, momentum, beta, beta1, beta2, eps, weight_decay, lo, hi)
+                                 hyper, lo, hi)
         loss_sum += batch_loss
         batches += 1
         progress[0] = batches
@@ -168,8 +186,10 @@ def train_epoch(params, state1, state2, grads, progress, t, pixels, labels, orde
 
 
 @kernel(nogil=True)
-def evaluate(predictions, x, labels, params, sizes, w_offsets, act_code, loss_code):
+def evaluate(predictions, x, labels, params, net, codes):
     """predictions (N,) <- argmax of the logits; returns the mean loss over all N rows."""
+    sizes, w_offsets, _ = net
+    act_code, loss_code = codes[CODE_ACTIVATION], codes[CODE_LOSS]
     n = x.shape[0]
     chunk = 1024
     act_offsets = _activation_offsets(sizes, chunk)

@@ -1,5 +1,5 @@
-"""Softmax output and the two losses. Codes follow config.LOSSES: 0 mean_squared_error,
-1 cross_entropy.
+"""Softmax output and the two losses. LOSSES is the one table of loss names; a name's
+code (what the kernel branches on) is its index.
 
 cross_entropy      = -(1/B) sum_b log softmax(z_b)[y_b]
 mean_squared_error =  (1/B) sum_b sum_k (softmax(z_b)[k] - onehot(y_b)[k])^2
@@ -7,7 +7,8 @@ mean_squared_error =  (1/B) sum_b sum_k (softmax(z_b)[k] - onehot(y_b)[k])^2
 import numpy as np
 from . import kernel
 
-MEAN_SQUARED_ERROR, CROSS_ENTROPY = 0, 1
+LOSSES = ("mean_squared_error", "cross_entropy")
+MEAN_SQUARED_ERROR, CROSS_ENTROPY = range(len(LOSSES))
 
 
 @kernel()

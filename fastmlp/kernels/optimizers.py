@@ -1,9 +1,14 @@
-"""One fused update per optimizer over the whole flat parameter buffer. Codes follow
-config.OPTIMIZERS: 0 sgd, 1 momentum, 2 nag, 3 rmsprop, 4 adam, 5 nadam.
+"""One fused update per optimizer over the whole flat parameter buffer.
+
+OPTIMIZERS is the one table of optimizer names; a name's code (what `optimizer_update`
+branches on) is its index. HYPERPARAMETERS names the entries of the one float64 array
+`hyper` that carries every optimizer setting into the kernels (and, by name, into the
+NumPy twin `fastmlp.reference.Optimizer`). To add an optimizer: a name here, a branch below,
+a branch in the twin (docs/ARCHITECTURE.md).
 
 g = grad + weight_decay * param on weight segments (not biases); t counts steps from 1.
-state1/state2 hold u, v, s or (m1, m2), by optimizer. The math is in design.md and
-fastmlp/reference.py (Optimizer.update).
+state1/state2 hold u, v, s or (m1, m2), by optimizer. The math is in fastmlp/reference.py
+(Optimizer.update), written to be read.
 
 Speed: every constant is folded before the loops and cast to the buffer's dtype, so a float32
 buffer is updated in float32 arithmetic and each loop is a straight SIMD-friendly pass.
@@ -12,15 +17,31 @@ import numpy as np
 from . import kernel
 from .fastmath import scalar_like
 
-SGD, MOMENTUM, NAG, RMSPROP, ADAM, NADAM = 0, 1, 2, 3, 4, 5
+OPTIMIZERS = ("sgd", "momentum", "nag", "rmsprop", "adam", "nadam")
+SGD, MOMENTUM, NAG, RMSPROP, ADAM, NADAM = range(len(OPTIMIZERS))
+
+# The optimizer settings, in the order of the `hyper` array (TrainConfig field names).
+HYPERPARAMETERS = ("learning_rate", "momentum", "beta", "beta1", "beta2", "epsilon",
+                   "weight_decay")
+HP_LEARNING_RATE, HP_MOMENTUM, HP_BETA, HP_BETA1, HP_BETA2, HP_EPSILON, HP_WEIGHT_DECAY = \
+    range(len(HYPERPARAMETERS))
+
+
+def hyperparameters(settings) -> np.ndarray:
+    """The `hyper` array of a TrainConfig (or of any object or mapping with those names)."""
+    values = settings if isinstance(settings, dict) else vars(settings)
+    return np.array([values[name] for name in HYPERPARAMETERS], dtype=np.float64)
 
 
 @kernel()
-def optimizer_update(params, state1, state2, grads, segments, t, opt_code,
-                     lr, momentum, beta, beta1, beta2, eps, weight_decay, lo, hi):
+def optimizer_update(params, state1, state2, grads, segments, t, opt_code, hyper, lo, hi):
     """params, state1, state2 (P,) updated in place from grads (P,) over the index range
     [lo, hi) (the whole buffer: 0, P); segments rows are (start, end, is_weight) covering
-    the buffer."""
+    the buffer; hyper is the HYPERPARAMETERS array."""
+    lr, eps = hyper[HP_LEARNING_RATE], hyper[HP_EPSILON]
+    momentum, beta = hyper[HP_MOMENTUM], hyper[HP_BETA]
+    beta1, beta2 = hyper[HP_BETA1], hyper[HP_BETA2]
+    weight_decay = hyper[HP_WEIGHT_DECAY]
     one = scalar_like(1.0, params)
     lr_, eps_ = scalar_like(lr, params), scalar_like(eps, params)
     m_ = scalar_like(momentum, params)

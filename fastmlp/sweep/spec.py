@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from ..config import SPEC_FLAGS, TrainConfig
+from ..config import SETTING, SWEEPABLE, TrainConfig
 from ..errors import ConfigError, FastMLPError, first_line
 
 METHODS = ("bayes", "random", "grid")
@@ -34,11 +34,7 @@ DISTRIBUTIONS = (
     "constant", "categorical", "uniform", "int_uniform",
     "log_uniform_values", "log_uniform", "q_uniform",
 )
-# Train settings a sweep may vary: the spec's flags (wandb project/entity are top-level
-# sweep keys instead) plus a few extras.
-SWEEPABLE = tuple(name for name, _, _ in SPEC_FLAGS if not name.startswith("wandb_")) + (
-    "seed", "val_fraction", "dtype",
-)
+# The train settings a sweep may vary (SWEEPABLE) are marked in the settings table.
 # Top-level keys of a wandb sweep file that fastmlp understands. `program`, `command` and
 # `description` are accepted and ignored (fastmlp runs its own train function).
 TOP_LEVEL_KEYS = (
@@ -396,8 +392,8 @@ def _max_epochs(spec: SweepSpec) -> int:
 
 
 def field_type(name: str) -> type:
-    """int, float or str: the type of a TrainConfig field, from its default value."""
-    return type(getattr(_DEFAULTS, name))
+    """int, float or str: the type of a train setting, from the settings table."""
+    return SETTING[name].kind
 
 
 def checked_value(name: str, value, where: str):

@@ -265,7 +265,7 @@ def _prepare_data(spec: SweepSpec, base: TrainConfig) -> None:
 def _warm_numba_cache(spec: SweepSpec, base: TrainConfig, echo) -> None:
     """Compile (or load) every kernel once here, so workers never compile concurrently
     (concurrent first compiles can corrupt Numba's on-disk cache)."""
-    from ..trainer import warm_up
+    from ..engine import warm_up
 
     started = time.perf_counter()
     swept = next((p for p in spec.params if p.name == "dtype"), None)

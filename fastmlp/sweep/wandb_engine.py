@@ -7,16 +7,14 @@ fails at once with one line.
 """
 from __future__ import annotations
 
-import netrc
 import os
 import socket
-from pathlib import Path
 from typing import Optional
 from urllib.parse import urlsplit
 
 from ..errors import FastMLPError, first_line
+from ..tracking import has_wandb_credentials, wandb_base_url
 
-DEFAULT_BASE_URL = "https://api.wandb.ai"
 PROBE_TIMEOUT_SECONDS = 5
 # How `wandb agent SWEEP_ID` (the CLI, outside fastmlp) would start a run: wandb expands
 # ${args} to --name=value pairs, which are exactly `train`'s long flags.
@@ -64,25 +62,12 @@ def check_wandb_ready(wandb_mode: Optional[str] = None) -> None:
         raise WandbUnavailable(
             f"--engine wandb runs the sweep on the W&B server, but {source} is {mode}; "
             "use the default --engine optuna to sweep offline")
-    base_url = os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL
+    base_url = wandb_base_url()
     if not has_wandb_credentials(base_url):
         raise WandbUnavailable(
             f"--engine wandb needs a W&B API key for {base_url}: run `wandb login` or set "
             "WANDB_API_KEY (or use the default --engine optuna, which needs no account)")
     probe_server(base_url)
-
-
-def has_wandb_credentials(base_url: str) -> bool:
-    """An API key in the environment or in the netrc file for the server's host."""
-    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
-        return True
-    host = urlsplit(base_url).netloc
-    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
-    try:
-        entry = netrc.netrc(str(path)).authenticators(host)
-    except (OSError, netrc.NetrcParseError):
-        return False
-    return bool(entry and entry[2])
 
 
 def probe_server(base_url: str) -> None:

@@ -1,34 +1,44 @@
-"""checkpoint.npz: everything a run needs to continue exactly where it stopped.
+"""A run directory and every file in it, from creation to the finished run.
 
-Written atomically into the run directory after every completed epoch (and once before the
-first, so an early Ctrl-C is resumable too); removed when the run finishes. It holds the flat parameter buffer, both
-optimizer-state buffers, the step counter, the shuffle generator's state, the per-epoch
-records so far and the run's configuration. `fastmlp train --resume RUN_DIR` reads it and
-finishes the run exactly as an uninterrupted run with the same seed would have.
+    <output_dir>/<run name>/
+        checkpoint.npz          while the run is unfinished: everything needed to resume
+        metrics.jsonl           one JSON line per finished epoch
+        learning_curves.png     }  at the end, unless --no-plots
+        confusion_matrix.png    }
+        model.npz               the trained model (fastmlp/model.py's format)
+        summary.json            written last: "this run is finished"
 
-The gradient buffer is not stored: every step overwrites it before it is read.
+RunDirectory.create(config) makes a new one; RunDirectory.resume(path, overrides) opens an
+unfinished one, reading its checkpoint once and applying the one resume rule
+(config.resume_config). On a failure, `abandon` removes a directory that holds nothing worth
+keeping.
+
+checkpoint.npz is written atomically after every completed epoch (and once before the first,
+so an early Ctrl-C is resumable too) and removed when the run finishes. It holds the flat
+parameter buffer, both optimizer-state buffers, the step counter, the shuffle generator's
+state, the per-epoch records so far and the run's configuration, so that `fastmlp train
+--resume RUN_DIR` finishes the run exactly as an uninterrupted run with the same seed would
+have. The gradient buffer is not stored: every step overwrites it before it is read.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
+import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .config import TrainConfig
-from .errors import ConfigError, FastMLPError
+from .config import TrainConfig, resume_config
+from .errors import FastMLPError
+from .files import atomic_writer, make_unique_dir, write_json_atomic, writing
 
 CHECKPOINT_NAME = "checkpoint.npz"
 CHECKPOINT_FORMAT_VERSION = 1
-
-# Settings that may differ on resume: they change where or how a run is shown or computed
-# on this machine, never its numbers.
-RESUME_OVERRIDABLE = ("threads", "data_dir", "wandb_mode", "wandb_project", "wandb_entity")
-# Settings a resumed run ignores: the run directory is already chosen.
-RESUME_IGNORED = ("output_dir",)
+METRICS_NAME = "metrics.jsonl"
+MODEL_NAME = "model.npz"
+SUMMARY_NAME = "summary.json"
 
 
 class CheckpointError(FastMLPError):
@@ -68,10 +78,8 @@ def checkpoint_path(run_dir) -> Path:
 def save_checkpoint(run_dir, config: TrainConfig, run_name: str, sizes, state, shuffle_rng,
                     epochs: list) -> Path:
     """Write run_dir/checkpoint.npz atomically (a failure leaves the previous one intact)."""
-    from .files import atomic_writer
-
     path = checkpoint_path(run_dir)
-    try:
+    with writing(path):
         with atomic_writer(path, "wb") as handle:
             np.savez(handle,
                      checkpoint_format_version=np.int64(CHECKPOINT_FORMAT_VERSION),
@@ -82,8 +90,6 @@ def save_checkpoint(run_dir, config: TrainConfig, run_name: str, sizes, state, s
                      step=np.int64(state.step),
                      epochs_json=np.str_(json.dumps(epochs)),
                      rng_state_json=np.str_(json.dumps(shuffle_rng.bit_generator.state)))
-    except OSError as exc:
-        raise FastMLPError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
 
 
@@ -152,21 +158,79 @@ def _check_consistent(path, checkpoint: Checkpoint) -> None:
         raise CheckpointError(f"{path}: inconsistent checkpoint: {problems[0]}")
 
 
-def resume_config(saved: TrainConfig, overrides: dict) -> TrainConfig:
-    """The saved configuration with the machine-local `overrides` applied.
+# ----------------------------------------------------------------------------- the directory
 
-    `overrides` maps field names to values (e.g. the flags typed with --resume). A setting
-    outside RESUME_OVERRIDABLE that differs from the saved one is a ConfigError: a resumed
-    run must compute exactly what the interrupted one would have.
-    """
-    from .config import flag_name
+class RunDirectory:
+    """One run's directory: where its files go and when."""
 
-    values = {k: v for k, v in overrides.items() if k not in RESUME_IGNORED and k != "group"}
-    candidate = dataclasses.replace(saved, **values).validated()
-    for name in values:
-        if name not in RESUME_OVERRIDABLE and getattr(candidate, name) != getattr(saved, name):
-            raise ConfigError(f"{flag_name(name)}: a resumed run keeps the settings it started "
-                              f"with ({getattr(saved, name)!r}); drop the flag, or start a new "
-                              "run")
-    return dataclasses.replace(candidate, group=saved.group if "group" not in overrides
-                               else overrides["group"])
+    def __init__(self, path: Path, config: TrainConfig, checkpoint: Checkpoint | None = None):
+        self.path = Path(path)
+        self.config = config
+        self.checkpoint = checkpoint  # what a resumed run starts from; None for a new run
+        self.saved_epochs = len(checkpoint.epochs) if checkpoint else -1  # in checkpoint.npz
+
+    @classmethod
+    def create(cls, config: TrainConfig) -> "RunDirectory":
+        """A new directory named like the run under config.output_dir (name_2, ... if taken)."""
+        output_dir = Path(config.output_dir)
+        try:
+            path = make_unique_dir(output_dir, config.run_name())
+        except OSError as exc:
+            raise FastMLPError(f"cannot create a run directory in {output_dir}: "
+                               f"{exc.strerror or exc}") from None
+        return cls(path, config)
+
+    @classmethod
+    def resume(cls, path, overrides: dict) -> "RunDirectory":
+        """An unfinished run, its checkpoint read once; `overrides` (field -> value, e.g. the
+        flags typed with --resume) follow config.resume_config's rule."""
+        checkpoint = load_resumable(path)
+        return cls(path, resume_config(checkpoint.config, overrides), checkpoint)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def resumed(self) -> bool:
+        return self.checkpoint is not None
+
+    def save_checkpoint(self, sizes, state, shuffle_rng, epochs: list) -> None:
+        save_checkpoint(self.path, self.config, self.name, sizes, state, shuffle_rng, epochs)
+        self.saved_epochs = len(epochs)
+
+    def append_metrics(self, record: dict) -> None:
+        """One more line of metrics.jsonl, flushed as it is written."""
+        path = self.path / METRICS_NAME
+        with writing(path), open(path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def rewrite_metrics(self, epochs: list) -> None:
+        """metrics.jsonl holding exactly `epochs` (drops lines the checkpoint does not know)."""
+        path = self.path / METRICS_NAME
+        with writing(path), atomic_writer(path, "w") as handle:
+            handle.writelines(json.dumps(record) + "\n" for record in epochs)
+
+    def draw_pictures(self, epochs: list, matrix, class_names) -> dict:
+        """The end-of-run PNGs; returns {wandb key: path}."""
+        from .plots import run_plots
+
+        return run_plots(self.path, epochs, matrix, class_names, self.name)
+
+    def finish(self, layout, params, class_names, summary: dict) -> None:
+        """model.npz, then summary.json (written last: "this run is finished"), then the
+        checkpoint goes: there is nothing left to resume."""
+        from .model import save_model
+
+        with writing(self.path / MODEL_NAME):
+            save_model(self.path / MODEL_NAME, layout, params, self.config.to_dict(),
+                       class_names)
+        with writing(self.path / SUMMARY_NAME):
+            write_json_atomic(self.path / SUMMARY_NAME, summary)
+        checkpoint_path(self.path).unlink(missing_ok=True)
+
+    def abandon(self, interrupted: bool) -> None:
+        """After a failure: a new run that saved no finished epoch (and was not interrupted by
+        the user, who is told how to resume) leaves nothing behind."""
+        if not self.resumed and self.saved_epochs <= 0 and not interrupted:
+            shutil.rmtree(self.path, ignore_errors=True)

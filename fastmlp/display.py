@@ -1,0 +1,57 @@
+"""What a run shows on the terminal while it trains: a live bar per epoch on a terminal, one
+plain line per epoch otherwise."""
+from __future__ import annotations
+
+import sys
+import threading
+
+import numpy as np
+
+
+class EpochDisplay:
+    """A live bar per epoch on a terminal; one plain line per epoch otherwise."""
+
+    def __init__(self, enabled: bool, epochs: int, stream=None):
+        self.stream = stream or sys.stderr
+        self.live = enabled if enabled is not None else self.stream.isatty()
+        self.epochs = epochs
+
+    def run(self, epoch: int, total_batches: int, work):
+        """Call work(progress_counter) and show its progress; returns what work returns."""
+        counter = np.zeros(1, dtype=np.int64)
+        if not self.live:
+            return work(counter)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        outcome = {}
+
+        def target():
+            try:
+                outcome["value"] = work(counter)
+            except BaseException as exc:  # re-raised in the main thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=target, daemon=True)
+        with Progress("[bold]epoch {task.fields[epoch]}", BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), transient=True,
+                      console=_console(self.stream)) as bar:
+            task = bar.add_task("train", total=total_batches, epoch=f"{epoch}/{self.epochs}")
+            worker.start()
+            while worker.is_alive():
+                worker.join(timeout=0.05)
+                bar.update(task, completed=int(counter[0]))
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
+    def epoch_line(self, record: dict) -> None:
+        print(f"epoch {record['epoch']}/{self.epochs}  train loss {record['train_loss']:.4f}  "
+              f"acc {record['train_accuracy']:.4f}  |  val loss {record['val_loss']:.4f}  "
+              f"acc {record['val_accuracy']:.4f}  |  {record['train_seconds']:.2f} s",
+              file=self.stream, flush=True)
+
+
+def _console(stream):
+    from rich.console import Console
+
+    return Console(file=stream)

@@ -1,0 +1,132 @@
+"""The training engine: drives the compiled kernels (fastmlp/kernels/) from Python.
+
+    TrainState                  parameters, optimizer state, gradient buffer, step count
+    kernel_codes(config)        the `codes` bundle: the kernels' integer choices
+    run_epoch(state, ...)       one compiled epoch over the training pixels
+    evaluate_params(...)        loss, accuracy and predictions of a parameter buffer
+    warm_up(dtype)              compile (or load from the disk cache) every training kernel
+    thread_limits(threads)      Numba and BLAS thread counts for a block
+
+Everything that runs a kernel goes through here: the trainer, inference, benchmarks and
+sweeps. The bundles the kernels take are described in fastmlp/kernels/epoch.py.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+
+import numpy as np
+
+from .kernels.activations import ACTIVATIONS
+from .kernels.epoch import BUFFERS, CODES
+from .kernels.losses import LOSSES
+from .kernels.optimizers import OPTIMIZERS, hyperparameters
+from .model import Layout, init_params
+
+# Each entry of the kernels' `codes` array: the choice table it indexes.
+_CHOICE_TABLES = {"activation": ACTIVATIONS, "loss": LOSSES, "optimizer": OPTIMIZERS}
+
+
+class TrainState:
+    """Everything that changes during training: parameters, optimizer state, gradient
+    buffer (the rows of one (4, P) array, the kernels' `buffers` bundle) and the step count."""
+
+    def __init__(self, params: np.ndarray, state1=None, state2=None, step: int = 0):
+        self.buffers = np.zeros((len(BUFFERS), params.size), dtype=params.dtype)
+        self.buffers[0] = params
+        for row, given in ((1, state1), (2, state2)):
+            if given is not None:
+                self.buffers[row] = given
+        self.step = step
+
+    @classmethod
+    def fresh(cls, params: np.ndarray) -> "TrainState":
+        return cls(params)
+
+    params = property(lambda self: self.buffers[0])
+    state1 = property(lambda self: self.buffers[1])
+    state2 = property(lambda self: self.buffers[2])
+    grads = property(lambda self: self.buffers[3])
+
+
+def kernel_codes(settings) -> np.ndarray:
+    """The `codes` bundle of a TrainConfig (or a mapping with the same names)."""
+    values = settings if isinstance(settings, dict) else vars(settings)
+    return np.array([_CHOICE_TABLES[name].index(values[name]) for name in CODES],
+                    dtype=np.int64)
+
+
+@contextlib.contextmanager
+def thread_limits(threads):
+    """Use `threads` Numba and BLAS threads inside the block (all cores when None)."""
+    if threads is None:
+        yield
+        return
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def warm_up(dtype="float32") -> float:
+    """Compile (or load from the on-disk cache) every training kernel; returns the seconds."""
+    start = time.perf_counter()
+    layout = Layout((4, 3, 2))
+    params = init_params(layout, "Xavier", np.random.default_rng(0), np.dtype(dtype))
+    settings = dict(activation=ACTIVATIONS[0], loss=LOSSES[0], optimizer=OPTIMIZERS[0],
+                    learning_rate=0.0, momentum=0.0, beta=0.0, beta1=0.0, beta2=0.0,
+                    epsilon=1.0, weight_decay=0.0)
+    pixels = np.zeros((2, 4), dtype=np.uint8)
+    labels = np.zeros(2, dtype=np.int64)
+    run_epoch(TrainState.fresh(params), layout, pixels, labels, np.arange(2), 2, settings)
+    evaluate_params(params, layout, pixels.astype(dtype), labels, settings)
+    return time.perf_counter() - start
+
+
+def run_epoch(state: TrainState, layout: Layout, pixels, labels, order, batch_size, settings,
+              progress=None, shards=None):
+    """One compiled epoch over pixels[order] (uint8 images, scaled to [0, 1] in the kernel);
+    returns (mean batch loss, accuracy, batches run). settings: a TrainConfig (or a mapping)
+    giving the choices and the optimizer's hyperparameters.
+
+    shards: how many threads split each batch by rows (default: Numba's thread count). With
+    more than one, BLAS runs single-threaded inside them: on these small matrices a thread
+    per shard beats threading every GEMM."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    from .kernels.epoch import train_epoch
+
+    shards = shards or numba.get_num_threads()
+    if progress is None:
+        progress = np.zeros(1, dtype=np.int64)
+    batch_size = min(batch_size, len(order))  # the same batches; buffers no bigger than the data
+    with threadpool_limits(limits=1 if shards > 1 else None, user_api="blas"):
+        loss_sum, correct, batches, state.step = train_epoch(
+            state.buffers, progress, state.step, pixels, labels, order, batch_size,
+            layout.arrays(), kernel_codes(settings), hyperparameters(settings), shards)
+    return loss_sum / max(batches, 1), correct / len(order), batches
+
+
+def evaluate_params(params, layout: Layout, x, labels, settings):
+    """(mean loss, accuracy, predicted labels) of a parameter buffer on a whole set; settings
+    gives the activation and the loss (a TrainConfig or a mapping)."""
+    from .kernels.epoch import evaluate
+
+    values = settings if isinstance(settings, dict) else vars(settings)
+    codes = kernel_codes(dict(values, optimizer=values.get("optimizer", OPTIMIZERS[0])))
+    predictions = np.empty(len(labels), dtype=np.int64)
+    mean_loss = evaluate(predictions, x, labels, params, layout.arrays(), codes)
+    return float(mean_loss), float((predictions == labels).mean()), predictions
+
+
+def confusion_matrix(labels, predictions, classes: int) -> np.ndarray:
+    """counts[true, predicted]."""
+    return np.bincount(labels * classes + predictions, minlength=classes * classes).reshape(
+        classes, classes)
