@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from fastmlp.config import MAY_CHANGE, SETTING, SETTINGS, TrainConfig
+from fastmlp.config import MAY_CHANGE, SETTING, SETTINGS, TrainConfig, infer_num_layers
 from fastmlp.errors import FastMLPError
 from fastmlp.sweep import ENGINES  # cheap: no optuna/wandb
 
@@ -24,12 +24,47 @@ class _SpecChoice(click.Choice):
         return f"{value!r} is not one of {', '.join(map(repr, self.choices))}."
 
 
+class _Widths(click.ParamType):
+    """One or more whole numbers: `-sz 64` or `-sz 512 256 128` (main() joins the values of
+    a many-valued flag with commas before click sees them: click options take a fixed count)."""
+
+    name = "N [N ...]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, tuple)):
+            return value
+        try:
+            widths = tuple(int(part) for part in str(value).split(","))
+        except ValueError:
+            self.fail(f"{str(value).replace(',', ' ')!r} is not a list of whole numbers", param,
+                      ctx)
+        return widths[0] if len(widths) == 1 else widths
+
+
+def _join_many_values(argv: list) -> list:
+    """`-sz 512 256 128 ...` -> `-sz 512,256,128 ...` for every many-valued setting."""
+    many = {flag for entry in SETTINGS if entry.many for flag in (entry.short, entry.long) if flag}
+    joined, i = [], 0
+    while i < len(argv):
+        joined.append(argv[i])
+        i += 1
+        if joined[-1] in many:
+            values = []
+            while i < len(argv) and argv[i].lstrip("-").isdigit():
+                values.append(argv[i])
+                i += 1
+            if values:
+                joined.append(",".join(values))
+    return joined
+
+
 def setting_option(name: str, **overrides):
     """The click option of a setting, made from its row in the settings table
     (fastmlp/config.py); `overrides` (default, help, ...) adapt it to another command."""
     entry = SETTING[name]
     flags = [flag for flag in (entry.short, entry.long) if flag]
-    kind = _SpecChoice(entry.choices, case_sensitive=False) if entry.choices else entry.kind
+    kind = (_SpecChoice(entry.choices, case_sensitive=False) if entry.choices
+            else _Widths() if entry.many else entry.kind)
     options = dict(type=kind, default=entry.default, show_default=entry.default is not None,
                    help=entry.help)
     options.update(overrides)
@@ -64,14 +99,15 @@ def train(progress, resume, plots, **flags):
     """Train an MLP on Fashion-MNIST or MNIST and write its results to a run directory."""
     from fastmlp.trainer import train as run_training
 
+    from click.core import ParameterSource
+
+    context = click.get_current_context()
+    typed = {name: value for name, value in flags.items()
+             if context.get_parameter_source(name) == ParameterSource.COMMANDLINE}
     if resume is None:
+        flags = infer_num_layers(flags, num_layers_given="num_layers" in typed)
         result = run_training(TrainConfig(**flags), progress=progress, plots=plots)
     else:  # only the flags typed on the line; the rest come from the run's checkpoint
-        from click.core import ParameterSource
-
-        context = click.get_current_context()
-        typed = {name: value for name, value in flags.items()
-                 if context.get_parameter_source(name) == ParameterSource.COMMANDLINE}
         result = run_training(typed, progress=progress, resume_dir=resume, plots=plots)
     summary = result.summary
     click.echo(f"test accuracy {summary['test_accuracy']:.4f}  test loss "
@@ -249,6 +285,7 @@ def sweep(sweep_file, count, workers, storage, engine, name, report_only, output
 def main(argv=None):
     """Entry point: run the CLI, turning every user error into one line and an exit code."""
     try:
+        argv = _join_many_values(list(sys.argv[1:] if argv is None else argv))
         result = cli.main(args=argv, prog_name="fastmlp", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -82,6 +82,15 @@ def fraction(include_zero: bool) -> Rule:
                 interval)
 
 
+def _is_widths(value) -> bool:
+    if isinstance(value, (tuple, list)):
+        return len(value) >= 1 and all(_is_int(v) and v >= 1 for v in value)
+    return _is_int(value) and value >= 1
+
+
+WIDTHS_RULE = Rule(_is_widths, "must be whole numbers >= 1 (one per hidden layer, or one for all)",
+                   "whole numbers >= 1: one for every hidden layer, or one each")
+
 SEED_RULE = Rule(lambda v: _is_int(v) and 0 <= v < 2**32, "must be a whole number in [0, 2**32)",
                  "whole number in [0, 2**32)")
 
@@ -95,17 +104,17 @@ IGNORED = "ignored"      # the run directory is already chosen
 
 def setting(default, long: str, short: Optional[str] = None, *, help: str, kind: type = None,
             choices: tuple = None, rule: Rule = None, sweep: bool = True, resume: str = FIXED,
-            in_command: bool = True, shown_default: str = None):
+            in_command: bool = True, shown_default: str = None, many: bool = False):
     """One row of the settings table, as a dataclass field.
 
     kind: int, float or str (default: the default value's type); choices: the canonical
     names (matched case-insensitively); rule: the check of other values; sweep: a sweep
     file may vary it; resume: FIXED, MAY_CHANGE or IGNORED; in_command: part of the
     `fastmlp train` command that reproduces a run; shown_default: how the README shows a
-    None default."""
+    None default; many: the flag takes one or more values (`-sz 512 256 128`)."""
     meta = dict(long=long, short=short, help=help, kind=kind or type(default), choices=choices,
                 rule=rule, sweep=sweep, resume=resume, in_command=in_command,
-                shown_default=shown_default)
+                shown_default=shown_default, many=many)
     return field(default=default, metadata={"setting": meta})
 
 
@@ -149,8 +158,10 @@ class TrainConfig:
                                     "(Glorot uniform) or He (normal); biases start at 0.")
     num_layers: int = setting(3, "--num_layers", "-nhl", rule=whole(0),
                               help="Number of hidden layers.")
-    hidden_size: int = setting(64, "--hidden_size", "-sz", rule=whole(1),
-                               help="Units in every hidden layer.")
+    hidden_size: int | tuple = setting(64, "--hidden_size", "-sz", rule=WIDTHS_RULE, many=True,
+                                       help="Units in every hidden layer, or one width per "
+                                            "hidden layer (`-sz 512 256 128`; then -nhl may "
+                                            "be left out).")
     activation: str = setting("ReLU", "--activation", "-a", choices=ACTIVATIONS,
                               help="Activation of the hidden layers.")
     # -- fastmlp's extras
@@ -187,15 +198,30 @@ class TrainConfig:
             if entry.choices is not None:
                 values[entry.name] = canonical_choice(value, entry.choices, entry.flag)
             elif entry.rule is not None and value is not None and not entry.rule.ok(value):
-                raise ConfigError(f"{entry.flag}: {value!r} {entry.rule.text}")
+                raise ConfigError(f"{entry.flag}: {_shown(value)} {entry.rule.text}")
+        widths = values["hidden_size"]
+        if isinstance(widths, (tuple, list)):  # one width per layer; a single one is for all
+            widths = tuple(widths) if len(widths) > 1 else widths[0]
+            if isinstance(widths, tuple) and len(widths) != values["num_layers"]:
+                raise ConfigError(f"{flag_name('hidden_size')}: {len(widths)} widths "
+                                  f"({_shown(widths)}) for {values['num_layers']} hidden layers "
+                                  f"({flag_name('num_layers')}); give one width per layer")
+            values["hidden_size"] = widths
         return TrainConfig(**values)
 
     @property
+    def hidden_widths(self) -> tuple:
+        """Units of each hidden layer (hidden_size is one width for all, or one each)."""
+        if isinstance(self.hidden_size, (tuple, list)):
+            return tuple(self.hidden_size)
+        return (self.hidden_size,) * self.num_layers
+
+    @property
     def layer_sizes(self) -> tuple:
-        """Units per layer, input to output: the dataset's pixels, hidden_size x num_layers,
-        its classes."""
+        """Units per layer, input to output: the dataset's pixels, the hidden widths, its
+        classes."""
         data = DATASET_REGISTRY[self.dataset]
-        return (data.num_inputs,) + (self.hidden_size,) * self.num_layers + (data.num_classes,)
+        return (data.num_inputs,) + self.hidden_widths + (data.num_classes,)
 
     def run_name(self) -> str:
         """The assignment's run-name style, e.g. hl_3_bs_32_ac_ReLU."""
@@ -220,11 +246,19 @@ class TrainConfig:
         for entry in SETTINGS:
             value = getattr(self, entry.name)
             if entry.in_command and value is not None:
-                parts += [entry.short or entry.long, str(value)]
+                values = value if isinstance(value, (tuple, list)) else (value,)
+                parts += [entry.short or entry.long, *map(str, values)]
         return shlex.join(parts)
 
 
 RUN_NAME = "hl_{num_layers}_bs_{batch_size}_ac_{activation}"  # the assignment's style
+
+
+def _shown(value) -> str:
+    """A value as a user typed it: `64 0` for widths, repr otherwise."""
+    if isinstance(value, (tuple, list)):
+        return " ".join(map(str, value))
+    return repr(value)
 
 
 # ----------------------------------------------------------------------------- reading it
@@ -245,6 +279,7 @@ class Setting:
     resume: str
     in_command: bool
     shown_default: Optional[str]
+    many: bool
 
     @property
     def flag(self) -> str:
@@ -273,6 +308,14 @@ def flag_name(field_name: str) -> str:
     """The flag a user typed for a field, for error messages ("-b/--batch_size")."""
     entry = SETTING.get(field_name)
     return entry.flag if entry else field_name
+
+
+def infer_num_layers(values: dict, num_layers_given: bool) -> dict:
+    """`-sz 512 256 128` without -nhl: the number of hidden layers is the number of widths."""
+    widths = values.get("hidden_size")
+    if not num_layers_given and isinstance(widths, (tuple, list)) and len(widths) > 1:
+        return dict(values, num_layers=len(widths))
+    return values
 
 
 def settings_table_markdown() -> str:

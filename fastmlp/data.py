@@ -455,7 +455,8 @@ def train_val_split(n, val_fraction, seed) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class Splits:
-    pixels_train: np.ndarray  # uint8: the training kernel scales them as it gathers a batch
+    pixels_train: np.ndarray  # uint8 pixels (the kernel scales them as it gathers a batch)
+    #                           or float features (used as they are)
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
@@ -473,9 +474,19 @@ def load_splits(config) -> Splits:
     labels = dataset.y_train.astype(np.int64)
     return Splits(
         pixels_train=dataset.x_train[train_rows], y_train=labels[train_rows],
-        x_val=scale_pixels(dataset.x_train[val_rows], dtype), y_val=labels[val_rows],
-        x_test=scale_pixels(dataset.x_test, dtype), y_test=dataset.y_test.astype(np.int64),
+        x_val=model_inputs(dataset.x_train[val_rows], dtype), y_val=labels[val_rows],
+        x_test=model_inputs(dataset.x_test, dtype), y_test=dataset.y_test.astype(np.int64),
         class_names=tuple(dataset.class_names))
+
+
+def model_inputs(x, dtype) -> np.ndarray:
+    """What the network reads: uint8 pixels scaled to [0, 1], float features as they are;
+    a new C-contiguous array of `dtype`. (The training kernel applies the same rule as it
+    gathers a batch: kernels.epoch.input_divisor.)"""
+    x = np.asarray(x)
+    if x.dtype == np.uint8:
+        return scale_pixels(x, dtype)
+    return np.array(x, dtype=dtype, order="C")
 
 
 def scale_pixels(x_uint8, dtype) -> np.ndarray:

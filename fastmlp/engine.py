@@ -65,6 +65,8 @@ def thread_limits(threads):
     import numba
     from threadpoolctl import threadpool_limits
 
+    load_kernel_blas()  # else the BLAS the kernels call is loaded later, outside the limit
+
     previous = numba.get_num_threads()
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     try:
@@ -72,6 +74,15 @@ def thread_limits(threads):
             yield
     finally:
         numba.set_num_threads(previous)
+
+
+def load_kernel_blas() -> None:
+    """Load the BLAS library that Numba's np.dot calls (SciPy's OpenBLAS, not NumPy's), so
+    that threadpoolctl sees it and can limit its threads. Loaded lazily at the first
+    kernel call, it would escape every limit set before it: `--threads 1` would still run
+    two-threaded GEMMs, and a run would round differently from the same run repeated in
+    one process."""
+    import scipy.linalg.cython_blas  # noqa: F401  (loading it is the point)
 
 
 def warm_up(dtype="float32") -> float:
@@ -104,6 +115,7 @@ def run_epoch(state: TrainState, layout: Layout, pixels, labels, order, batch_si
     from .kernels.epoch import train_epoch
 
     shards = shards or numba.get_num_threads()
+    load_kernel_blas()
     if progress is None:
         progress = np.zeros(1, dtype=np.int64)
     batch_size = min(batch_size, len(order))  # the same batches; buffers no bigger than the data

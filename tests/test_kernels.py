@@ -303,3 +303,18 @@ def test_sharded_epoch_matches_reference(problem, shards):
     assert mine_loss == pytest.approx(gold_loss, rel=TIGHT)
     assert mine_acc == gold_acc
     assert relative_error(params, flatten(layers)) < TIGHT
+
+
+def test_float_features_epoch_matches_reference(problem):
+    """Float inputs (a table of features, not pixels) are used as they are: no 1/255."""
+    layout, pixels, labels, order = problem
+    features = np.random.default_rng(11).normal(size=pixels.shape) * 3
+    params = init_params(layout, "Xavier", np.random.default_rng(1), np.float64)
+    layers = [(w.copy(), b.copy()) for w, b in layout.views(params)]
+    gold_loss, gold_acc = ref.train_epoch(layers, ref.Optimizer("adam", layers, HYPER),
+                                          features, labels, order, 32, "tanh", "cross_entropy")
+    mine_loss, mine_acc, _, _ = kernel_epoch(params, layout, features, labels, order, 32, "tanh",
+                                             "cross_entropy", "adam")
+    assert mine_loss == pytest.approx(gold_loss, rel=TIGHT)
+    assert mine_acc == gold_acc
+    assert relative_error(params, flatten(layers)) < TIGHT

@@ -12,6 +12,7 @@ import math
 import os
 import pty
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -230,6 +231,18 @@ def test_batch_larger_than_the_training_set_is_one_full_batch(tmp_path):
     run_dir = train_ok(tmp_path, *SMALL, *QUIET, "-b", "100000000")
     assert run_dir.name == "hl_1_bs_100000000_ac_ReLU"
     assert len(metrics_of(run_dir)) == 1
+
+
+def test_one_width_per_hidden_layer_and_the_layer_count_follows(tmp_path):
+    run_dir = train_ok(tmp_path, "-e", "1", "-sz", "48", "24", *QUIET)
+    assert run_dir.name == "hl_2_bs_32_ac_ReLU"  # -nhl inferred from the two widths
+    layout, _, config, _ = load_model(run_dir / "model.npz")
+    assert layout.sizes == (784, 48, 24, 10)
+    assert (config["num_layers"], config["hidden_size"]) == (2, [48, 24])
+    command = summary_of(run_dir)["train_command"]
+    assert " -nhl 2 -sz 48 24 " in command
+    rerun = train_ok(tmp_path, *shlex.split(command)[2:], *QUIET)  # the command reproduces it
+    assert without_seconds(metrics_of(rerun)) == without_seconds(metrics_of(run_dir))
 
 
 # ----------------------------------------------------------------------------- learning

@@ -11,7 +11,8 @@ argument through every layer:
     hyper    float64 array of the optimizer settings, indexed by optimizers.HYPERPARAMETERS
 """
 import numpy as np
-from numba import prange
+from numba import prange, types
+from numba.extending import overload
 
 from . import kernel
 
@@ -25,6 +26,20 @@ BUFFERS = ("params", "state1", "state2", "grads")
 # The entries of `codes`: each is the index of a name in its kernel's table.
 CODES = ("activation", "loss", "optimizer")
 CODE_ACTIVATION, CODE_LOSS, CODE_OPTIMIZER = range(len(CODES))
+
+
+def input_divisor(inputs) -> float:
+    """What each input value is divided by as a batch is gathered: 255 for uint8 pixels
+    (scaled to [0, 1]), 1 for float features (used as they are). The NumPy side of this
+    rule is data.model_inputs."""
+    return 255.0 if inputs.dtype == np.uint8 else 1.0
+
+
+@overload(input_divisor, inline="always")
+def _input_divisor_overload(inputs):
+    if isinstance(inputs.dtype, types.Integer):
+        return lambda inputs: 255.0
+    return lambda inputs: 1.0
 
 
 @kernel()
@@ -73,11 +88,11 @@ def _batch_gradients(grads, x_batch, label_batch, acts, dz_a, dz_b, pixels, labe
     num_dense = len(sizes) - 1
     rows = rows_order.shape[0]
     x_batch = x_batch[:rows * sizes[0]].reshape(rows, sizes[0])
-    full_scale = scalar_like(255.0, params)
+    divisor = scalar_like(input_divisor(pixels), params)
     for i in range(rows):
         source, target = pixels[rows_order[i]], x_batch[i]
         for j in range(sizes[0]):
-            target[j] = source[j] / full_scale
+            target[j] = source[j] / divisor
         label_batch[i] = labels[rows_order[i]]
 
     act_offsets = _activation_offsets(sizes, rows)
