@@ -1,0 +1,182 @@
+"""fastmlp.MLPClassifier: a scikit-learn estimator on fastmlp's compiled epoch.
+
+scikit-learn's own estimator checks run on a tiny instance (one hidden layer of 8, 20
+epochs: the checks fit dozens of times). Every check applies and passes; none is excluded.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from fastmlp import MLPClassifier, data
+
+# Checks expected to fail, with the reason: none (every check passes as it is).
+EXPECTED_FAILED = {}
+# Run apart, not in the parametrized test: scikit-learn runs the array API check only when
+# SCIPY_ARRAY_API=1 is set before SciPy is first imported (a process-wide switch; without
+# it the check skips), so test_array_api_check runs it in a process of its own.
+RUN_APART = {"check_array_api_input"}
+
+CHECK_INSTANCE = MLPClassifier(hidden_layer_sizes=(8,), max_iter=20, learning_rate_init=0.01)
+_CHECKS = parametrize_with_checks([CHECK_INSTANCE],
+                                  expected_failed_checks=lambda estimator: EXPECTED_FAILED)
+
+
+def _check_name(param) -> str:
+    check = param.values[1] if hasattr(param, "values") else param[1]
+    return getattr(check, "func", check).__name__
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize(_CHECKS.args[0],
+                         [p for p in _CHECKS.args[1] if _check_name(p) not in RUN_APART],
+                         **_CHECKS.kwargs)
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_array_api_check():
+    assert RUN_APART <= {_check_name(p) for p in _CHECKS.args[1]}
+    code = """if True:
+        import warnings
+        from functools import partial
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.utils.estimator_checks import check_array_api_input
+        from fastmlp import MLPClassifier
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        estimator = MLPClassifier(hidden_layer_sizes=(8,), max_iter=20, learning_rate_init=0.01)
+        check_array_api_input("MLPClassifier", estimator, array_namespace="numpy",
+                              expect_only_array_outputs=False)
+    """
+    env = dict(os.environ, SCIPY_ARRAY_API="1")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+# ----------------------------------------------------------------------------- real data
+
+@pytest.fixture(scope="module")
+def fashion(small_fashion):
+    """(x_train, y_train, x_test, y_test): 2,000 / 500 Fashion-MNIST images as float
+    features in [0, 1] and the class names as labels (strings)."""
+    names = np.array(data.REGISTRY["fashion_mnist"].class_names)
+    arrays = {key: data.read_idx(small_fashion / name.removesuffix(".gz"))
+              for key, name in data.FILES.items()}
+    x_train = arrays["x_train"].reshape(2000, -1) / 255.0
+    x_test = arrays["x_test"].reshape(500, -1) / 255.0
+    return x_train, names[arrays["y_train"]], x_test, names[arrays["y_test"]]
+
+
+def test_fit_predict_on_fashion_mnist_with_string_labels(fashion):
+    x_train, y_train, x_test, y_test = fashion
+    model = MLPClassifier(hidden_layer_sizes=(64, 64), max_iter=15, batch_size=32,
+                          random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(x_train, y_train)
+    assert list(model.classes_) == sorted(data.REGISTRY["fashion_mnist"].class_names)
+    assert model.n_features_in_ == 784 and model.n_iter_ == len(model.loss_curve_)
+    assert model.loss_curve_[-1] < model.loss_curve_[0]
+    assert model.score(x_test, y_test) > 0.75
+    probabilities = model.predict_proba(x_test)
+    assert probabilities.shape == (500, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-9)
+    assert set(model.predict(x_test)) <= set(y_test)
+    assert [w.shape for w in model.coefs_] == [(784, 64), (64, 64), (64, 10)]
+
+    again = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(again.predict_proba(x_test), probabilities)
+
+
+def test_same_seed_same_model_and_warm_start_continues(fashion):
+    x_train, y_train, _, _ = fashion
+    settings = dict(hidden_layer_sizes=(16,), max_iter=2, random_state=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        first = MLPClassifier(**settings).fit(x_train, y_train)
+        second = MLPClassifier(**settings).fit(x_train, y_train)
+        np.testing.assert_array_equal(first.coefs_[0], second.coefs_[0])
+        warm = MLPClassifier(**settings, warm_start=True).fit(x_train, y_train)
+        warm.fit(x_train, y_train)
+    assert warm.n_iter_ == 4 and len(warm.loss_curve_) == 4
+
+
+def test_partial_fit_one_epoch_per_call(fashion):
+    x_train, y_train, x_test, y_test = fashion
+    model = MLPClassifier(hidden_layer_sizes=(32,), random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        model.partial_fit(x_train[:10], y_train[:10])
+    classes = np.unique(y_train)
+    for _ in range(5):
+        model.partial_fit(x_train, y_train, classes=classes)
+    assert model.n_iter_ == 5 and model.score(x_test, y_test) > 0.6
+
+
+def test_early_stopping_keeps_validation_scores(fashion):
+    x_train, y_train, _, _ = fashion
+    model = MLPClassifier(hidden_layer_sizes=(32,), early_stopping=True, n_iter_no_change=2,
+                          validation_fraction=0.2, max_iter=60, learning_rate_init=0.01,
+                          random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(x_train, y_train)
+    assert len(model.validation_scores_) == model.n_iter_ < 60  # stopped early
+    assert model.best_validation_score_ == max(model.validation_scores_) > 0.7
+
+
+def test_fit_runs_the_compiled_epoch_of_fastmlp_train(fashion, monkeypatch):
+    from fastmlp import engine
+
+    calls = []
+    real = engine.run_epoch
+
+    def spy(state, layout, pixels, labels, order, batch_size, settings, *args, **kwargs):
+        calls.append((layout.sizes, pixels.dtype, batch_size, settings["optimizer"],
+                      settings["weight_decay"]))
+        return real(state, layout, pixels, labels, order, batch_size, settings, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "run_epoch", spy)
+    x_train, y_train, _, _ = fashion
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        MLPClassifier(hidden_layer_sizes=(20, 10), activation="tanh", alpha=0.64, batch_size=64,
+                      solver="sgd", max_iter=3).fit(x_train, y_train)
+    # sgd with momentum 0.9 and Nesterov (scikit-learn's default) is fastmlp's nag; scikit-
+    # learn's per-step L2 gradient alpha * W / batch is weight_decay = alpha / batch
+    assert calls == [((784, 20, 10, 10), np.float32, 64, "nag", 0.01)] * 3
+
+
+def test_pipeline_and_grid_search(fashion):
+    x_train, y_train, x_test, y_test = fashion
+    pipeline = make_pipeline(StandardScaler(), MLPClassifier(max_iter=5, random_state=0))
+    search = GridSearchCV(pipeline, {"mlpclassifier__hidden_layer_sizes": [(16,), (64,)],
+                                     "mlpclassifier__alpha": [1e-4, 1e-2]}, cv=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(x_train[:1000], y_train[:1000])
+    assert len(search.cv_results_["params"]) == 4
+    assert search.best_estimator_.score(x_test, y_test) > 0.7
+
+
+def test_bad_parameters_are_value_errors(fashion):
+    x_train, y_train, _, _ = fashion
+    for bad in (dict(solver="lbfgs"), dict(activation="softplus"), dict(hidden_layer_sizes=(0,)),
+                dict(learning_rate_init=0), dict(batch_size=0)):
+        with pytest.raises(ValueError):
+            MLPClassifier(**bad, max_iter=1).fit(x_train[:50], y_train[:50])
+
+
+def test_fastmlp_train_does_not_import_scikit_learn():
+    code = "import sys, cli, fastmlp.trainer; sys.exit('sklearn' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
