@@ -262,20 +262,28 @@ def bench(json_path, groups, epochs, with_torch, threads, data_dir):
               help="Only write the report (best trials, CSV, plots) of the study so far.")
 @click.option("--output-dir", default=None, type=click.Path(file_okay=False),
               help="Where the study, trial runs and report go. Default: sweeps-out/NAME.")
+@click.option("--seeds", type=int, default=1, show_default=True, metavar="K",
+              help="Train each configuration with K seeds (seed, seed+1, ...) and optimise "
+                   "their mean; the report shows mean and spread.")
 @setting_option("wandb_mode", default=None, show_default=False,
                 help="wandb mode of each trial's run. Default: offline (online for --engine wandb).")
 @setting_option("data_dir")
 @setting_option("dataset", default=None, show_default=False,
                 help="Dataset for every trial, unless the sweep file sets it.")
-def sweep(sweep_file, count, workers, storage, engine, name, report_only, output_dir,
+def sweep(sweep_file, count, workers, storage, engine, name, report_only, output_dir, seeds,
           wandb_mode, data_dir, dataset):
-    """Run a wandb-format sweep FILE.yaml over `train` (Optuna by default)."""
+    """Run a wandb-format sweep FILE.yaml over `train` (Optuna by default).
+
+    No configuration is trained twice: a repeat proposal is answered from the stored result.
+    On a terminal a live table shows the progress; otherwise one line per finished trial.
+    """
     from fastmlp.sweep import SweepInterrupted, run_sweep
 
     try:
         run_sweep(sweep_file, count=count, workers=workers, storage=storage, engine=engine,
-                  name=name, report=report_only, output_dir=output_dir,
-                  wandb_mode=wandb_mode, data_dir=data_dir, dataset=dataset, echo=click.echo)
+                  name=name, report=report_only, output_dir=output_dir, seeds=seeds,
+                  live=None, wandb_mode=wandb_mode, data_dir=data_dir, dataset=dataset,
+                  echo=click.echo)
     except SweepInterrupted as stop:
         # What the study holds and how to continue; main() exits with the code (130).
         click.echo(str(stop) or "interrupted", err=True)

@@ -536,6 +536,8 @@ def test_pruned_trial_stops_training(tmp_path, fastmlp_env, fashion_dir):
                                       data_dir=str(fashion_dir)).to_dict()}
 
     class NoLock:
+        exclusive = True
+
         def release(self):
             pass
 

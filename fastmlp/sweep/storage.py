@@ -103,6 +103,11 @@ class StorageLock:
             self._release = lambda: None
         return self
 
+    @property
+    def exclusive(self) -> bool:
+        """True when acquire() really excludes other processes (SQLite, PostgreSQL)."""
+        return sqlite_file(self._url) is not None or _is_postgres(self._url)
+
     def release(self) -> None:
         release, self._release = self._release, None
         if release is not None:
@@ -182,8 +187,9 @@ def open_storage(url: str):
                 f"cannot open storage {redacted(url)}: {first_line(error)}") from None
 
 
-def create_or_load_study(url: str, spec, storage=None):
-    """Create the sweep's study, or load it; refuse one made from a different search space.
+def create_or_load_study(url: str, spec, storage=None, seeds: int = 1):
+    """Create the sweep's study, or load it; refuse one made from a different search space
+    or run with another --seeds (its objective would mean something else).
 
     Done once, by the process that starts the workers, under the storage lock.
     """
@@ -199,10 +205,16 @@ def create_or_load_study(url: str, spec, storage=None):
             study.set_user_attr("spec_fingerprint", fingerprint)
             study.set_user_attr("metric", spec.metric)
             study.set_user_attr("method", spec.method)
+            study.set_user_attr("seeds", seeds)
         elif stored != fingerprint:
             raise StorageError(
                 f"study {spec.name!r} in {redacted(url)} was made from a different sweep "
                 "file (search space, method or metric changed); give a new --name")
+        stored_seeds = study.user_attrs.get("seeds", 1)
+        if stored_seeds != seeds:
+            raise StorageError(
+                f"--seeds: sweep {spec.name!r} was run with --seeds {stored_seeds}; give "
+                f"--seeds {stored_seeds} to continue it, or a new --name")
         if study.direction.name.lower() != spec.direction:
             raise StorageError(f"study {spec.name!r} in {redacted(url)} has direction "
                                f"{study.direction.name.lower()}, the sweep file {spec.direction}")
@@ -236,12 +248,13 @@ def spec_fingerprint(spec) -> str:
 
 # --------------------------------------------------------------------------- counting
 
-# Trials that use up the sweep's --count: everything created except queued (WAITING) ones.
-def counted_trials(study) -> list:
-    from optuna.trial import TrialState
-
-    return study.get_trials(deepcopy=False, states=(
-        TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING))
+# Trials that use up the sweep's --count: everything created except queued (WAITING) ones
+# and repeats (answered from a stored result without training, claims.py).
+def counted_trials(study_or_trials) -> list:
+    trials = (study_or_trials if isinstance(study_or_trials, list)
+              else study_or_trials.get_trials(deepcopy=False))
+    return [t for t in trials if t.state.name in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
+            and "repeat_of" not in t.user_attrs]
 
 
 # --------------------------------------------------------------------------- faults

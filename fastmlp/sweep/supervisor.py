@@ -9,8 +9,10 @@ random -> random, grid -> grid; hyperband early termination -> HyperbandPruner) 
 study in an SQLite file in the sweep's output directory (default sweeps-out/NAME/). This
 process creates the study, warms the Numba cache, then starts W worker processes
 (worker.py) that share the cores and claim trials until the study holds --count;
-it watches them, marks a killed worker's trial FAIL, and writes the report
-(report.py) at the end. `--engine wandb` runs the same file as a W&B sweep (wandb_engine.py).
+it watches them, marks a killed worker's trial FAIL, shows the study's progress (live.py:
+a live table on a terminal, one line per finished trial otherwise; the workers' own output
+goes to workers/worker-N.log), and writes the report (report.py) at the end. No
+configuration is trained twice (claims.py); --seeds K trains each with K seeds. `--engine wandb` runs the same file as a W&B sweep (wandb_engine.py).
 The click command is in cli.py; this module raises FastMLPError for user errors and
 SweepInterrupted on Ctrl-C/SIGTERM.
 
@@ -66,6 +68,8 @@ class SweepOutcome:
     failures: list = field(default_factory=list)
     report: object = None           # report.Report
     sweep_id: Optional[str] = None  # --engine wandb
+    repeats: int = 0                # repeat proposals answered without training (whole study)
+    space_used_up: bool = False     # every point of a finite space has been tried
 
     @property
     def trials_per_hour(self) -> Optional[float]:
@@ -79,6 +83,7 @@ class _Worker:
     process: object         # subprocess.Popen
     job_file: Path
     error_file: Path
+    log_file: Path
 
 
 # --------------------------------------------------------------------------- the API
@@ -88,11 +93,15 @@ def run_sweep(spec_path, count: Optional[int] = None, workers: int = 1,
               name: Optional[str] = None, *, report: bool = False,
               output_dir=None, wandb_mode: Optional[str] = None,
               data_dir: Optional[str] = None, dataset: Optional[str] = None,
+              seeds: int = 1, live: Optional[bool] = False,
               echo: Callable[[str], None] = print) -> SweepOutcome:
     """Run (or continue) a sweep, or with report=True only write its report.
 
     count is the total number of trials wanted in the study: finished, pruned and failed
-    trials all count, so running the same call again continues where it stopped.
+    trials all count (repeats, answered without training, do not), so running the same call
+    again continues where it stopped. seeds: train each configuration with seeds seed, ...,
+    seed+seeds-1 and optimise their mean. live: a live table on the terminal (None: when
+    stdout is one) instead of one line per finished trial.
     Raises FastMLPError for user errors and SweepInterrupted on Ctrl-C/SIGTERM.
     """
     engine = (engine or "optuna").lower()
@@ -100,6 +109,8 @@ def run_sweep(spec_path, count: Optional[int] = None, workers: int = 1,
         raise ConfigError(f"--engine: {engine!r} is not one of {', '.join(ENGINES)}")
     if workers < 1:
         raise ConfigError(f"--workers: {workers} must be >= 1")
+    if seeds < 1:
+        raise ConfigError(f"--seeds: {seeds} must be >= 1")
     spec = load_spec(spec_path, name)
     out_dir = Path(output_dir) if output_dir else Path(DEFAULT_OUTPUT_ROOT) / spec.name
     if engine == "wandb":
@@ -109,10 +120,13 @@ def run_sweep(spec_path, count: Optional[int] = None, workers: int = 1,
         if report:
             raise ConfigError("--report reads the Optuna study; a W&B sweep's results are on "
                               "its W&B page")
+        if seeds != 1:
+            raise ConfigError("--seeds is for the optuna engine; a W&B sweep runs each "
+                              "configuration once")
         return _run_wandb_sweep(spec, count, workers, out_dir, wandb_mode, data_dir, dataset,
                                 echo)
     return _run_optuna_sweep(spec, count, workers, storage, out_dir, report, wandb_mode,
-                             data_dir, dataset, echo)
+                             data_dir, dataset, seeds, live, echo)
 
 
 def resolve_count(count: Optional[int], spec: SweepSpec, echo=print) -> int:
@@ -160,10 +174,12 @@ def threads_per_worker(workers: int) -> int:
 # --------------------------------------------------------------------------- optuna engine
 
 def _run_optuna_sweep(spec, count, workers, storage, out_dir, report_only, wandb_mode,
-                      data_dir, dataset, echo) -> SweepOutcome:
+                      data_dir, dataset, seeds, live, echo) -> SweepOutcome:
+    from .claims import repeats, space_size
     from .report import write_report
     from .storage import (counted_trials, create_or_load_study, fail_orphaned_trials,
-                                storage_url)
+                          storage_url)
+    from .worker import space_used_up
 
     url = storage_url(storage, out_dir)
     if report_only:
@@ -172,7 +188,7 @@ def _run_optuna_sweep(spec, count, workers, storage, out_dir, report_only, wandb
     base_config(spec, dataset=dataset, data_dir=data_dir)  # bad flags fail before any file
     out_dir.mkdir(parents=True, exist_ok=True)
     _quiet_optuna()
-    study = create_or_load_study(url, spec)
+    study = create_or_load_study(url, spec, seeds=seeds)
     orphans = fail_orphaned_trials(study)
     if orphans:
         echo(f"marked FAIL the trial(s) {_numbers(orphans)} left RUNNING by a process that "
@@ -180,15 +196,21 @@ def _run_optuna_sweep(spec, count, workers, storage, out_dir, report_only, wandb
     outcome = SweepOutcome(name=spec.name, out_dir=out_dir, storage=url,
                            trials_before=len(counted_trials(study)))
     remaining = total - outcome.trials_before
+    base = base_config(spec, dataset=dataset, data_dir=data_dir,
+                       wandb_mode=wandb_mode or "offline", group=spec.name)
+    # what the workers need to tell one configuration from another (claims.config_key)
+    keys_job = {"base_config": dataclasses.asdict(base), "seeds": seeds}
     if remaining <= 0:
         echo(f"sweep {spec.name} already has {outcome.trials_before} trials "
              f"(--count {total}); nothing to run")
+    elif space_used_up(spec, keys_job, study.get_trials(deepcopy=False)):
+        outcome.space_used_up = True
+        echo(f"sweep {spec.name} has tried every one of the {space_size(spec)} "
+             "configurations of its search space; nothing to run")
     else:
         outcome.workers = min(workers, remaining)
         threads = threads_per_worker(outcome.workers)
-        base = base_config(spec, dataset=dataset, data_dir=data_dir,
-                           wandb_mode=wandb_mode or "offline", threads=threads,
-                           group=spec.name)
+        base = dataclasses.replace(base, threads=threads)
         echo(f"sweep {spec.name}: {outcome.trials_before} of {total} trials done; "
              f"{outcome.workers} worker(s) x {threads} thread(s); storage {_shown(url)}; "
              f"output {out_dir}/")
@@ -198,16 +220,26 @@ def _run_optuna_sweep(spec, count, workers, storage, out_dir, report_only, wandb
             "engine": "optuna", "storage": url, "count": total,
             "spec": spec.raw, "spec_source": spec.source, "name": spec.name,
             "base_config": dataclasses.asdict(base), "trials_dir": str(out_dir / "trials"),
+            "seeds": seeds,
         }
         try:
             outcome.seconds, outcome.failures = _run_workers(
-                job, outcome.workers, threads, out_dir, echo, study=study)
+                job, outcome.workers, threads, out_dir, echo, study=study, spec=spec,
+                total=total, live=live)
         except SweepInterrupted:
             held = len(counted_trials(study))
             write_report(study, spec, out_dir, echo)
             raise SweepInterrupted(f"interrupted: the study holds {held} of {total} trials; "
                                    "run the same command again to continue") from None
-    outcome.trials_after = len(counted_trials(study))
+    trials = study.get_trials(deepcopy=False)
+    outcome.trials_after = len(counted_trials(trials))
+    outcome.repeats = len(repeats(trials))
+    if outcome.workers and outcome.trials_after < total and space_used_up(spec, keys_job,
+                                                                          trials):
+        outcome.space_used_up = True
+        echo(f"every one of the {space_size(spec)} configurations of the search space has "
+             f"been tried: the sweep ends with {outcome.trials_after} trained trials, not "
+             f"--count {total}")
     outcome.report = write_report(study, spec, out_dir, echo)
     _echo_rate(outcome, echo)
     _raise_if_all_failed(outcome)
@@ -278,7 +310,8 @@ def _echo_rate(outcome: SweepOutcome, echo) -> None:
     ran = outcome.trials_after - outcome.trials_before
     if ran > 0 and outcome.seconds > 0:
         echo(f"ran {ran} trial(s) in {outcome.seconds:.1f}s with {outcome.workers} worker(s): "
-             f"{outcome.trials_per_hour:.0f} trials/hour")
+             f"{outcome.trials_per_hour:.0f} trials/hour; {outcome.repeats} repeat(s) "
+             "avoided in the study")
 
 
 def _raise_if_all_failed(outcome: SweepOutcome) -> None:
@@ -324,19 +357,28 @@ def _run_wandb_sweep(spec, count, workers, out_dir, wandb_mode, data_dir, datase
 # --------------------------------------------------------------------------- workers
 
 def _run_workers(job: dict, n_workers: int, threads: int, out_dir: Path, echo,
-                 study=None) -> tuple:
-    """Start the worker processes, wait for them; (seconds, [WorkerFailure])."""
+                 study=None, spec=None, total=None, live=False) -> tuple:
+    """Start the worker processes, wait for them; (seconds, [WorkerFailure]).
+
+    With a study, its progress is shown meanwhile (live.SweepView)."""
+    from .live import SweepView
+
     workers = []
     started = time.perf_counter()
     previous_sigterm = _sigterm_interrupts()
+    view = (SweepView(study, spec, total, echo, live=live) if study is not None
+            else _NoView(echo))
     try:
-        workers = [_start_worker(job, number, threads, out_dir)
-                   for number in range(1, n_workers + 1)]
-        failures = _supervise(workers, study, echo)
-    except KeyboardInterrupt:
-        echo("interrupted: stopping the workers; their running trials are recorded as FAIL")
-        _stop_workers(workers, study)
-        raise SweepInterrupted() from None
+        with view:
+            try:
+                workers = [_start_worker(job, number, threads, out_dir)
+                           for number in range(1, n_workers + 1)]
+                failures = _supervise(workers, study, view)
+            except KeyboardInterrupt:
+                view.echo("interrupted: stopping the workers; their running trials are "
+                          "recorded as FAIL")
+                _stop_workers(workers, study)
+                raise SweepInterrupted() from None
     finally:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, previous_sigterm)
@@ -344,6 +386,22 @@ def _run_workers(job: dict, n_workers: int, threads: int, out_dir: Path, echo,
             worker.job_file.unlink(missing_ok=True)
             worker.error_file.unlink(missing_ok=True)
     return time.perf_counter() - started, failures
+
+
+class _NoView:
+    """--engine wandb: no study to watch; messages go straight to echo."""
+
+    def __init__(self, echo):
+        self.echo = echo
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        pass
+
+    def update(self, force: bool = False) -> None:
+        pass
 
 
 def _start_worker(job: dict, number: int, threads: int, out_dir: Path) -> _Worker:
@@ -356,12 +414,21 @@ def _start_worker(job: dict, number: int, threads: int, out_dir: Path) -> _Worke
     error_file.unlink(missing_ok=True)
     worker_job = dict(job, worker=number, error_file=str(error_file), parent_pid=os.getpid())
     job_file.write_text(json.dumps(worker_job, default=str))
-    # A fresh interpreter (not fork), in its own session: a terminal's Ctrl-C reaches only
-    # this process, which forwards it once, so a worker's clean-up is never interrupted.
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fastmlp.sweep.worker", str(job_file)],
-        env=_worker_env(threads), start_new_session=True)
-    return _Worker(number, process, job_file, error_file)
+    # The worker's own output (epoch lines, tracebacks) goes to its log file, appended to
+    # by each sweep that uses this directory; the terminal shows the study's progress.
+    log_file = jobs_dir / f"worker-{number}.log"
+    with open(log_file, "a") as log:
+        log.write(f"--- fastmlp sweep (pid {os.getpid()}) started worker {number} at "
+                  f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        log.flush()
+        # A fresh interpreter (not fork), in its own session: a terminal's Ctrl-C reaches
+        # only this process, which forwards it once, so a worker's clean-up is never
+        # interrupted.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fastmlp.sweep.worker", str(job_file)],
+            env=_worker_env(threads), start_new_session=True, stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT)
+    return _Worker(number, process, job_file, error_file, log_file)
 
 
 def _worker_env(threads: int) -> dict:
@@ -374,8 +441,9 @@ def _worker_env(threads: int) -> dict:
     return env
 
 
-def _supervise(workers: list, study, echo) -> list:
-    """Wait for every worker; when one dies, fail its running trial and let the rest go on."""
+def _supervise(workers: list, study, view) -> list:
+    """Wait for every worker; when one dies, fail its running trial and let the rest go on.
+    Meanwhile the view shows the study's progress."""
     failures = []
     running = list(workers)
     while running:
@@ -388,7 +456,8 @@ def _supervise(workers: list, study, echo) -> list:
             if failure is not None:
                 failures.append(failure)
                 stopped = "stopped: " if failure.user_error else ""
-                echo(f"worker {worker.number}: {stopped}{failure.message}")
+                view.echo(f"worker {worker.number}: {stopped}{failure.message}")
+        view.update()
         time.sleep(POLL_SECONDS)
     return failures
 
@@ -401,8 +470,10 @@ def _worker_ended(worker: _Worker, code: int, study) -> Optional[WorkerFailure]:
         return None
     if code < 0:
         how = f"was killed by {signal.Signals(-code).name}"
+    elif worker.error_file.exists():
+        how = worker.error_file.read_text()
     else:
-        how = worker.error_file.read_text() if worker.error_file.exists() else f"exited {code}"
+        how = f"exited {code} (its output is in {worker.log_file})"
     failed = []
     if study is not None:
         from .storage import fail_trials_of_process

@@ -3,9 +3,15 @@
 `fastmlp sweep` starts W of these as fresh interpreters (spawn semantics: Numba's `omp`
 threading layer is not fork-safe), each with its share of the cores in NUMBA_NUM_THREADS /
 OMP_NUM_THREADS and in config.threads. A worker claims trials from the shared study until
-the study holds --count trials, and runs each as a full `train`:
+the study holds --count trials (or every point of a finite space has been tried), and runs
+each as a full `train` (K of them with --seeds K):
 
-    lock storage -> count trials -> create trial, tag it with host/pid -> unlock -> train
+    lock storage -> count trials -> create trial, tag it with host/pid -> draw its point
+      -> claim its configuration key, or answer a repeat from the stored result (claims.py)
+      -> unlock -> train
+
+Its output (optuna's lines, each epoch's line, tracebacks) goes to a log file of its own in
+the sweep's workers/ directory; the supervising `fastmlp sweep` shows the study's progress.
 
 Signals: the first SIGINT/SIGTERM raises KeyboardInterrupt inside the running trial (Optuna
 records it as FAIL) and later ones are ignored, so the clean-up is never interrupted. Library
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import sys
 import traceback
@@ -26,6 +33,7 @@ from pathlib import Path
 
 from ..config import TrainConfig
 from ..errors import DivergedError, FastMLPError
+from . import claims
 from .spec import SWEEPABLE, checked_value, field_type, parse_spec
 from .storage import StorageLock, counted_trials, load_study, owner_attrs
 
@@ -37,6 +45,11 @@ _stop_signalled = False  # set by the first SIGINT/SIGTERM
 
 class _SurplusTrial(Exception):
     """The study already had --count trials when this one was created (no storage lock)."""
+
+
+class _AnsweredRepeat(Exception):
+    """A repeat whose answer is a FAIL: its configuration diverged, or is training now in
+    another worker (no result to give yet). Caught by study.optimize: the trial is FAIL."""
 
 
 def main(argv=None) -> int:
@@ -84,10 +97,14 @@ def _write_error(job: dict, message: str) -> None:
 
 # --------------------------------------------------------------------------- optuna
 
-def run_optuna_worker(job: dict) -> None:
+def run_optuna_worker(job: dict, train=None) -> None:
+    """Claim and run trials until the study holds --count of them or the space is used up.
+
+    `train` stands in for trainer.train (the tests' fake trainings)."""
     import optuna
 
-    from ..trainer import train
+    if train is None:
+        from ..trainer import train
 
     # Each finished trial gets one line from _print_result; Optuna's own warnings would
     # repeat it with a traceback.
@@ -97,17 +114,51 @@ def run_optuna_worker(job: dict) -> None:
     study = load_study(job["storage"], spec.name, sampler=make_sampler(spec),
                        pruner=make_pruner(spec))
     lock = StorageLock(job["storage"])
-    objective = make_objective(spec, job, lock, train)
+    last = {}  # what the objective did with its trial: {"repeat": bool}
+    objective = make_objective(spec, job, lock, train, last)
+    repeats_in_a_row = 0
+    rng = random.Random()
     while not _parent_gone(job):
         _raise_if_stop_signalled()
-        with lock:  # the objective releases it as soon as its trial exists
-            if len(counted_trials(study)) >= job["count"]:
+        with lock:  # the objective releases it as soon as its trial is claimed
+            trials = study.get_trials(deepcopy=False)
+            if len(counted_trials(trials)) >= job["count"]:
                 return
+            if repeats_in_a_row >= claims.REPEATS_BEFORE_STEERING or _space_used_up(
+                    spec, job, trials):
+                point = untried_point(spec, job, trials, rng)
+                if point is None:
+                    return  # every point of the finite space is tried
+                study.enqueue_trial(point, user_attrs={"steered": True})
+            last.clear()
             try:
-                study.optimize(objective, n_trials=1, catch=(DivergedError,),
+                study.optimize(objective, n_trials=1,
+                               catch=(DivergedError, _AnsweredRepeat),
                                callbacks=[_print_result(spec, job["worker"])])
             except _SurplusTrial:
                 return
+        repeats_in_a_row = repeats_in_a_row + 1 if last.get("repeat") else 0
+
+
+def _space_used_up(spec, job: dict, trials) -> bool:
+    """A cheap test that may say True early: the finite space has no more points than the
+    configurations the study holds (untried_point then decides)."""
+    size = claims.space_size(spec)
+    return size is not None and len(claims.held_keys(trials)) >= size
+
+
+def untried_point(spec, job: dict, trials, rng=None):
+    """A point of the space no trial of the study holds (None: the space is used up)."""
+    held = claims.held_keys(trials)
+    seeds = job.get("seeds", 1)
+    return claims.untried_point(
+        spec, lambda point: claims.config_key(config_values(spec, job, point), seeds), held,
+        rng)
+
+
+def space_used_up(spec, job: dict, trials) -> bool:
+    """True when every point of a finite space is held by a trial of the study."""
+    return _space_used_up(spec, job, trials) and untried_point(spec, job, trials) is None
 
 
 def make_sampler(spec):
@@ -135,50 +186,155 @@ def make_pruner(spec):
         reduction_factor=hyperband.reduction_factor)
 
 
-def make_objective(spec, job: dict, lock, train):
-    """The Optuna objective: one full `train` run per trial; returns the last epoch's metric."""
+def make_objective(spec, job: dict, lock, train, last=None):
+    """The Optuna objective: the trial's configuration trained with each of the --seeds seeds
+    (one full `train` run each); returns the mean of their last epochs' metric.
+
+    Called with the storage lock held: it draws the trial's point, then either claims the
+    configuration (user attr config_key) or, when a trial of the study already holds it,
+    answers from that trial's result without training (user attr repeat_of); then it
+    releases the lock."""
+    last = {} if last is None else last
+    seeds = int(job.get("seeds", 1))
 
     def objective(trial):
-        for key, value in owner_attrs(job["worker"]).items():
-            trial.set_user_attr(key, value)
-        surplus = trial.number >= job["count"]  # only possible where the lock is a no-op
-        lock.release()
+        try:
+            for key, value in owner_attrs(job["worker"]).items():
+                trial.set_user_attr(key, value)
+            config = trial_config(spec, job, trial)
+            key = claims.config_key(config.to_dict(), seeds)
+            trial.set_user_attr(claims.CONFIG_KEY, key)
+            earlier = [t for t in trial.study.get_trials(deepcopy=False)
+                       if t.number < trial.number]
+            # Without a real lock (other databases) two workers may pass the count check.
+            surplus = not lock.exclusive and len(counted_trials(earlier)) >= job["count"]
+            original = claims.held_keys(earlier).get(key)
+            if original is not None:
+                trial.set_user_attr(claims.REPEAT_OF, original.number)
+            elif not surplus:
+                # The reproducing command leaves the thread count to `train` (all cores).
+                trial.set_user_attr("command", _replace(config, threads=None).train_command())
+                trial.set_user_attr("seeds", seeds)
+        finally:
+            lock.release()
+        last["repeat"] = original is not None
+        if original is not None:
+            return answer_repeat(trial, original)
         if surplus:
             trial.set_user_attr("fail_reason", "surplus: the study already had --count trials")
             raise _SurplusTrial()
+        return train_seeds(trial, config, seeds, spec, job, train)
 
-        config = trial_config(spec, job, trial)
-        # The reproducing command leaves the thread count to `train` (all cores).
-        trial.set_user_attr("command", _replace(config, threads=None).train_command())
+    return objective
+
+
+def answer_repeat(trial, original):
+    """A repeat's result: the stored result of the trial that trained its configuration."""
+    import optuna
+
+    for key in ("test_accuracy", "test_accuracy_std", "value_std", "seed_values",
+                "command", "seeds"):
+        if key in original.user_attrs:
+            trial.set_user_attr(key, original.user_attrs[key])
+    state = original.state.name
+    if state == "COMPLETE":
+        return original.value
+    if state == "PRUNED":
+        for step, value in sorted(original.intermediate_values.items()):
+            trial.report(value, step)
+        raise optuna.TrialPruned(f"repeat of pruned trial {original.number}")
+    why = "diverged" if state == "FAIL" else "is training now (its result is not known yet)"
+    trial.set_user_attr("fail_reason", f"repeat of trial {original.number}, which {why}")
+    raise _AnsweredRepeat()
+
+
+def train_seeds(trial, config: TrainConfig, seeds: int, spec, job: dict, train) -> float:
+    """Train the configuration with seeds seed, seed+1, ... one after the other.
+
+    Pruning: the first seed reports its metric after each epoch and may be pruned (Hyperband
+    decides each rung once). Each later seed trains to the end; after it, the trial's
+    per-epoch values become the mean over the seeds trained so far, so the stored learning
+    curve (which later trials are compared with) and the objective are means over seeds."""
+    curves, finals, tests, run_dirs = [], [], [], []
+    for index in range(seeds):
+        seed_config = _replace(config, seed=config.seed + index)
+        if seeds > 1:
+            seed_config = _replace(seed_config, output_dir=str(
+                Path(config.output_dir) / f"seed-{seed_config.seed}"))
+        callback = (report_epochs(trial, spec.metric) if index == 0
+                    else _stop_if_signalled)
         try:
             # No per-run PNGs (the report plots the sweep; wandb has every epoch's metrics)
             # and no live bars from several workers on one terminal.
-            result = train(config, epoch_callback=report_epochs(trial, spec.metric),
-                           progress=False, plots=False)
+            result = train(seed_config, epoch_callback=callback, progress=False, plots=False)
+        except DivergedError as error:
+            trial.set_user_attr("fail_reason", str(error))
+            trial.set_user_attr(claims.DIVERGED, True)
+            raise
         except FastMLPError as error:
             trial.set_user_attr("fail_reason", str(error))
             raise
         except KeyboardInterrupt:  # further signals are ignored: this write completes
             trial.set_user_attr("fail_reason", "interrupted")
             raise
-        trial.set_user_attr("run_dir", str(result.run_dir))
-        for key in ("test_accuracy", "test_loss"):
-            if result.summary.get(key) is not None:
-                trial.set_user_attr(key, float(result.summary[key]))
-        return float(result.summary["epochs"][-1][spec.metric])
+        run_dirs.append(str(result.run_dir))
+        if index == 0:
+            trial.set_user_attr("run_dir", str(result.run_dir))
+        curves.append([float(e[spec.metric]) for e in result.summary["epochs"]])
+        finals.append(curves[-1][-1])
+        if result.summary.get("test_accuracy") is not None:
+            tests.append(float(result.summary["test_accuracy"]))
+        if index > 0:
+            _store_mean_curve(trial, curves)
+    if seeds > 1:
+        trial.set_user_attr("run_dirs", run_dirs)
+        trial.set_user_attr("seed_values", finals)
+        trial.set_user_attr("value_std", _std(finals))
+    if tests:
+        trial.set_user_attr("test_accuracy", sum(tests) / len(tests))
+        if seeds > 1:
+            trial.set_user_attr("test_accuracy_std", _std(tests))
+    return sum(finals) / len(finals)
 
-    return objective
+
+def _store_mean_curve(trial, curves: list) -> None:
+    """Overwrite the trial's intermediate values with the per-epoch mean over the seeds."""
+    storage = trial.study._storage
+    for step in range(1, min(len(c) for c in curves) + 1):
+        mean = sum(c[step - 1] for c in curves) / len(curves)
+        storage.set_trial_intermediate_value(trial._trial_id, step, mean)
+
+
+def _std(values: list) -> float:
+    """The sample standard deviation (0 for a single value)."""
+    if len(values) < 2:
+        return 0.0
+    mean = sum(values) / len(values)
+    return (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+
+
+def _stop_if_signalled(record: dict) -> None:
+    """epoch_callback of the seeds after the first: no pruning, but honour a Ctrl-C."""
+    _raise_if_stop_signalled()
 
 
 def trial_config(spec, job: dict, trial) -> TrainConfig:
     """The trial's TrainConfig: base settings, the file's constants, the drawn parameters."""
-    values = dict(job["base_config"])
-    values.update(spec.constants)
-    for param in spec.searched:
-        values[param.name] = _as_field_type(param.name, param.suggest(trial))
+    drawn = {param.name: param.suggest(trial) for param in spec.searched}
+    values = config_values(spec, job, drawn)
     # Each trial trains into its own directory, numbered like the trial.
     values["output_dir"] = str(Path(job["trials_dir"]) / f"{trial.number:04d}")
     return TrainConfig.from_dict(values).validated()
+
+
+def config_values(spec, job: dict, point: dict) -> dict:
+    """The settings of a point of the space: base settings, the file's constants, the point
+    (validated: choices in their canonical spelling)."""
+    values = dict(job["base_config"])
+    values.update(spec.constants)
+    for name, value in point.items():
+        values[name] = _as_field_type(name, value)
+    return TrainConfig.from_dict(values).validated().to_dict()
 
 
 def report_epochs(trial, metric: str):
