@@ -187,6 +187,20 @@ def samples(dataset, data_dir, output_dir, wandb_project, wandb_entity, wandb_mo
     click.echo(f"one image per class -> {path}")
 
 
+@cli.command()
+@click.argument("model", metavar="MODEL.npz")
+@click.argument("output", metavar="OUTPUT.onnx")
+def export(model, output):
+    """Write a model as a standard ONNX graph (Gemm and activation nodes, Softmax output).
+
+    Its input "input" is float (N, inputs): images as pixel / 255, other features as they
+    were trained; outputs "probabilities" and "label" (the class index)."""
+    from fastmlp.export import export_onnx
+
+    path = export_onnx(model, output)
+    click.echo(f"ONNX model -> {path}")
+
+
 def _print_per_class(matrix, class_names, accuracy):
     from rich.console import Console
     from rich.table import Table

@@ -206,7 +206,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r} is out of range")
-        return dict(activation=self._activation_name(), loss=self.loss, optimizer=optimizer,
+        from .config import TrainConfig
+
+        # every other setting the kernels may read (a newer one too) at its default
+        return dict(TrainConfig().to_dict(),
+                    activation=self._activation_name(), loss=self.loss, optimizer=optimizer,
                     learning_rate=float(self.learning_rate_init), momentum=float(self.momentum),
                     beta=float(self.beta), beta1=float(self.beta_1), beta2=float(self.beta_2),
                     epsilon=float(self.epsilon),

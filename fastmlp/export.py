@@ -1,0 +1,87 @@
+"""`fastmlp export MODEL.npz model.onnx`: a model file as a standard ONNX graph.
+
+    input          "input", float (N, inputs): what the network reads (images as pixel / 255
+                   in [0, 1], as `fastmlp train` feeds them; other features as they are)
+    per layer      Gemm(A, W_l, b_l), then the hidden activation (Relu, Tanh, Sigmoid;
+                   nothing for identity)
+    outputs        "probabilities" = Softmax(logits, axis=1), and "label" = ArgMax (int64,
+                   the index into the class names)
+    metadata       class_names (JSON), activation, fastmlp version
+
+The weights keep the model's dtype (float32 or float64). The graph is checked by
+onnx.checker and written atomically: a failure leaves no partial file.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .errors import FastMLPError
+
+OPSET = 17
+IR_VERSION = 8  # read by every onnxruntime since 1.10
+ONNX_ACTIVATIONS = {"ReLU": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid", "identity": None}
+
+
+def to_onnx(layout, params: np.ndarray, activation: str, class_names) -> "onnx.ModelProto":
+    """The ONNX model of a parameter buffer (fastmlp.model.Layout's flat layout)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from . import __version__
+
+    elem = TensorProto.FLOAT if params.dtype == np.float32 else TensorProto.DOUBLE
+    nodes, initializers = [], []
+    current = "input"
+    layers = layout.views(params)
+    for l, (weights, bias) in enumerate(layers):
+        initializers += [numpy_helper.from_array(np.ascontiguousarray(weights), f"W{l}"),
+                         numpy_helper.from_array(np.ascontiguousarray(bias), f"b{l}")]
+        last = l == len(layers) - 1
+        out = "logits" if last else f"z{l}"
+        nodes.append(helper.make_node("Gemm", [current, f"W{l}", f"b{l}"], [out],
+                                      name=f"dense{l}"))
+        current = out
+        op = ONNX_ACTIVATIONS[activation]
+        if not last and op is not None:
+            nodes.append(helper.make_node(op, [out], [f"a{l}"], name=f"{op.lower()}{l}"))
+            current = f"a{l}"
+    nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1,
+                                  name="softmax"))
+    nodes.append(helper.make_node("ArgMax", ["logits"], ["label"], axis=1, keepdims=0,
+                                  name="argmax"))
+    graph = helper.make_graph(
+        nodes, "fastmlp_mlp",
+        [helper.make_tensor_value_info("input", elem, ["N", layout.sizes[0]])],
+        [helper.make_tensor_value_info("probabilities", elem, ["N", layout.sizes[-1]]),
+         helper.make_tensor_value_info("label", TensorProto.INT64, ["N"])],
+        initializers)
+    model = helper.make_model(graph, producer_name="fastmlp", producer_version=__version__,
+                              opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = IR_VERSION
+    helper.set_model_props(model, {"class_names": json.dumps(list(class_names)),
+                                   "activation": activation})
+    onnx.checker.check_model(model)
+    return model
+
+
+def export_onnx(model_path, onnx_path) -> Path:
+    """Write the model file's network to onnx_path (atomically); returns the path."""
+    from .files import atomic_writer, writing
+    from .model import load_model
+
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise FastMLPError("export needs the onnx package: pip install 'fastmlp[onnx]'") \
+            from None
+    layout, params, config, class_names = load_model(model_path)
+    model = to_onnx(layout, np.ascontiguousarray(params), config["activation"], class_names)
+    onnx_path = Path(onnx_path)
+    if onnx_path.is_dir():
+        raise FastMLPError(f"{onnx_path}: is a directory; give the .onnx file to write")
+    with writing(onnx_path), atomic_writer(onnx_path, "wb") as handle:
+        handle.write(model.SerializeToString())
+    return onnx_path

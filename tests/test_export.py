@@ -1,0 +1,54 @@
+"""`fastmlp export MODEL.npz model.onnx`: the ONNX graph computes what fastmlp computes.
+
+For every activation a tiny model (1 epoch on 2,000 images) is exported and run with
+onnxruntime on the whole Fashion-MNIST test set: the same class for every image, the
+probabilities within 1e-5 of fastmlp's."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+
+from clirunner import invoke
+from fastmlp import data
+from fastmlp.inference import open_model
+from fastmlp.kernels.activations import ACTIVATIONS
+
+pytestmark = pytest.mark.usefixtures("fastmlp_env")
+
+
+@pytest.fixture(scope="module")
+def test_images(fashion_dir):
+    images = data.read_idx(fashion_dir / data.FILES["x_test"])
+    return data.scale_pixels(images.reshape(len(images), -1), np.float32)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_onnx_runtime_agrees_with_fastmlp(activation, small_fashion, test_images, tmp_path):
+    outcome = invoke("train", "-e", "1", "-nhl", "2", "-sz", "32", "16", "-a", activation,
+                     "--data-dir", small_fashion, "--output-dir", tmp_path,
+                     "--wandb-mode", "disabled", "--no-progress", "--no-plots")
+    assert outcome.code == 0, outcome.err
+    model_path = next(tmp_path.glob("*/model.npz"))
+    onnx_path = tmp_path / "model.onnx"
+    outcome = invoke("export", model_path, onnx_path)
+    assert outcome.code == 0, outcome.err
+    assert str(onnx_path) in outcome.out
+
+    graph = onnx.load(onnx_path)
+    onnx.checker.check_model(graph)
+    ops = [node.op_type for node in graph.graph.node]
+    assert ops.count("Gemm") == 3 and "Softmax" in ops
+    names = json.loads({p.key: p.value for p in graph.metadata_props}["class_names"])
+    assert names == list(data.REGISTRY["fashion_mnist"].class_names)
+
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    probabilities, labels = session.run(["probabilities", "label"], {"input": test_images})
+    mine = open_model(model_path).probabilities(test_images)
+    assert probabilities.shape == mine.shape == (10000, 10)
+    np.testing.assert_array_equal(labels, mine.argmax(axis=1))
+    np.testing.assert_array_equal(probabilities.argmax(axis=1), mine.argmax(axis=1))
+    assert np.abs(probabilities - mine).max() < 1e-5
