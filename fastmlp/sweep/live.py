@@ -98,8 +98,9 @@ def trial_line(trial, metric: str) -> str:
         step = max(trial.intermediate_values)
         value = f" after epoch {step}: {metric}={trial.intermediate_values[step]:.4f}"
     if REPEAT_OF in attrs:
-        return (f"trial {trial.number} repeat of trial {attrs[REPEAT_OF]}, not trained "
-                f"({state}{value}): {params}")
+        answer = (f"{attrs['fail_reason']}" if state == "fail" and attrs.get("fail_reason")
+                  else f"answered from trial {attrs[REPEAT_OF]}: {state}{value}")
+        return f"trial {trial.number} repeat, not trained ({answer}): {params}"
     seconds = trial.duration.total_seconds() if trial.duration else 0.0
     test = attrs.get("test_accuracy")
     test_text = f" test_accuracy={test:.4f}" if test is not None and state == "complete" else ""

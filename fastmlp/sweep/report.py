@@ -1,13 +1,20 @@
-"""A sweep's results: best-trials table, reproducing command, CSV of all trials, PNG plots.
+"""A sweep's results: best-trials table, reproducing command, CSV of all trials, plots.
 
-Written into the sweep's output directory at the end of `fastmlp sweep` and by
-`fastmlp sweep FILE --report`:
+Written into the sweep's output directory at the end of `fastmlp sweep` (also when it is
+interrupted) and by `fastmlp sweep FILE --report`:
 
+    report.html                one self-contained page (html_report.py): parallel coordinates,
+                               importance and correlation, best value over time, learning
+                               curves, best trials with their commands; opens offline
     report.txt                 the best-trials table and the command of the best trial
     best_command.txt           `fastmlp train ...` reproducing the best trial
-    trials.csv                 every trial: number, state, value, params, run dir, ...
+    trials.csv                 every trial: number, state, value (mean over seeds) and its
+                               std, params, repeat_of (answered without training), run dir...
     param_importances.png      optuna.visualization.matplotlib (needs >= 2 finished trials)
-    parallel_coordinate.png
+    parallel_coordinate.png    figures.py: sized by the number of parameters, no overlaps
+
+Repeats (claims.py) are listed in trials.csv and counted, but left out of the best trials
+and the figures: their results are their original trials'.
 """
 from __future__ import annotations
 
@@ -36,19 +43,26 @@ def write_report(study, spec, out_dir, echo=print) -> Report:
     """Write every report file; echo the table and the best command."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    trials = study.get_trials(deepcopy=False)
+    from .claims import is_repeat
+
+    every = study.get_trials(deepcopy=False)
+    trials = [t for t in every if not is_repeat(t)]
+    repeats = len(every) - len(trials)
     report = Report(out_dir=out_dir, counts=_count_states(trials))
 
-    report.files.append(write_trials_csv(trials, spec, out_dir / "trials.csv"))
+    report.files.append(write_trials_csv(every, spec, out_dir / "trials.csv"))
     best = best_trials(trials, spec.goal)
     table_text = render_best_table(best, spec)
     summary = _summary_line(report.counts, spec)
+    if repeats:
+        summary += (f"; {repeats} repeat proposal(s) answered from stored results without "
+                    "training")
     lines = [summary, table_text]
     if best:
         top = best[0]
         report.best_number, report.best_value = top.number, top.value
         report.best_command = top.user_attrs.get("command")
-        lines.append(f"best: trial {top.number}, {spec.metric} = {top.value:.4f}")
+        lines.append(f"best: trial {top.number}, {spec.metric} = {_mean_spread(top)}")
         if report.best_command:
             lines.append(f"reproduce it with:\n  {report.best_command}")
             (out_dir / "best_command.txt").write_text(report.best_command + "\n")
@@ -60,7 +74,16 @@ def write_report(study, spec, out_dir, echo=print) -> Report:
     report.files.append(out_dir / "report.txt")
     echo(text)
 
-    for path, note in write_plots(study, spec, out_dir):
+    try:
+        from .html_report import write_html_report
+
+        report.files.append(write_html_report(trials, spec, out_dir, best_trials(
+            trials, spec.goal, limit=None), report.counts, repeats))
+    except Exception as error:  # the page must never lose the rest of the report
+        note = f"report.html skipped: {type(error).__name__}: {error}"
+        report.notes.append(note)
+        echo(note)
+    for path, note in write_plots(trials, spec, out_dir):
         if path is not None:
             report.files.append(path)
         if note:
@@ -70,11 +93,14 @@ def write_report(study, spec, out_dir, echo=print) -> Report:
     return report
 
 
-def best_trials(trials, goal: str, limit: int = BEST_ROWS) -> list:
-    """Completed trials, best first."""
+def best_trials(trials, goal: str, limit: Optional[int] = BEST_ROWS) -> list:
+    """Completed trials that trained (not repeats), best first."""
     from optuna.trial import TrialState
 
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    from .claims import is_repeat
+
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None
+            and not is_repeat(t)]
     return sorted(done, key=lambda t: t.value, reverse=(goal == "maximize"))[:limit]
 
 
@@ -85,13 +111,15 @@ def render_best_table(best: list, spec) -> str:
 
     names = [p.name for p in spec.searched]
     table = Table(title=f"best trials of sweep {spec.name} ({spec.metric}, {spec.goal})")
-    for column in ["rank", "trial", spec.metric, "test_accuracy"] + names + ["seconds"]:
+    seeds = max((t.user_attrs.get("seeds", 1) for t in best), default=1)
+    metric = spec.metric if seeds == 1 else f"{spec.metric} (mean ± std, {seeds} seeds)"
+    for column in ["rank", "trial", metric, "test_accuracy"] + names + ["seconds"]:
         table.add_column(column, justify="right" if column not in names else "left")
     for rank, trial in enumerate(best, start=1):
         test = trial.user_attrs.get("test_accuracy")
         seconds = trial.duration.total_seconds() if trial.duration else None
         table.add_row(
-            str(rank), str(trial.number), f"{trial.value:.4f}",
+            str(rank), str(trial.number), _mean_spread(trial, with_seeds=False),
             f"{test:.4f}" if test is not None else "",
             *[_format(trial.params.get(name)) for name in names],
             f"{seconds:.0f}" if seconds is not None else "")
@@ -105,9 +133,10 @@ def write_trials_csv(trials, spec, path: Path) -> Path:
     """One row per trial, every state, in trial-number order."""
     names = [p.name for p in spec.searched]
     extra = sorted({k for t in trials for k in t.params} - set(names))
+    attr_columns = ("repeat_of", "seeds", "value_std", "test_accuracy", "test_accuracy_std",
+                    "run_dir", "host", "pid", "worker", "fail_reason", "command")
     header = (["number", "state", spec.metric, "duration_seconds", "datetime_start",
-               "datetime_complete", "epochs_reported"] + names + extra
-              + ["test_accuracy", "run_dir", "host", "pid", "worker", "fail_reason", "command"])
+               "datetime_complete", "epochs_reported"] + names + extra + list(attr_columns))
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
@@ -119,19 +148,21 @@ def write_trials_csv(trials, spec, path: Path) -> Path:
                  _blank(trial.datetime_start), _blank(trial.datetime_complete),
                  len(trial.intermediate_values)]
                 + [_blank(trial.params.get(name)) for name in names + extra]
-                + [_blank(attrs.get(key)) for key in
-                   ("test_accuracy", "run_dir", "host", "pid", "worker", "fail_reason",
-                    "command")])
+                + [_blank(attrs.get(key)) for key in attr_columns])
     return path
 
 
-def write_plots(study, spec, out_dir: Path) -> list:
-    """Parameter importances and parallel coordinates as PNGs: [(path or None, note)]."""
+def write_plots(trials, spec, out_dir: Path) -> list:
+    """Parameter importances and parallel coordinates as PNGs: [(path or None, note)].
+    `trials` holds no repeats."""
+    import optuna
     from optuna.trial import TrialState
 
-    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    from .figures import write_parallel_coordinates_png
+
+    completed = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     varied = [p.name for p in spec.searched
-              if len({t.params.get(p.name) for t in completed}) > 1]
+              if len({str(t.params.get(p.name)) for t in completed}) > 1]
     if len(completed) < 2 or not varied:
         return [(None, "plots skipped: they need two completed trials with different "
                        "parameters")]
@@ -142,18 +173,26 @@ def write_plots(study, spec, out_dir: Path) -> list:
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as optuna_plots
 
+    study = optuna.create_study(direction=spec.goal)
+    study.add_trials(completed)
+
+    def importances(path):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "experimental" and small-sample warnings
+            axes = optuna_plots.plot_param_importances(study, params=varied,
+                                                       target_name=spec.metric)
+        figure = axes.figure
+        figure.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(figure)
+
     results = []
-    plots = (("param_importances.png", optuna_plots.plot_param_importances),
-             ("parallel_coordinate.png", optuna_plots.plot_parallel_coordinate))
+    plots = (("param_importances.png", importances),
+             ("parallel_coordinate.png",
+              lambda path: write_parallel_coordinates_png(spec, completed, path)))
     for filename, plot in plots:
         path = out_dir / filename
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "experimental" and small-sample warnings
-                axes = plot(study, params=varied, target_name=spec.metric)
-            figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
-            figure.savefig(path, dpi=110, bbox_inches="tight")
-            plt.close(figure)
+            plot(path)
             results.append((path, None))
         except Exception as error:  # a plot must never lose the rest of the report
             plt.close("all")
@@ -172,6 +211,16 @@ def _summary_line(counts: dict, spec) -> str:
     total = sum(counts.values())
     parts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(counts.items()))
     return f"sweep {spec.name}: {total} trials ({parts or 'none'})"
+
+
+def _mean_spread(trial, with_seeds: bool = True) -> str:
+    """The trial's value, and with several seeds its std over them."""
+    seeds = trial.user_attrs.get("seeds", 1)
+    spread = trial.user_attrs.get("value_std")
+    if seeds in (None, 1) or spread is None:
+        return f"{trial.value:.4f}"
+    text = f"{trial.value:.4f} ± {spread:.4f}"
+    return text + (f" (mean ± std of {seeds} seeds)" if with_seeds else "")
 
 
 def _format(value) -> str:
