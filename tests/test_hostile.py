@@ -329,14 +329,17 @@ def _read_only(box: Sandbox) -> Path:
     return box.tmpfs("readonly", "1m", readonly=True)
 
 
-def _sweep(text: str | None, name="sweep.yaml"):
+def _sweep(text: str | None, name="sweep.yaml", more=()):
     def make(box: Sandbox):
         path = box.root / name
         if text is not None:
             path.write_text(textwrap.dedent(text))
         return ["sweep", path, "--count", "1", "--output-dir", box.root / "sweep-out",
-                "--data-dir", box.data, "--wandb-mode", "disabled"]
+                "--data-dir", box.data, "--wandb-mode", "disabled", *more]
     return make
+
+
+_SMALL_SWEEP = "method: random\nparameters: {hidden_size: {values: [4, 8]}}\n"
 
 
 # ----------------------------------------------------------------------------- the table
@@ -480,6 +483,14 @@ CASES = [  # (id, argv or a function Sandbox -> argv, fragments of the error lin
           colour: {values: [red, blue]}
      """), ["unknown parameter", "colour"]),
     ("sweep-missing-file", _sweep(None, "absent.yaml"), ["absent.yaml", "not found"]),
+    ("sweep-seeds-0", _sweep(_SMALL_SWEEP, more=["--seeds", "0"]), ["--seeds: 0 must be >= 1"]),
+    ("sweep-seeds-negative", _sweep(_SMALL_SWEEP, more=["--seeds", "-2"]),
+     ["--seeds: -2 must be >= 1"]),
+    ("sweep-seeds-not-a-number", _sweep(_SMALL_SWEEP, more=["--seeds", "two"]),
+     ["--seeds", "'two' is not a valid integer"]),
+    ("sweep-seeds-with-wandb-engine",
+     _sweep(_SMALL_SWEEP, more=["--seeds", "2", "--engine", "wandb"]),
+     ["--seeds is for the optuna engine"]),
 ]
 
 

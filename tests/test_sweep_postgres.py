@@ -93,3 +93,61 @@ def test_two_sweep_processes_share_one_postgres_study(tmp_path, postgres_url, fa
             optuna.delete_study(study_name=name, storage=storage)
         except KeyError:
             pass
+
+
+FINITE_SPEC = """
+method: bayes
+parameters:
+  epochs: {value: 1}
+  num_layers: {value: 1}
+  batch_size: {value: 256}
+  hidden_size: {values: [4, 8, 12]}
+"""
+
+
+def test_two_machines_never_train_the_same_configuration(tmp_path, postgres_url, fastmlp_env,
+                                                         fashion_dir, monkeypatch):
+    """Two `fastmlp sweep` processes on one PostgreSQL study of a 3-point space, asked for 6
+    trials: the claims (config_key under the storage lock) let each point train once, in
+    one of the two machines, and the sweep ends when the space is used up."""
+    import optuna
+    from fastmlp.sweep.storage import with_postgres_driver
+
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
+    (tmp_path / "wandb").mkdir()
+    spec_file = tmp_path / "finite.yaml"
+    spec_file.write_text(FINITE_SPEC)
+    name = f"pg-finite-{uuid.uuid4().hex[:10]}"
+    machines = [tmp_path / "machine-a", tmp_path / "machine-b"]
+    processes = [
+        subprocess.Popen(
+            [*sweep_program(), str(spec_file), "--count", "6", "--workers", "1",
+             "--storage", postgres_url, "--name", name, "--output-dir", str(out),
+             "--wandb-mode", "disabled", "--data-dir", str(fashion_dir)],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for out in machines]
+    storage = with_postgres_driver(postgres_url)
+    try:
+        outputs = []
+        for process in processes:
+            out, err = process.communicate(timeout=180)
+            assert process.returncode == 0, f"{out}\n{err}"
+            outputs.append(out)
+        study = optuna.load_study(study_name=name, storage=storage)
+        trained = [t for t in study.get_trials(deepcopy=False)
+                   if "repeat_of" not in t.user_attrs]
+        assert sorted(t.params["hidden_size"] for t in trained) == [4, 8, 12]
+        assert {t.state.name for t in trained} == {"COMPLETE"}
+        on_disk = [p for m in machines for p in m.glob("trials/*/*/summary.json")]
+        assert len(on_disk) == 3
+        assert any("every one of the 3 configurations of the search space has been tried"
+                   in out or "has tried every one of the 3 configurations" in out
+                   for out in outputs), outputs
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+        try:
+            optuna.delete_study(study_name=name, storage=storage)
+        except KeyError:
+            pass

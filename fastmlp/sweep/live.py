@@ -91,7 +91,7 @@ def trial_line(trial, metric: str) -> str:
     attrs = trial.user_attrs
     params = " ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
     value = ""
-    if trial.value is not None:
+    if trial.value is not None and state != "pruned":
         spread = attrs.get("value_std")
         value = f" {metric}={trial.value:.4f}" + (f" (std {spread:.4f})" if spread else "")
     elif trial.intermediate_values:
