@@ -260,7 +260,7 @@ def finite_sweep(tmp_path_factory, fastmlp_env, fashion_dir):
          "offline", "--data-dir", str(fashion_dir)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
-    return SimpleNamespace(out=out, stdout=done.stdout, stderr=done.stderr,
+    return SimpleNamespace(root=root, out=out, stdout=done.stdout, stderr=done.stderr,
                            study=open_study(out, "finite"))
 
 
@@ -283,6 +283,10 @@ def test_finite_space_is_trained_once_per_point_then_the_sweep_ends(finite_sweep
         assert sum(line.startswith(f"trial {trial.number} ") for line in
                    stdout.splitlines()) == 1, stdout
     assert "epoch 1/2" not in stdout
+    # each seed's offline wandb run is in the sweep's group (wandb sync shows them together)
+    runs = list(finite_sweep.root.glob("wandb/offline-run-*/run-*.wandb"))
+    assert len(runs) == 8
+    assert all(b"finite" in run.read_bytes() for run in runs)
     assert "epoch 1/2" in (finite_sweep.out / "workers" / "worker-1.log").read_text()
     for repeat in repeats:
         assert f"trial {repeat.number} repeat, not trained" in stdout

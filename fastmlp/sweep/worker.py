@@ -328,13 +328,16 @@ def trial_config(spec, job: dict, trial) -> TrainConfig:
 
 
 def config_values(spec, job: dict, point: dict) -> dict:
-    """The settings of a point of the space: base settings, the file's constants, the point
-    (validated: choices in their canonical spelling)."""
+    """The settings of a point of the space: base settings (with the wandb group, the
+    sweep's name), the file's constants, the point (validated: choices in their canonical
+    spelling)."""
+    import dataclasses
+
     values = dict(job["base_config"])
     values.update(spec.constants)
     for name, value in point.items():
         values[name] = _as_field_type(name, value)
-    return TrainConfig.from_dict(values).validated().to_dict()
+    return dataclasses.asdict(TrainConfig.from_dict(values).validated())
 
 
 def report_epochs(trial, metric: str):
