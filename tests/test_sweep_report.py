@@ -173,10 +173,10 @@ def test_live_view_counts_and_table():
     assert status.trials_per_hour == pytest.approx(40.0)
     assert status.seconds_left == pytest.approx(6 * 90.0)
     console = Console(record=True, width=100, file=open(os.devnull, "w"))
-    console.print(status_table(status, "s", "val_accuracy", ["trial 1 complete ..."]))
+    console.print(status_table(status, "s", "val_accuracy", ["trial 1 complete [worker 2]"]))
     text = console.export_text()
     for fragment in ("trials finished", "4 of 10", "repeats avoided", "0.8500 (trial 1)",
-                     "trials per hour", "40", "time left", "9m00s", "trial 1 complete"):
+                     "trials per hour", "40", "time left", "9m00s", "trial 1 complete [worker 2]"):
         assert fragment in text
 
 

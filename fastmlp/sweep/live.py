@@ -129,6 +129,7 @@ def status_table(status: SweepStatus, name: str, metric: str, recent: list):
     """The live view: the status table and the last finished trials (a rich renderable)."""
     from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=f"sweep {name}", show_header=False, title_justify="left")
     table.add_column("what", style="bold")
@@ -150,7 +151,7 @@ def status_table(status: SweepStatus, name: str, metric: str, recent: list):
                    box=None)
     latest.add_column("trial", overflow="fold")
     for line in recent[-RECENT_ROWS:]:
-        latest.add_row(line)
+        latest.add_row(Text(line))  # plain text: "[worker 1]" is not markup
     return Group(table, latest)
 
 
