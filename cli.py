@@ -237,11 +237,13 @@ def _print_confusion_matrix(matrix, class_names):
               help="Only these kernel groups (repeatable; default: all).")
 @click.option("--epochs/--no-epochs", default=True, show_default=True,
               help="Also time whole epochs on Fashion-MNIST (seed config, batch 256, wide).")
+@click.option("--sklearn/--no-sklearn", "with_sklearn", default=True, show_default=True,
+              help="Time the same epoch in scikit-learn's MLPClassifier when it is installed.")
 @click.option("--torch/--no-torch", "with_torch", default=True, show_default=True,
               help="Time the same epoch in PyTorch when it is installed.")
 @setting_option("threads")
 @setting_option("data_dir")
-def bench(json_path, groups, epochs, with_torch, threads, data_dir):
+def bench(json_path, groups, epochs, with_sklearn, with_torch, threads, data_dir):
     """Time every Numba kernel and whole epochs against the NumPy reference."""
     from fastmlp.benchmarks import print_bench_table, run_bench
     from fastmlp.files import write_json_atomic
@@ -251,7 +253,7 @@ def bench(json_path, groups, epochs, with_torch, threads, data_dir):
     with thread_limits(threads):
         splits = load_splits(TrainConfig(data_dir=data_dir)) if epochs else None
         results = run_bench(splits, groups=set(groups) or None, epochs=epochs,
-                            with_torch=with_torch,
+                            with_torch=with_torch, with_sklearn=with_sklearn,
                             progress=lambda what: click.echo(f"timing {what}", err=True))
     print_bench_table(results)
     if json_path:

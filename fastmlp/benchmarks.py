@@ -33,6 +33,7 @@ class Case:
     work: float = 0.0                # FLOPs (dense, epoch) or parameters (optimizers) per call
     unit: str = "FLOP"
     torch: Optional[Callable[[], object]] = field(default=None)
+    sklearn: Optional[Callable[[], object]] = field(default=None)
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -186,7 +187,34 @@ def epoch_case(splits, rows=None, **overrides) -> Case:
         lambda: ref.train_epoch(layers, gold, x, labels, order, config.batch_size,
                                 config.activation, config.loss),
         flops_per_sample(config.layer_sizes) * len(labels), "FLOP",
-        torch=torch_epoch(config, x, labels, order))
+        torch=torch_epoch(config, x, labels, order), sklearn=sklearn_epoch(config, x, labels))
+
+
+def sklearn_epoch(config, x, labels):
+    """One epoch of scikit-learn's MLPClassifier (partial_fit: one pass in batches) at the same
+    settings (Adam, widths, batch, learning rate; float32 in, float32 weights), or None when
+    scikit-learn is not installed. Its alpha is fastmlp's weight decay times the batch size
+    (fastmlp/estimator.py explains the two L2 conventions)."""
+    try:
+        from sklearn.neural_network import MLPClassifier
+    except ImportError:
+        return None
+    import warnings
+
+    activation = {"ReLU": "relu", "sigmoid": "logistic", "tanh": "tanh",
+                  "identity": "identity"}[config.activation]
+    model = MLPClassifier(hidden_layer_sizes=config.hidden_widths, activation=activation,
+                          solver="adam", alpha=config.weight_decay * config.batch_size,
+                          batch_size=config.batch_size, learning_rate_init=config.learning_rate,
+                          beta_1=config.beta1, beta_2=config.beta2, epsilon=config.epsilon,
+                          random_state=0)
+    classes = np.arange(config.layer_sizes[-1])
+
+    def run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.partial_fit(x, labels, classes=classes)
+    return run
 
 
 def torch_epoch(config, x, labels, order):
@@ -273,7 +301,8 @@ EPOCH_CONFIGS = (
 )
 
 
-def run_bench(splits, groups=None, epochs=True, with_torch=True, progress=None) -> dict:
+def run_bench(splits, groups=None, epochs=True, with_torch=True, progress=None,
+              with_sklearn=True) -> dict:
     """Time every case (numba vs reference, and torch for epochs); returns a JSON-ready dict."""
     from threadpoolctl import threadpool_limits
 
@@ -281,12 +310,17 @@ def run_bench(splits, groups=None, epochs=True, with_torch=True, progress=None) 
     cases = [case for case in kernel_cases() if groups is None or case.group in groups]
     if epochs:
         cases += [epoch_case(splits, rows, **overrides) for overrides, rows in EPOCH_CONFIGS]
+    if progress and epochs and with_sklearn and any(case.group == "epoch" and case.sklearn is None
+                                                    for case in cases):
+        progress("note: scikit-learn is not installed: no sklearn column")
     rows = []
     for case in cases:
         if progress:
             progress(f"{case.group} {case.label}")
         is_epoch = case.group == "epoch"
         contenders = {"numba": case.numba, "reference": case.reference}
+        if is_epoch and with_sklearn and case.sklearn is not None:
+            contenders["sklearn"] = case.sklearn  # interleaved with the others
         if is_epoch and with_torch and case.torch is not None:
             contenders["torch"] = case.torch
         if is_epoch:  # whole epochs use every core the caller allows
@@ -307,6 +341,9 @@ def run_bench(splits, groups=None, epochs=True, with_torch=True, progress=None) 
             if "torch" in best:
                 row["torch_seconds"] = best["torch"]
                 row["speedup_vs_torch"] = best["torch"] / best["numba"]
+            if "sklearn" in best:
+                row["sklearn_seconds"] = best["sklearn"]
+                row["speedup_vs_sklearn"] = best["sklearn"] / best["numba"]
         rows.append(row)
     return {"gemm_gflops": gemm_rate / 1e9, "rows": rows}
 
@@ -323,7 +360,7 @@ def print_bench_table(results: dict) -> None:
     epochs = Table(title=f"one training epoch (FLOP bound at the measured GEMM rate, "
                          f"{results['gemm_gflops']:.0f} GFLOP/s)")
     for column in ("configuration", "numba", "reference", "speed-up", "x FLOP bound",
-                   "torch", "vs torch"):
+                   "torch", "vs torch", "sklearn", "vs sklearn"):
         epochs.add_column(column, justify="left" if column == "configuration" else "right")
     for row in results["rows"]:
         rate = row["work"] / row["numba_seconds"]
@@ -334,7 +371,10 @@ def print_bench_table(results: dict) -> None:
         if row["group"] == "epoch":
             epochs.add_row(row["case"], *times, f"{row['times_flop_bound']:.2f}",
                            _seconds(row["torch_seconds"]) if "torch_seconds" in row else "-",
-                           f"{row['speedup_vs_torch']:.1f}x" if "speedup_vs_torch" in row else "-")
+                           f"{row['speedup_vs_torch']:.1f}x" if "speedup_vs_torch" in row else "-",
+                           _seconds(row["sklearn_seconds"]) if "sklearn_seconds" in row else "-",
+                           f"{row['speedup_vs_sklearn']:.1f}x" if "speedup_vs_sklearn" in row
+                           else "-")
         else:
             kernels.add_row(row["group"], row["case"], *times, throughput)
     if kernels.row_count:

@@ -187,6 +187,22 @@ class TrainConfig:
                                       help="Directory holding the dataset's four IDX files "
                                            "(else: $FASTMLP_DATA_DIR, the cache, "
                                            "/usr/share/datasets, download).")
+    # -- your own data (fastmlp/owndata.py)
+    data: Optional[str] = setting(None, "--data", kind=str, sweep=False,
+                                  shown_default="-d/--dataset",
+                                  help="Train on your own data instead of -d: a .npz (x_train, "
+                                       "y_train, x_test, y_test, optional class_names), a CSV "
+                                       "file (a header row, a label column) or a folder of the "
+                                       "four IDX files (EMNIST, KMNIST, ...).")
+    label_column: str = setting("label", "--label-column", sweep=False,
+                                help="The CSV column holding the class (every other column is "
+                                     "a number).")
+    test_data: Optional[str] = setting(None, "--test-data", kind=str, sweep=False,
+                                       shown_default="--test-fraction",
+                                       help="A CSV test set with the same columns as --data.")
+    test_fraction: float = setting(0.2, "--test-fraction", rule=fraction(False), sweep=False,
+                                   help="Share of --data held out (seeded) as the test set when "
+                                        "it has none of its own.")
     # set by sweeps: wandb group and a run-name prefix (not a setting: no flag)
     group: Optional[str] = field(default=None, repr=False)
 
@@ -219,7 +235,7 @@ class TrainConfig:
     @property
     def layer_sizes(self) -> tuple:
         """Units per layer, input to output: the dataset's pixels, the hidden widths, its
-        classes."""
+        classes. (With --data the trainer takes the widths from the data: Splits.layer_sizes.)"""
         data = DATASET_REGISTRY[self.dataset]
         return (data.num_inputs,) + self.hidden_widths + (data.num_classes,)
 

@@ -111,6 +111,7 @@ class Dataset:
     y_train: np.ndarray = field(repr=False)
     x_test: np.ndarray = field(repr=False)
     y_test: np.ndarray = field(repr=False)
+    image_shape: tuple | None = None  # own data: (height, width) of IDX images, else None
 
 
 # --------------------------------------------------------------------------- IDX files
@@ -463,12 +464,23 @@ class Splits:
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: tuple
+    image_shape: tuple | None = None  # (height, width) of image data; None for a table
+
+    def layer_sizes(self, hidden_widths) -> tuple:
+        """Units per layer: the data's input width, the hidden widths, its classes."""
+        return (self.pixels_train.shape[1],) + tuple(hidden_widths) + (len(self.class_names),)
 
 
 def load_splits(config) -> Splits:
     """The seeded validation split taken off train; validation and test as floats in [0, 1].
     config: a TrainConfig (dataset, data_dir, val_fraction, seed, dtype)."""
-    dataset = load_dataset(config.dataset, config.data_dir)
+    own = getattr(config, "data", None) is not None
+    if own:  # --data: a file or folder of the user's (fastmlp/owndata.py)
+        from .owndata import load_own_data
+
+        dataset = load_own_data(config)
+    else:
+        dataset = load_dataset(config.dataset, config.data_dir)
     train_rows, val_rows = train_val_split(len(dataset.y_train), config.val_fraction, config.seed)
     dtype = np.dtype(config.dtype)
     labels = dataset.y_train.astype(np.int64)
@@ -476,7 +488,8 @@ def load_splits(config) -> Splits:
         pixels_train=dataset.x_train[train_rows], y_train=labels[train_rows],
         x_val=model_inputs(dataset.x_train[val_rows], dtype), y_val=labels[val_rows],
         x_test=model_inputs(dataset.x_test, dtype), y_test=dataset.y_test.astype(np.int64),
-        class_names=tuple(dataset.class_names))
+        class_names=tuple(dataset.class_names),
+        image_shape=dataset.image_shape if own else REGISTRY[dataset.name].image_shape)
 
 
 def model_inputs(x, dtype) -> np.ndarray:

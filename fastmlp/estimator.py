@@ -170,6 +170,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         return [b.copy() for _, b in self._layout.views(self._state.params)]
 
+    def to_onnx(self, path) -> None:
+        """Write the network as an ONNX graph, the same as `fastmlp export` writes (its
+        "label" output indexes classes_; class names in its metadata)."""
+        check_is_fitted(self)
+        from .export import to_onnx
+        from .files import atomic_writer
+
+        graph = to_onnx(self._layout, self._state.params, self._activation_name(),
+                        [str(name) for name in self.classes_])
+        with atomic_writer(path, "wb") as handle:
+            handle.write(graph.SerializeToString())
+
     # ------------------------------------------------------------------ the work
 
     def _validate(self, X, y, reset):

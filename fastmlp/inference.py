@@ -33,16 +33,20 @@ class Model:
         return self.config["activation"]
 
     @property
-    def image_shape(self) -> tuple:
-        """(height, width) of the images the model takes: its dataset's."""
+    def image_shape(self) -> tuple | None:
+        """(height, width) of the images the model takes: its dataset's (or, trained with
+        --data, its data's); None for a model of a table of features."""
         from .data import REGISTRY
 
+        if self.config.get("data") is not None:
+            shape = self.config.get("image_shape")
+            return tuple(shape) if shape else None
         return REGISTRY[self.config.get("dataset", "fashion_mnist")].image_shape
 
     @property
     def description(self) -> str:
         return (f"{'-'.join(map(str, self.layout.sizes))} {self.activation}, trained on "
-                f"{self.config.get('dataset', '?')}")
+                f"{self.config.get('data') or self.config.get('dataset', '?')}")
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """Softmax outputs (N, classes) for images x (N, pixels) scaled to [0, 1]."""
@@ -58,7 +62,7 @@ def open_model(path) -> Model:
     from .model import load_model
 
     model = Model(Path(path), *load_model(path))
-    height, width = model.image_shape
+    height, width = model.image_shape or (model.layout.sizes[0], 1)  # a table: any width
     if model.layout.sizes[0] != height * width:
         raise ModelFileError(f"{path}: a model of another architecture: it takes "
                              f"{model.layout.sizes[0]} inputs, {height}x{width} images have "
@@ -92,10 +96,12 @@ def evaluate_model(model_path, dataset=None, data_dir=None) -> Evaluation:
     """Test loss, accuracy and confusion matrix of a model file on a dataset's test set
     (default: the dataset it was trained on)."""
     from .config import DATASETS, canonical_choice
-    from .data import load_dataset, scale_pixels
+    from .data import load_dataset, model_inputs
     from .engine import confusion_matrix, evaluate_params
 
     model = open_model(model_path)
+    if dataset is None and model.config.get("data") is not None:
+        return _evaluate_own_data(model)
     dataset = canonical_choice(dataset or model.config.get("dataset", "fashion_mnist"),
                                DATASETS, "-d/--dataset")
     data = load_dataset(dataset, data_dir)
@@ -103,12 +109,37 @@ def evaluate_model(model_path, dataset=None, data_dir=None) -> Evaluation:
     if model.layout.sizes[-1] != classes:
         raise ModelFileError(f"{model_path}: a model of another architecture: it has "
                              f"{model.layout.sizes[-1]} outputs, {dataset} has {classes} classes")
-    x = scale_pixels(data.x_test, model.params.dtype)
+    x = model_inputs(data.x_test, model.params.dtype)
     labels = data.y_test.astype(np.int64)
     loss, accuracy, predictions = evaluate_params(
         np.ascontiguousarray(model.params), model.layout, x, labels, model.config)
     return Evaluation(model, dataset, loss, accuracy,
                       confusion_matrix(labels, predictions, classes), tuple(data.class_names))
+
+
+def _evaluate_own_data(model: Model) -> Evaluation:
+    """A model trained with --data, on that data's test set (the same split as training)."""
+    from types import SimpleNamespace
+
+    from .config import TrainConfig
+    from .data import model_inputs
+    from .engine import confusion_matrix, evaluate_params
+    from .owndata import load_own_data
+
+    settings = SimpleNamespace(**{**TrainConfig().to_dict(), **model.config,
+                                  "dtype": model.params.dtype.name})
+    data = load_own_data(settings)
+    if tuple(data.class_names) != tuple(model.class_names) \
+            or data.x_test.shape[1] != model.layout.sizes[0]:
+        raise DataError(f"{settings.data}: the data has changed since the model was trained "
+                        f"(its classes or its width differ from the model's)")
+    labels = data.y_test.astype(np.int64)
+    loss, accuracy, predictions = evaluate_params(
+        np.ascontiguousarray(model.params), model.layout,
+        model_inputs(data.x_test, model.params.dtype), labels, model.config)
+    classes = len(model.class_names)
+    return Evaluation(model, data.name, loss, accuracy,
+                      confusion_matrix(labels, predictions, classes), tuple(model.class_names))
 
 
 # ----------------------------------------------------------------------------- predict
@@ -176,7 +207,7 @@ def _read_picture(path: Path, image_shape, invert) -> np.ndarray:
 
 def predict(model_path, inputs, top_k: int = 1, invert=None) -> list:
     """The top_k classes and probabilities for every image in `inputs` (paths)."""
-    from .data import scale_pixels
+    from .data import model_inputs
     from .errors import ConfigError
 
     model = open_model(model_path)
@@ -187,11 +218,18 @@ def predict(model_path, inputs, top_k: int = 1, invert=None) -> list:
         raise ConfigError("predict needs at least one INPUT (a PNG image or an IDX images file)")
     results = []
     for path in inputs:  # read all inputs first: a bad one fails before any output
-        results.append(read_inputs(path, model.image_shape, invert))
+        if model.image_shape is None:  # trained on a table (--data): rows of features
+            from .owndata import read_table_inputs
+
+            results.append(read_table_inputs(path, model.layout.sizes[0],
+                                             model.config.get("label_column", "label"),
+                                             model.params.dtype))
+        else:
+            results.append(read_inputs(path, model.image_shape, invert))
     predictions = []
     for names, images in results:
         for start in range(0, len(images), 4096):
-            probs = model.probabilities(scale_pixels(images[start:start + 4096],
+            probs = model.probabilities(model_inputs(images[start:start + 4096],
                                                      model.params.dtype))
             best = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
             for row, name in enumerate(names[start:start + 4096]):

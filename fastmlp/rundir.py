@@ -139,7 +139,8 @@ def load_resumable(run_dir) -> Checkpoint:
 
 def _check_consistent(path, checkpoint: Checkpoint) -> None:
     config = checkpoint.config
-    expected_sizes = config.layer_sizes
+    expected_sizes = (config.layer_sizes if config.data is None  # own data: its own widths
+                      else checkpoint.sizes[:1] + config.hidden_widths + checkpoint.sizes[-1:])
     n = sum(a * b + b for a, b in zip(expected_sizes[:-1], expected_sizes[1:]))
     problems = []
     if checkpoint.sizes != expected_sizes:
@@ -223,7 +224,9 @@ class RunDirectory:
         from .model import save_model
 
         with writing(self.path / MODEL_NAME):
-            save_model(self.path / MODEL_NAME, layout, params, self.config.to_dict(),
+            save_model(self.path / MODEL_NAME, layout, params,  # + image_shape, if any
+                       dict(self.config.to_dict(), **{key: summary[key] for key in
+                                                      ("image_shape",) if key in summary}),
                        class_names)
         with writing(self.path / SUMMARY_NAME):
             write_json_atomic(self.path / SUMMARY_NAME, summary)

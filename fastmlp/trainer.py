@@ -20,7 +20,7 @@ from .data import load_splits
 from .display import EpochDisplay
 from .engine import (TrainState, confusion_matrix, evaluate_params, run_epoch, thread_limits,
                      warm_up)
-from .errors import DivergedError
+from .errors import DataError, DivergedError
 from .model import Layout, init_params
 from .rundir import RunDirectory
 
@@ -63,7 +63,11 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
     preload_wandb(config.wandb_mode)
     with thread_limits(config.threads):
         splits = load_splits(config)
-        layout = Layout(config.layer_sizes)
+        layout = Layout(splits.layer_sizes(config.hidden_widths))
+        if resume_dir is not None and tuple(run.checkpoint.sizes) != layout.sizes:
+            raise DataError(f"{config.data}: the data has changed since the run started (its "
+                            f"network is {'-'.join(map(str, layout.sizes))} now, was "
+                            f"{'-'.join(map(str, run.checkpoint.sizes))})")
         if resume_dir is None:
             state = TrainState.fresh(init_params(layout, config.weight_init,
                                                  np.random.default_rng([config.seed, 0]),
@@ -110,6 +114,9 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
                 "epochs": epochs, "compile_seconds": compile_seconds,
                 "test_loss": test_loss, "test_accuracy": test_accuracy,
                 "class_names": list(splits.class_names), "confusion_matrix": matrix.tolist()}
+            if config.data is not None and splits.image_shape is not None:  # own images:
+                # predict reads images of this shape (the registry knows its datasets')
+                summary["image_shape"] = list(splits.image_shape)
             # pictures at the end: they never slow the epochs down
             images = run.draw_pictures(epochs, matrix, splits.class_names) if plots else {}
             run.finish(layout, state.params, splits.class_names, summary)

@@ -232,6 +232,33 @@ def _samples_missing_class(box: Sandbox):
             "--wandb-mode", "disabled"]
 
 
+def _own(files: dict, *flags):
+    """`train --data FIRST_FILE` over files {name: text or a function of the sandbox's root
+    writing the file}."""
+    def make(box: Sandbox):
+        for name, content in files.items():
+            if callable(content):
+                content(box.root / name)
+            else:
+                box.file(name, content.encode())
+        return ["train", *TINY, "--data", box.root / next(iter(files)),
+                *(flag(box) if callable(flag) else flag for flag in flags),
+                "--output-dir", box.runs]
+    return make
+
+
+CSV_HEAD = "a,b,label\n"
+CSV_ROWS = "".join(f"{i % 7},{i % 3},{'yes' if i % 2 else 'no'}\n" for i in range(40))
+
+
+def _npz(**arrays):
+    return lambda path: np.savez(path, **arrays)
+
+
+_X, _Y = np.zeros((30, 4), np.float32), np.arange(30) % 3
+_TEST_CSV = lambda box: box.root / "test.csv"  # noqa: E731
+
+
 # ----------------------------------------------------------------------------- model cases
 
 def _evaluate(path_of: Callable[[Sandbox], Path]):
@@ -429,6 +456,32 @@ CASES = [  # (id, argv or a function Sandbox -> argv, fragments of the error lin
     ("predict-bad-among-good", lambda b: ["predict", b.model, _png(b), b.file("x.png", b"\x89PNG")],
      ["x.png"]),
     ("predict-directory-input", lambda b: ["predict", b.model, b.root], ["is a directory"]),
+    # your own data (--data)
+    ("data-csv-ragged-row", _own({"t.csv": CSV_HEAD + CSV_ROWS + "1,2\n" + CSV_ROWS}),
+     ["t.csv", "line 42 has 2 fields, the header 3"]),
+    ("data-csv-nan-feature", _own({"t.csv": CSV_HEAD + "nan,1,yes\n" + CSV_ROWS}),
+     ["t.csv", "NaN"]),
+    ("data-csv-not-a-number", _own({"t.csv": CSV_HEAD + CSV_ROWS + "1,two,no\n"}),
+     ["line 42, column 'b'", "'two' is not a number"]),
+    ("data-csv-no-label-column", _own({"t.csv": CSV_HEAD + CSV_ROWS}, "--label-column", "y"),
+     ["no label column 'y'", "columns: a, b, label"]),
+    ("data-csv-one-class", _own({"t.csv": CSV_HEAD + "1,2,yes\n" * 40}),
+     ["one class only", "yes"]),
+    ("data-csv-test-other-columns",
+     _own({"t.csv": CSV_HEAD + CSV_ROWS, "test.csv": "a,b,c,label\n1,2,3,yes\n"},
+          "--test-data", _TEST_CSV), ["test.csv", "same columns"]),
+    ("data-csv-test-unknown-class",
+     _own({"t.csv": CSV_HEAD + CSV_ROWS, "test.csv": CSV_HEAD + "1,2,maybe\n"},
+          "--test-data", _TEST_CSV), ["test label 'maybe' is not a class"]),
+    ("data-npz-width-mismatch",
+     _own({"d.npz": _npz(x_train=_X, y_train=_Y, x_test=np.zeros((5, 3)), y_test=_Y[:5])}),
+     ["d.npz", "same width"]),
+    ("data-npz-no-x-train", _own({"d.npz": _npz(x=_X, y_train=_Y)}), ["no array x_train"]),
+    ("data-npz-rows-labels-mismatch", _own({"d.npz": _npz(x_train=_X, y_train=_Y[:20])}),
+     ["30 rows of features but 20 labels"]),
+    ("data-unknown-format", _own({"d.txt": "1 2 3\n"}), ["d.txt", "not a .npz file"]),
+    ("data-missing-path", lambda b: ["train", *TINY, "--data", b.root / "nope.csv",
+                                     "--output-dir", b.runs], ["nope.csv", "no such file"]),
     # export
     ("export-not-a-model", lambda b: ["export", b.file("junk.npz", os.urandom(3000)),
                                       b.root / "m.onnx"], ["junk.npz", "not a fastmlp model"]),

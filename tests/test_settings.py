@@ -41,7 +41,7 @@ def test_train_help_shows_every_setting_as_the_table_declares_it():
 # A value each rule refuses; a rule added to the table without a case here fails the test.
 REFUSED = {"epochs": 0, "batch_size": 0, "learning_rate": 0.0, "momentum": 1.0, "beta": -0.1,
            "beta1": 1.0, "beta2": 1.5, "epsilon": float("inf"), "weight_decay": -1e-3,
-           "num_layers": -1, "hidden_size": 0, "seed": 2**32, "val_fraction": 0.0,
+           "num_layers": -1, "test_fraction": 1.0, "hidden_size": 0, "seed": 2**32, "val_fraction": 0.0,
            "threads": 0}
 
 
