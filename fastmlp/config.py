@@ -22,10 +22,13 @@ from .errors import ConfigError
 from .kernels.activations import ACTIVATIONS
 from .kernels.losses import LOSSES
 from .kernels.optimizers import OPTIMIZERS
+from .kernels.schedules import SCHEDULES
 from .model import WEIGHT_INITS
 
 DTYPES = ("float32", "float64")
 WANDB_MODES = ("offline", "online", "disabled")
+KEEP = ("best", "last")
+NO_AUGMENTATION = "none"
 
 
 def code_of(name: str, registry: tuple) -> int:
@@ -91,6 +94,35 @@ def _is_widths(value) -> bool:
 WIDTHS_RULE = Rule(_is_widths, "must be whole numbers >= 1 (one per hidden layer, or one for all)",
                    "whole numbers >= 1: one for every hidden layer, or one each")
 
+def augment_parts(text) -> tuple:
+    """(shift pixels, flip) of an --augment value: `none`, or a comma list of `shift:N` and
+    `flip` (e.g. `shift:2,flip`); ValueError if it is neither."""
+    shift, flip = 0, False
+    if str(text).strip().lower() == NO_AUGMENTATION:
+        return shift, flip
+    for part in str(text).lower().replace(" ", "").split(","):
+        name, _, amount = part.partition(":")
+        if name == "flip" and not amount and not flip:
+            flip = True
+        elif name == "shift" and amount.isdigit() and int(amount) >= 1 and not shift:
+            shift = int(amount)
+        else:
+            raise ValueError(part)
+    return shift, flip
+
+
+def _is_augment(value) -> bool:
+    try:
+        augment_parts(value)
+    except ValueError:
+        return False
+    return isinstance(value, str)
+
+
+AUGMENT_RULE = Rule(_is_augment, "must be none, or shift:N (N >= 1 pixels) and/or flip, "
+                                 "comma-separated (e.g. shift:2,flip)",
+                    "`none`, `shift:N`, `flip`, `shift:N,flip`")
+
 SEED_RULE = Rule(lambda v: _is_int(v) and 0 <= v < 2**32, "must be a whole number in [0, 2**32)",
                  "whole number in [0, 2**32)")
 
@@ -110,7 +142,8 @@ def setting(default, long: str, short: Optional[str] = None, *, help: str, kind:
     kind: int, float or str (default: the default value's type); choices: the canonical
     names (matched case-insensitively); rule: the check of other values; sweep: a sweep
     file may vary it; resume: FIXED, MAY_CHANGE or IGNORED; in_command: part of the
-    `fastmlp train` command that reproduces a run; shown_default: how the README shows a
+    `fastmlp train` command that reproduces a run (the extras only when they differ from
+    their default); shown_default: how the README shows a
     None default; many: the flag takes one or more values (`-sz 512 256 128`)."""
     meta = dict(long=long, short=short, help=help, kind=kind or type(default), choices=choices,
                 rule=rule, sweep=sweep, resume=resume, in_command=in_command,
@@ -181,6 +214,32 @@ class TrainConfig:
                               help="offline writes local wandb files (`wandb sync` later); "
                                    "online needs `wandb login` or WANDB_API_KEY; disabled "
                                    "logs nothing to wandb.")
+    # -- training additions (all off by default: the assignment's flags keep their meaning)
+    dropout: float = setting(0.0, "--dropout", rule=fraction(True),
+                             help="Dropout probability on every hidden layer's output "
+                                  "(inverted dropout; off at evaluation).")
+    input_dropout: float = setting(0.0, "--input-dropout", rule=fraction(True),
+                                   help="Dropout probability on the inputs (pixels).")
+    augment: str = setting(NO_AUGMENTATION, "--augment", rule=AUGMENT_RULE,
+                           help="Augment each training image as its batch is gathered: "
+                                "shift:N moves it by up to N pixels each way (zero-filled "
+                                "border), flip mirrors it with probability 1/2; combine with "
+                                "a comma.")
+    lr_schedule: str = setting("constant", "--lr-schedule", choices=SCHEDULES,
+                               help="Learning rate over the run's steps: constant, cosine to "
+                                    "0, step (x0.1 at 50 % and 75 %), onecycle.")
+    warmup_epochs: float = setting(0.0, "--warmup-epochs", rule=non_negative(),
+                                   help="Linear warm-up of the learning rate over the first "
+                                        "epochs (constant, cosine, step).")
+    label_smoothing: float = setting(0.0, "--label-smoothing", rule=fraction(True),
+                                     help="Label smoothing of cross_entropy: targets "
+                                          "(1 - e) onehot + e / classes.")
+    patience: int = setting(0, "--patience", rule=whole(0),
+                            help="Stop after this many epochs without a better validation "
+                                 "accuracy (0: never stop early).")
+    keep: str = setting("best", "--keep", choices=KEEP,
+                        help="Which epoch's parameters become model.npz and the test figures: "
+                             "the best validation accuracy, or the last epoch.")
     data_dir: Optional[str] = setting(None, "--data-dir", kind=str, sweep=False,
                                       resume=MAY_CHANGE, in_command=False,
                                       shown_default="look-up",
@@ -223,6 +282,12 @@ class TrainConfig:
                                   f"({_shown(widths)}) for {values['num_layers']} hidden layers "
                                   f"({flag_name('num_layers')}); give one width per layer")
             values["hidden_size"] = widths
+        if values["label_smoothing"] > 0 and values["loss"] != "cross_entropy":
+            raise ConfigError(f"{flag_name('label_smoothing')}: label smoothing is for "
+                              f"cross_entropy, not {values['loss']}")
+        if values["warmup_epochs"] > 0 and values["lr_schedule"] == "onecycle":
+            raise ConfigError(f"{flag_name('warmup_epochs')}: onecycle has its own warm-up "
+                              "(the first 30 % of the steps); leave --warmup-epochs out")
         return TrainConfig(**values)
 
     @property
@@ -261,7 +326,9 @@ class TrainConfig:
         parts = ["fastmlp", "train"]
         for entry in SETTINGS:
             value = getattr(self, entry.name)
-            if entry.in_command and value is not None:
+            # the assignment's flags always; the extras when they differ from their default
+            shown = entry.short is not None or value != entry.default
+            if entry.in_command and value is not None and shown:
                 values = value if isinstance(value, (tuple, list)) else (value,)
                 parts += [entry.short or entry.long, *map(str, values)]
         return shlex.join(parts)

@@ -44,6 +44,9 @@ class EpochDisplay:
             raise outcome["error"]
         return outcome["value"]
 
+    def note(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
     def epoch_line(self, record: dict) -> None:
         print(f"epoch {record['epoch']}/{self.epochs}  train loss {record['train_loss']:.4f}  "
               f"acc {record['train_accuracy']:.4f}  |  val loss {record['val_loss']:.4f}  "

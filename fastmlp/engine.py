@@ -21,10 +21,12 @@ from .kernels.activations import ACTIVATIONS
 from .kernels.epoch import BUFFERS, CODES
 from .kernels.losses import LOSSES
 from .kernels.optimizers import OPTIMIZERS, hyperparameters
+from .kernels.schedules import SCHEDULES
 from .model import Layout, init_params
 
-# Each entry of the kernels' `codes` array: the choice table it indexes.
-_CHOICE_TABLES = {"activation": ACTIVATIONS, "loss": LOSSES, "optimizer": OPTIMIZERS}
+# The entries of the kernels' `codes` array that name a choice: the table each indexes.
+_CHOICE_TABLES = {"activation": ACTIVATIONS, "loss": LOSSES, "optimizer": OPTIMIZERS,
+                  "lr_schedule": SCHEDULES}
 
 
 class TrainState:
@@ -38,6 +40,7 @@ class TrainState:
             if given is not None:
                 self.buffers[row] = given
         self.step = step
+        self.lr = None  # the learning rate of the last step taken (schedules change it)
 
     @classmethod
     def fresh(cls, params: np.ndarray) -> "TrainState":
@@ -50,10 +53,35 @@ class TrainState:
 
 
 def kernel_codes(settings) -> np.ndarray:
-    """The `codes` bundle of a TrainConfig (or a mapping with the same names)."""
+    """The `codes` bundle of a mapping (or TrainConfig) with the names in CODES (choices by
+    name, the rest as integers); a missing choice is its table's first, a missing number 0."""
     values = settings if isinstance(settings, dict) else vars(settings)
-    return np.array([_CHOICE_TABLES[name].index(values[name]) for name in CODES],
+    return np.array([_CHOICE_TABLES[name].index(values.get(name, _CHOICE_TABLES[name][0]))
+                     if name in _CHOICE_TABLES else int(values.get(name, 0)) for name in CODES],
                     dtype=np.int64)
+
+
+def kernel_settings(settings, steps_per_epoch: int, num_inputs: int) -> dict:
+    """The settings the kernels read, as one mapping: a TrainConfig's (or a mapping's) own,
+    defaults for the training additions it lacks, and what follows from them: the total and
+    warm-up steps of the schedule, the augmentation's shift and flip, and the image width
+    (the dataset's, when the inputs are its images)."""
+    from .config import NO_AUGMENTATION, TrainConfig, augment_parts
+
+    defaults = TrainConfig()
+    values = settings if isinstance(settings, dict) else vars(settings)
+    values = {name: values.get(name, getattr(defaults, name)) for name in
+              ("dropout", "input_dropout", "augment", "lr_schedule", "warmup_epochs",
+               "label_smoothing", "seed", "epochs")} | dict(values)
+    shift, flip = augment_parts(values["augment"])
+    image_width = 0
+    if values["augment"] != NO_AUGMENTATION:
+        from .data import image_width_of
+
+        image_width = image_width_of(values.get("dataset"), num_inputs)
+    return dict(values, shift=shift, flip=int(flip), image_width=image_width,
+                total_steps=values["epochs"] * steps_per_epoch,
+                warmup_steps=values["warmup_epochs"] * steps_per_epoch)
 
 
 @contextlib.contextmanager
@@ -92,7 +120,7 @@ def warm_up(dtype="float32") -> float:
     params = init_params(layout, "Xavier", np.random.default_rng(0), np.dtype(dtype))
     settings = dict(activation=ACTIVATIONS[0], loss=LOSSES[0], optimizer=OPTIMIZERS[0],
                     learning_rate=0.0, momentum=0.0, beta=0.0, beta1=0.0, beta2=0.0,
-                    epsilon=1.0, weight_decay=0.0)
+                    epsilon=1.0, weight_decay=0.0, dataset=None)
     pixels = np.zeros((2, 4), dtype=np.uint8)
     labels = np.zeros(2, dtype=np.int64)
     run_epoch(TrainState.fresh(params), layout, pixels, labels, np.arange(2), 2, settings)
@@ -119,10 +147,11 @@ def run_epoch(state: TrainState, layout: Layout, pixels, labels, order, batch_si
     if progress is None:
         progress = np.zeros(1, dtype=np.int64)
     batch_size = min(batch_size, len(order))  # the same batches; buffers no bigger than the data
+    values = kernel_settings(settings, -(-len(order) // batch_size), layout.sizes[0])
     with threadpool_limits(limits=1 if shards > 1 else None, user_api="blas"):
-        loss_sum, correct, batches, state.step = train_epoch(
+        loss_sum, correct, batches, state.step, state.lr = train_epoch(
             state.buffers, progress, state.step, pixels, labels, order, batch_size,
-            layout.arrays(), kernel_codes(settings), hyperparameters(settings), shards)
+            layout.arrays(), kernel_codes(values), hyperparameters(values), shards)
     return loss_sum / max(batches, 1), correct / len(order), batches
 
 
@@ -131,8 +160,7 @@ def evaluate_params(params, layout: Layout, x, labels, settings):
     gives the activation and the loss (a TrainConfig or a mapping)."""
     from .kernels.epoch import evaluate
 
-    values = settings if isinstance(settings, dict) else vars(settings)
-    codes = kernel_codes(dict(values, optimizer=values.get("optimizer", OPTIMIZERS[0])))
+    codes = kernel_codes(settings)
     predictions = np.empty(len(labels), dtype=np.int64)
     mean_loss = evaluate(predictions, x, labels, params, layout.arrays(), codes)
     return float(mean_loss), float((predictions == labels).mean()), predictions

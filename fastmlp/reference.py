@@ -4,16 +4,27 @@ This is the test oracle for the Numba kernels and the baseline of every benchmar
 math of record (docs/ARCHITECTURE.md points here), on a list of (W, b) arrays, one batch at a
 time:
 
-    forward:   A_0 = X;  A_{l+1} = act(A_l @ W_l + b_l);  P = softmax(A_L @ W_L + b_L)
-    losses:    cross_entropy       = -(1/B) sum_b log P[b, y_b]
+    input:     X = the batch's examples, shifted and flipped (augment), times S_0 (input
+               dropout: S = mask / (1 - p), mask ~ Bernoulli(1 - p); no dropout: S = 1)
+    forward:   A_0 = X;  A_{l+1} = act(A_l @ W_l + b_l) * S_{l+1};
+               P = softmax(A_L @ W_L + b_L)
+    losses:    cross_entropy       = -(1/B) sum_b sum_k q_bk log P[b, k],
+                                     q = (1 - e) onehot(y) + e / K   (label smoothing e)
                mean_squared_error  =  (1/B) sum_b sum_k (P[b, k] - onehot(y)[b, k])^2
     backward:  dZ_L = dLoss/dlogits;  dW_l = A_l^T dZ_l;  db_l = sum_b dZ_l;
-               dZ_{l-1} = (dZ_l W_l^T) * act'(A_l)
-    update:    g = dW + weight_decay * W (weights only), then the optimizer (see `update`).
+               dZ_{l-1} = (dZ_l W_l^T) * S_l * act'(act(Z_l))
+    update:    g = dW + weight_decay * W (weights only; adamw decays the weights directly),
+               then the optimizer (see `update`) at the step's scheduled learning rate.
+
+The random draws (dropout masks, shifts, flips) are the kernels' own counter-based numbers,
+replayed by `uniform_array`; the learning-rate schedule is the kernels' own function.
 """
 from __future__ import annotations
 
 import numpy as np
+
+from .kernels import random as kernel_random
+from .kernels.schedules import SCHEDULES, scheduled_lr
 
 # ----------------------------------------------------------------------------- activations
 # Each derivative is written in terms of the activation's OUTPUT a, which is all the
@@ -53,17 +64,19 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def loss_and_grad(name: str, logits: np.ndarray, labels: np.ndarray):
-    """(mean loss over the batch, dLoss/dlogits) for softmax outputs against integer labels."""
-    batch = logits.shape[0]
+def loss_and_grad(name: str, logits: np.ndarray, labels: np.ndarray, smoothing: float = 0.0):
+    """(mean loss over the batch, dLoss/dlogits) for softmax outputs against integer labels;
+    smoothing: cross-entropy's label smoothing."""
+    batch, classes = logits.shape
     probs = softmax(logits)
     onehot = np.zeros_like(probs)
     onehot[np.arange(batch), labels] = 1
     if name == "cross_entropy":
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        loss = -log_probs[np.arange(batch), labels].mean()
-        return loss, (probs - onehot) / batch
+        target = (1 - smoothing) * onehot + smoothing / classes
+        loss = -(target * log_probs).sum(axis=1).mean()
+        return loss, (probs - target) / batch
     if name == "mean_squared_error":
         diff = probs - onehot
         loss = (diff * diff).sum(axis=1).mean()
@@ -76,16 +89,18 @@ def loss_and_grad(name: str, logits: np.ndarray, labels: np.ndarray):
 # ----------------------------------------------------------------------------- the network
 
 
-def forward(layers, x: np.ndarray, activation: str):
-    """All activations [A_0 = x, A_1, ..., A_L] and the output logits."""
+def forward(layers, x: np.ndarray, activation: str, scales=None):
+    """All activations [A_0 = x, A_1, ..., A_L] and the output logits. scales: the dropout
+    factors S_1 .. S_L of the hidden layers (None: no dropout)."""
     activations = [x]
-    for weights, bias in layers[:-1]:
-        activations.append(activate(activation, activations[-1] @ weights + bias))
+    for l, (weights, bias) in enumerate(layers[:-1]):
+        a = activate(activation, activations[-1] @ weights + bias)
+        activations.append(a if scales is None else a * scales[l])
     weights, bias = layers[-1]
     return activations, activations[-1] @ weights + bias
 
 
-def backward(layers, activations, dlogits: np.ndarray, activation: str):
+def backward(layers, activations, dlogits: np.ndarray, activation: str, scales=None):
     """[(dW_0, db_0), ...] of the data loss."""
     grads = [None] * len(layers)
     dz = dlogits
@@ -93,15 +108,73 @@ def backward(layers, activations, dlogits: np.ndarray, activation: str):
         weights, _bias = layers[l]
         grads[l] = (activations[l].T @ dz, dz.sum(axis=0))
         if l > 0:
-            dz = (dz @ weights.T) * activation_derivative(activation, activations[l])
+            da = dz @ weights.T
+            if scales is None:
+                dz = da * activation_derivative(activation, activations[l])
+            else:  # A_l = act(Z_l) * S_l: act(Z_l) is A_l undone where the unit was kept
+                s = scales[l - 1]
+                kept = np.divide(activations[l], s, out=np.zeros_like(s), where=s != 0)
+                dz = da * s * activation_derivative(activation, kept)
     return grads
 
 
-def gradients(layers, x, labels, activation: str, loss: str):
+def gradients(layers, x, labels, activation: str, loss: str, scales=None, smoothing=0.0):
     """(loss, [(dW, db), ...], logits) for one batch."""
-    activations, logits = forward(layers, x, activation)
-    batch_loss, dlogits = loss_and_grad(loss, logits, labels)
-    return batch_loss, backward(layers, activations, dlogits, activation), logits
+    activations, logits = forward(layers, x, activation, scales)
+    batch_loss, dlogits = loss_and_grad(loss, logits, labels, smoothing)
+    return batch_loss, backward(layers, activations, dlogits, activation, scales), logits
+
+
+# ----------------------------------------------------------------------------- randomness
+# The kernels' counter-based draws (kernels/random.py), the same numbers in array form.
+
+
+def uniform_array(seed, step, stream, rows, units):
+    """uniform(seed, step, stream, row, unit) for every row in `rows` (a column) and unit
+    in `units` (a row), as float64 in [0, 1)."""
+    with np.errstate(over="ignore"):
+        u64 = np.uint64
+        golden = kernel_random.GOLDEN
+
+        def mix(z):
+            z = (z ^ (z >> u64(30))) * kernel_random.MIX1
+            z = (z ^ (z >> u64(27))) * kernel_random.MIX2
+            return z ^ (z >> u64(31))
+
+        z = mix(u64(seed) * golden + u64(step))
+        z = mix(z + u64(stream) * golden)
+        z = mix(z + np.asarray(rows, dtype=u64) * golden)
+        z = mix(z + np.asarray(units, dtype=u64) * golden)
+        return (z >> u64(11)).astype(np.float64) * kernel_random.TO_UNIT
+
+
+def dropout_scales(p, seed, step, stream, rows, width):
+    """S = mask / (1 - p) for `rows` (their places in the batch) x `width` units."""
+    keep = uniform_array(seed, step, stream, np.asarray(rows)[:, None], np.arange(width)[None, :])
+    return np.where(keep >= p, 1.0 / (1.0 - p), 0.0)
+
+
+def augment(x, rows, seed, step, shift, flip, image_width):
+    """Each example of x (B, pixels) shifted by up to `shift` pixels each way (zero-filled)
+    and mirrored with probability 1/2 (flip), drawn per example like the kernel does."""
+    height = x.shape[1] // image_width
+    images = x.reshape(len(x), height, image_width)
+    out = np.zeros_like(images)
+    for i, row in enumerate(rows):
+        dx = dy = 0
+        if shift > 0:
+            span = 2 * shift + 1
+            dx = int(uniform_array(seed, step, kernel_random.STREAM_SHIFT_X, row, 0) * span) - shift
+            dy = int(uniform_array(seed, step, kernel_random.STREAM_SHIFT_Y, row, 0) * span) - shift
+        image = images[i]
+        if flip and uniform_array(seed, step, kernel_random.STREAM_FLIP, row, 0) < 0.5:
+            image = image[:, ::-1]
+        # out[y, x] = image[y - dy, x - dx] where that is inside the image
+        ys, xs = slice(max(dy, 0), height + min(dy, 0)), slice(max(dx, 0), image_width + min(dx, 0))
+        from_ys = slice(max(-dy, 0), height + min(-dy, 0))
+        from_xs = slice(max(-dx, 0), image_width + min(-dx, 0))
+        out[i][ys, xs] = image[from_ys, from_xs]
+    return out.reshape(x.shape)
 
 
 # ----------------------------------------------------------------------------- optimizers
@@ -113,24 +186,35 @@ class Optimizer:
     hyper: a mapping with the names of kernels.optimizers.HYPERPARAMETERS (a TrainConfig's
     field names): learning_rate, momentum, beta, beta1, beta2, epsilon, weight_decay."""
 
-    def __init__(self, name, layers, hyper):
+    def __init__(self, name, layers, hyper, schedule="constant"):
         self.name = name
         self.hyper = dict(hyper)
+        self.schedule = schedule
         self.t = 0
         self.state = [[(np.zeros_like(p), np.zeros_like(p)) for p in pair] for pair in layers]
+
+    @property
+    def lr(self) -> float:
+        """The learning rate of step t (the schedule's, kernels/schedules.py)."""
+        h = self.hyper
+        return scheduled_lr(h["learning_rate"], SCHEDULES.index(self.schedule), float(self.t),
+                            float(h.get("total_steps", 0)), float(h.get("warmup_steps", 0)))
 
     def step(self, layers, grads):
         """One update of every W and b in place."""
         self.t += 1
         decay = self.hyper["weight_decay"]
         for (weights, bias), (dw, db), state in zip(layers, grads, self.state):
-            self.update(weights, dw + decay * weights, state[0])
+            if self.name == "adamw":  # decoupled: the decay is not part of the gradient
+                self.update(weights, dw, state[0], decay)
+            else:
+                self.update(weights, dw + decay * weights, state[0])
             self.update(bias, db, state[1])
 
-    def update(self, param, g, state):
+    def update(self, param, g, state, decoupled_decay=0.0):
         s1, s2 = state  # u / v / s / (m1, m2), by optimizer
         h, t = self.hyper, self.t
-        lr, eps = h["learning_rate"], h["epsilon"]
+        lr, eps = self.lr, h["epsilon"]
         if self.name == "sgd":
             param -= lr * g
         elif self.name == "momentum":
@@ -142,7 +226,7 @@ class Optimizer:
         elif self.name == "rmsprop":
             s1[...] = h["beta"] * s1 + (1 - h["beta"]) * g * g
             param -= lr * g / (np.sqrt(s1) + eps)
-        elif self.name in ("adam", "nadam"):
+        elif self.name in ("adam", "nadam", "adamw"):
             b1, b2 = h["beta1"], h["beta2"]
             s1[...] = b1 * s1 + (1 - b1) * g
             s2[...] = b2 * s2 + (1 - b2) * g * g
@@ -150,7 +234,7 @@ class Optimizer:
             v_hat = s2 / (1 - b2 ** t)
             if self.name == "nadam":
                 m_hat = b1 * m_hat + (1 - b1) * g / (1 - b1 ** t)
-            param -= lr * m_hat / (np.sqrt(v_hat) + eps)
+            param -= lr * (m_hat / (np.sqrt(v_hat) + eps) + decoupled_decay * param)
         else:
             raise ValueError(self.name)
 
@@ -158,12 +242,33 @@ class Optimizer:
 # ----------------------------------------------------------------------------- an epoch
 
 
-def train_epoch(layers, optimizer: Optimizer, x, labels, order, batch_size, activation, loss):
-    """One pass over x[order] in batches; returns (mean batch loss, accuracy)."""
+def train_epoch(layers, optimizer: Optimizer, x, labels, order, batch_size, activation, loss,
+                regime=None):
+    """One pass over x[order] in batches; returns (mean batch loss, accuracy). regime: the
+    training additions, a mapping with dropout, input_dropout, label_smoothing, seed, shift,
+    flip and image_width (None: none of them)."""
+    r = dict(dropout=0.0, input_dropout=0.0, label_smoothing=0.0, seed=0, shift=0, flip=0,
+             image_width=0) | dict(regime or {})
     loss_sum, correct, batches = 0.0, 0, 0
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
-        batch_loss, grads, logits = gradients(layers, x[rows], labels[rows], activation, loss)
+        step = optimizer.t + 1  # the random draws of this batch are keyed by its step
+        places = np.arange(len(rows))  # each example's place in the batch
+        x_batch = x[rows]
+        if r["shift"] > 0 or r["flip"]:
+            x_batch = augment(x_batch, places, r["seed"], step, r["shift"], r["flip"],
+                              r["image_width"])
+        if r["input_dropout"] > 0:
+            x_batch = x_batch * dropout_scales(r["input_dropout"], r["seed"], step,
+                                               kernel_random.STREAM_INPUT_DROPOUT, places,
+                                               x_batch.shape[1])
+        scales = None
+        if r["dropout"] > 0:
+            scales = [dropout_scales(r["dropout"], r["seed"], step,
+                                     kernel_random.STREAM_DROPOUT + l, places, weights.shape[1])
+                      for l, (weights, _) in enumerate(layers[:-1])]
+        batch_loss, grads, logits = gradients(layers, x_batch, labels[rows], activation, loss,
+                                              scales, r["label_smoothing"])
         optimizer.step(layers, grads)
         loss_sum += batch_loss
         correct += int((logits.argmax(axis=1) == labels[rows]).sum())

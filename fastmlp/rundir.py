@@ -35,7 +35,7 @@ from .errors import FastMLPError
 from .files import atomic_writer, make_unique_dir, write_json_atomic, writing
 
 CHECKPOINT_NAME = "checkpoint.npz"
-CHECKPOINT_FORMAT_VERSION = 1
+CHECKPOINT_FORMAT_VERSION = 2  # 2: the best epoch's parameters (for --keep best)
 METRICS_NAME = "metrics.jsonl"
 MODEL_NAME = "model.npz"
 SUMMARY_NAME = "summary.json"
@@ -56,6 +56,7 @@ class Checkpoint:
     step: int
     epochs: list  # per-epoch records, one per completed epoch
     rng_state: dict  # np.random.Generator.bit_generator.state of the shuffle generator
+    best: "BestEpoch"  # the epoch of the best validation accuracy so far, and its parameters
 
     @property
     def completed_epochs(self) -> int:
@@ -75,8 +76,25 @@ def checkpoint_path(run_dir) -> Path:
     return Path(run_dir) / CHECKPOINT_NAME
 
 
+@dataclass
+class BestEpoch:
+    """The epoch with the best validation accuracy so far (0: none yet) and its parameters."""
+
+    epoch: int
+    params: np.ndarray
+    val_accuracy: float = -1.0
+
+    def offer(self, record: dict, params: np.ndarray) -> bool:
+        """Keep this epoch if it beats the best; True when it did."""
+        if record["val_accuracy"] > self.val_accuracy:
+            self.epoch, self.val_accuracy = record["epoch"], record["val_accuracy"]
+            self.params = params.copy()
+            return True
+        return False
+
+
 def save_checkpoint(run_dir, config: TrainConfig, run_name: str, sizes, state, shuffle_rng,
-                    epochs: list) -> Path:
+                    epochs: list, best: BestEpoch) -> Path:
     """Write run_dir/checkpoint.npz atomically (a failure leaves the previous one intact)."""
     path = checkpoint_path(run_dir)
     with writing(path):
@@ -89,7 +107,9 @@ def save_checkpoint(run_dir, config: TrainConfig, run_name: str, sizes, state, s
                      params=state.params, state1=state.state1, state2=state.state2,
                      step=np.int64(state.step),
                      epochs_json=np.str_(json.dumps(epochs)),
-                     rng_state_json=np.str_(json.dumps(shuffle_rng.bit_generator.state)))
+                     rng_state_json=np.str_(json.dumps(shuffle_rng.bit_generator.state)),
+                     best_epoch=np.int64(best.epoch), best_params=best.params,
+                     best_val_accuracy=np.float64(best.val_accuracy))
     return path
 
 
@@ -117,7 +137,9 @@ def load_checkpoint(run_dir) -> Checkpoint:
                 params=np.array(data["params"]), state1=np.array(data["state1"]),
                 state2=np.array(data["state2"]), step=int(data["step"]),
                 epochs=json.loads(str(data["epochs_json"])),
-                rng_state=json.loads(str(data["rng_state_json"])))
+                rng_state=json.loads(str(data["rng_state_json"])),
+                best=BestEpoch(int(data["best_epoch"]), np.array(data["best_params"]),
+                               float(data["best_val_accuracy"])))
     except FastMLPError as exc:
         if isinstance(exc, CheckpointError):
             raise
@@ -146,8 +168,8 @@ def _check_consistent(path, checkpoint: Checkpoint) -> None:
     if checkpoint.sizes != expected_sizes:
         problems.append(f"architecture {checkpoint.sizes} does not match its configuration "
                         f"{expected_sizes}")
-    for name in ("params", "state1", "state2"):
-        buffer = getattr(checkpoint, name)
+    for name, buffer in (("params", checkpoint.params), ("state1", checkpoint.state1),
+                         ("state2", checkpoint.state2), ("best_params", checkpoint.best.params)):
         if buffer.shape != (n,) or buffer.dtype != np.dtype(config.dtype):
             problems.append(f"{name} is {buffer.dtype}{list(buffer.shape)}, expected "
                             f"{config.dtype}[{n}]")
@@ -196,8 +218,9 @@ class RunDirectory:
     def resumed(self) -> bool:
         return self.checkpoint is not None
 
-    def save_checkpoint(self, sizes, state, shuffle_rng, epochs: list) -> None:
-        save_checkpoint(self.path, self.config, self.name, sizes, state, shuffle_rng, epochs)
+    def save_checkpoint(self, sizes, state, shuffle_rng, epochs: list, best: BestEpoch) -> None:
+        save_checkpoint(self.path, self.config, self.name, sizes, state, shuffle_rng, epochs,
+                        best)
         self.saved_epochs = len(epochs)
 
     def append_metrics(self, record: dict) -> None:

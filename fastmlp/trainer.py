@@ -22,7 +22,7 @@ from .engine import (TrainState, confusion_matrix, evaluate_params, run_epoch, t
                      warm_up)
 from .errors import DataError, DivergedError
 from .model import Layout, init_params
-from .rundir import RunDirectory
+from .rundir import BestEpoch, RunDirectory
 
 
 @dataclass
@@ -74,11 +74,13 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
                                                  np.dtype(config.dtype)))
             shuffle_rng = np.random.default_rng([config.seed, 1])
             epochs = []
+            best = BestEpoch(0, state.params.copy())
         else:
             saved = run.checkpoint
             state = TrainState(saved.params, saved.state1, saved.state2, saved.step)
             shuffle_rng = saved.shuffle_rng()
             epochs = list(saved.epochs)
+            best = saved.best
         compile_seconds = warm_up(config.dtype)
         if resume_dir is None:
             run = RunDirectory.create(config)
@@ -88,30 +90,39 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
             if run.resumed:
                 run.rewrite_metrics(epochs)
             else:
-                run.save_checkpoint(layout.sizes, state, shuffle_rng, epochs)  # epoch 0: an
-                # early Ctrl-C is resumable too
+                # epoch 0: an early Ctrl-C is resumable too
+                run.save_checkpoint(layout.sizes, state, shuffle_rng, epochs, best)
             wandb_run = WandbRun.for_training(config, run.name, run.path.parent)
             for record in epochs:  # a resumed run's wandb history starts at epoch 1 too
                 wandb_run.log_epoch(record)
             wandb_run.ready()  # started before the epochs: it would slow the first one down
             for epoch in range(len(epochs) + 1, config.epochs + 1):
+                if _out_of_patience(config, epochs, best):
+                    display.note(f"stopped early: no better validation accuracy in "
+                                 f"{config.patience} epochs since epoch {best.epoch}")
+                    break
                 record = _train_one_epoch(epoch, state, layout, splits, config, shuffle_rng,
                                           display)
                 epochs.append(record)
-                run.save_checkpoint(layout.sizes, state, shuffle_rng, epochs)
+                best.offer(record, state.params)
+                run.save_checkpoint(layout.sizes, state, shuffle_rng, epochs, best)
                 run.append_metrics(record)
                 wandb_run.log_epoch(record)
                 display.epoch_line(record)
                 if epoch_callback is not None:
                     epoch_callback(record)
 
+            kept_epoch, kept_params = ((best.epoch, best.params) if config.keep == "best"
+                                       else (len(epochs), state.params))
             test_loss, test_accuracy, predictions = evaluate_params(
-                state.params, layout, splits.x_test, splits.y_test, config)
+                kept_params, layout, splits.x_test, splits.y_test, config)
             matrix = confusion_matrix(splits.y_test, predictions, len(splits.class_names))
             summary = {
                 "run_name": run.name, "config": config.to_dict(),
                 "train_command": config.train_command(), "num_params": layout.num_params,
-                "epochs": epochs, "compile_seconds": compile_seconds,
+                "epochs": epochs, "kept_epoch": kept_epoch, "best_epoch": best.epoch,
+                "stopped_early": len(epochs) < config.epochs,
+                "compile_seconds": compile_seconds,
                 "test_loss": test_loss, "test_accuracy": test_accuracy,
                 "class_names": list(splits.class_names), "confusion_matrix": matrix.tolist()}
             if config.data is not None and splits.image_shape is not None:  # own images:
@@ -119,7 +130,7 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
                 summary["image_shape"] = list(splits.image_shape)
             # pictures at the end: they never slow the epochs down
             images = run.draw_pictures(epochs, matrix, splits.class_names) if plots else {}
-            run.finish(layout, state.params, splits.class_names, summary)
+            run.finish(layout, kept_params, splits.class_names, summary)
             wandb_run.log_results(summary, splits.y_test, predictions, images)
             wandb_run.finish()
         except BaseException as exc:
@@ -131,6 +142,11 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
                 raise TrainingInterrupted(run.path) from None
             raise
     return RunResult(run.path, summary)
+
+
+def _out_of_patience(config, epochs: list, best: BestEpoch) -> bool:
+    """--patience N: N epochs have passed since the best validation accuracy."""
+    return config.patience > 0 and len(epochs) - best.epoch >= config.patience
 
 
 def _train_one_epoch(epoch, state, layout, splits, config, shuffle_rng, display) -> dict:
@@ -152,4 +168,5 @@ def _train_one_epoch(epoch, state, layout, splits, config, shuffle_rng, display)
     val_loss, val_accuracy, _ = evaluate_params(state.params, layout, splits.x_val,
                                                 splits.y_val, config)
     return {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
-            "val_loss": val_loss, "val_accuracy": val_accuracy, "train_seconds": train_seconds}
+            "val_loss": val_loss, "val_accuracy": val_accuracy, "learning_rate": state.lr,
+            "train_seconds": train_seconds}

@@ -183,3 +183,60 @@ def test_resume_accepts_machine_local_flags_only():
     assert changed.output_dir == saved.output_dir and changed.activation == "ReLU"
     with pytest.raises(ConfigError, match="-lr/--learning_rate"):
         resume_config(saved, {"learning_rate": 0.5})
+
+
+# ----------------------------------------------------------------------------- training additions
+
+ADDITIONS = ("--dropout", "0.2", "--input-dropout", "0.1", "--augment", "shift:2,flip",
+             "--lr-schedule", "cosine", "--warmup-epochs", "1", "--label-smoothing", "0.1")
+
+
+def test_resume_with_dropout_augmentation_and_a_schedule_equals_uninterrupted(
+        small_fashion, tmp_path, monkeypatch):
+    """The random draws are keyed by the step count and the schedule by the step: a resumed
+    run draws and steps exactly as the uninterrupted one."""
+    whole_dir, parts_dir = tmp_path / "whole", tmp_path / "parts"
+    args = ("train", *RUN, *ADDITIONS, "--data-dir", small_fashion, "--no-progress")
+    assert invoke(*args, "--output-dir", whole_dir).code == 0
+    interrupt_after_epoch(monkeypatch, 2)
+    assert invoke(*args, "--output-dir", parts_dir).code == 130
+    monkeypatch.undo()
+    resumed = invoke("train", "--resume", parts_dir / RUN_NAME, "--no-progress")
+    assert resumed.code == 0, resumed.err
+    whole, parts = results(whole_dir / RUN_NAME), results(parts_dir / RUN_NAME)
+    whole["config"].pop("output_dir", None), parts["config"].pop("output_dir", None)
+    assert parts == whole
+    rates = [record["learning_rate"] for record in whole["metrics"]]
+    # each epoch records its last step's rate: the end of the warm-up, the cosine's middle
+    # and its end
+    assert rates == [0.003, pytest.approx(0.0015), pytest.approx(0.0, abs=1e-12)]
+
+
+def test_the_best_epoch_is_kept_and_patience_stops_the_run(small_fashion, tmp_path):
+    """--keep best (the default): model.npz and the test figures are the best validation
+    epoch's; --patience 1 stops one epoch after the best."""
+    args = ("train", "-e", "8", "-nhl", "1", "-sz", "32", "-b", "16", "-lr", "0.05",
+            "--seed", "3", "--wandb-mode", "disabled", "--no-plots", "--threads", "1",
+            "--data-dir", small_fashion, "--no-progress")
+    best = invoke(*args, "--output-dir", tmp_path / "best")
+    last = invoke(*args, "--keep", "last", "--output-dir", tmp_path / "last")
+    assert best.code == 0 and last.code == 0, best.err + last.err
+    best_summary = json.loads((tmp_path / "best" / "hl_1_bs_16_ac_ReLU" / "summary.json").read_text())
+    last_summary = json.loads((tmp_path / "last" / "hl_1_bs_16_ac_ReLU" / "summary.json").read_text())
+    accuracies = [record["val_accuracy"] for record in best_summary["epochs"]]
+    assert len(accuracies) == 8
+    assert without_seconds(best_summary["epochs"]) == without_seconds(last_summary["epochs"])
+    best_epoch = 1 + accuracies.index(max(accuracies))
+    assert best_summary["kept_epoch"] == best_summary["best_epoch"] == best_epoch
+    assert last_summary["kept_epoch"] == 8
+    if best_epoch != 8:  # the kept model is another one, and so are its test figures
+        assert best_summary["test_loss"] != last_summary["test_loss"]
+
+    patient = invoke(*args, "--patience", "1", "--output-dir", tmp_path / "patient")
+    assert patient.code == 0, patient.err
+    summary = json.loads((tmp_path / "patient" / "hl_1_bs_16_ac_ReLU" / "summary.json").read_text())
+    seen = [record["val_accuracy"] for record in summary["epochs"]]
+    first_drop = next(i for i in range(1, 8) if seen[i] <= max(seen[:i]))
+    assert len(seen) == first_drop + 1 and summary["stopped_early"]
+    assert seen == accuracies[:len(seen)]
+    assert "stopped early" in patient.err

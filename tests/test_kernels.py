@@ -39,16 +39,18 @@ def flatten(layers):
 
 
 def kernel_epoch(params, layout, pixels, labels, order, batch_size, activation, loss, optimizer,
-                 hyper=HYPER, state=None, shards=1):
-    """Run the compiled epoch on uint8 pixels; returns (mean batch loss, accuracy, grads, state)."""
+                 hyper=HYPER, state=None, shards=1, regime=None):
+    """Run the compiled epoch on uint8 pixels; returns (mean batch loss, accuracy, grads, state).
+    regime: the training additions (dropout, shift, lr_schedule, total_steps, ...)."""
+    regime = regime or {}
     if state is None:
         state = (np.zeros_like(params), np.zeros_like(params), 0)
     state1, state2, step = state
     buffers = np.stack([params, state1, state2, np.zeros_like(params)])
-    codes = kernel_codes(dict(activation=activation, loss=loss, optimizer=optimizer))
-    loss_sum, correct, batches, step = train_epoch(
+    codes = kernel_codes(dict(regime, activation=activation, loss=loss, optimizer=optimizer))
+    loss_sum, correct, batches, step, _ = train_epoch(
         buffers, np.zeros(1, np.int64), step, pixels, labels, order, batch_size,
-        layout.arrays(), codes, hyperparameters(hyper), shards)
+        layout.arrays(), codes, hyperparameters({**hyper, **regime}), shards)
     params[:], state1[:], state2[:] = buffers[0], buffers[1], buffers[2]
     grads = buffers[3]
     return loss_sum / batches, correct / len(order), grads, (state1, state2, step)
@@ -96,7 +98,8 @@ def test_dense_forward_and_backward_match_reference(activation):
 
     dz = rng.normal(size=(9, 6))
     dweights, dbias, dz_in = np.empty((13, 6)), np.empty(6), np.empty((9, 13))
-    dense_backward(dweights, dbias, dz_in, dz, a_in, weights, ACTIVATIONS.index(activation), True)
+    dense_backward(dweights, dbias, dz_in, dz, a_in, weights, ACTIVATIONS.index(activation), True,
+                   a_in, a_in, False)
     assert relative_error(dweights, a_in.T @ dz) < TIGHT
     assert relative_error(dbias, dz.sum(axis=0)) < TIGHT
     want = (dz @ weights.T) * ref.activation_derivative(activation, a_in)
@@ -124,7 +127,8 @@ def test_loss_kernel_matches_reference(loss):
     logits = rng.normal(size=(11, 10)) * 5
     labels = rng.integers(0, 10, 11)
     dlogits = np.empty_like(logits)
-    mine_loss, correct = softmax_loss_backward(dlogits, logits, labels, LOSSES.index(loss), 11)
+    mine_loss, correct = softmax_loss_backward(dlogits, logits, labels, LOSSES.index(loss), 11,
+                                               0.0)
     gold_loss, gold_grad = ref.loss_and_grad(loss, logits, labels)
     assert mine_loss == pytest.approx(gold_loss, rel=TIGHT)
     assert relative_error(dlogits, gold_grad) < TIGHT
@@ -135,7 +139,7 @@ def test_cross_entropy_is_stable_for_huge_logits():
     logits = np.array([[1000.0, -1000.0, 0.0] + [0.0] * 7])
     dlogits = np.empty_like(logits)
     loss, _ = softmax_loss_backward(dlogits, logits, np.array([1]), LOSSES.index("cross_entropy"),
-                                   1)
+                                   1, 0.0)
     assert loss == pytest.approx(2000.0)
     assert np.isfinite(dlogits).all()
 
@@ -152,7 +156,8 @@ def test_optimizer_update_matches_reference(optimizer):
         grads = rng.normal(size=layout.num_params)
         gold.step(layers, [(dw.copy(), db.copy()) for dw, db in layout.views(grads)])
         optimizer_update(params, state1, state2, grads, layout.decay_segments(), step,
-                         OPTIMIZERS.index(optimizer), hyperparameters(HYPER), 0, params.size)
+                         OPTIMIZERS.index(optimizer), hyperparameters(HYPER),
+                         HYPER["learning_rate"], 0, params.size)
     assert relative_error(params, flatten(layers)) < TIGHT
 
 
@@ -161,8 +166,8 @@ def test_weight_decay_skips_biases():
     params = np.ones(layout.num_params)
     optimizer_update(params, np.zeros_like(params), np.zeros_like(params),
                      np.zeros_like(params), layout.decay_segments(), 1, OPTIMIZERS.index("sgd"),
-                     hyperparameters(dict(HYPER, learning_rate=0.1, weight_decay=0.5)), 0,
-                     params.size)
+                     hyperparameters(dict(HYPER, learning_rate=0.1, weight_decay=0.5)), 0.1,
+                     0, params.size)
     weights, bias = layout.views(params)[0]
     assert np.allclose(weights, 1 - 0.1 * 0.5) and np.allclose(bias, 1.0)
 
@@ -318,3 +323,113 @@ def test_float_features_epoch_matches_reference(problem):
     assert mine_loss == pytest.approx(gold_loss, rel=TIGHT)
     assert mine_acc == gold_acc
     assert relative_error(params, flatten(layers)) < TIGHT
+
+
+# ----------------------------------------------------------------------------- training additions
+# Dropout, augmentation, schedules and label smoothing: the compiled epoch against the NumPy
+# twin, drawing the same counter-based random numbers (kernels/random.py).
+
+REGIMES = {
+    "dropout": dict(dropout=0.3, input_dropout=0.2, seed=5),
+    "augment": dict(shift=2, flip=1, image_width=5, seed=6),  # the problem's rows: 6x5 images
+    "smoothing": dict(label_smoothing=0.1),
+    "cosine-warmup": dict(lr_schedule="cosine", total_steps=14, warmup_steps=3),
+    "step": dict(lr_schedule="step", total_steps=14),
+    "onecycle": dict(lr_schedule="onecycle", total_steps=14),
+    "all": dict(dropout=0.25, input_dropout=0.1, shift=1, flip=1, image_width=5,
+                label_smoothing=0.05, lr_schedule="cosine", total_steps=14, warmup_steps=2,
+                seed=9),
+}
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+@pytest.mark.parametrize("name", list(REGIMES))
+def test_training_additions_match_reference(problem, name, shards):
+    """Two epochs (uneven shards, a short last batch): same losses, accuracies, parameters."""
+    layout, pixels, labels, order = problem
+    regime = REGIMES[name]
+    x = scale_pixels(pixels, np.float64)
+    params = init_params(layout, "Xavier", np.random.default_rng(1), np.float64)
+    layers = [(w.copy(), b.copy()) for w, b in layout.views(params)]
+    hyper = dict(HYPER, **{k: v for k, v in regime.items() if k in ("total_steps",
+                                                                   "warmup_steps")})
+    gold_optimizer = ref.Optimizer("adam", layers, hyper,
+                                   schedule=regime.get("lr_schedule", "constant"))
+    gold_regime = {k: v for k, v in regime.items()
+                   if k not in ("lr_schedule", "total_steps", "warmup_steps")}
+    state = None
+    for epoch_order in (order, order[::-1].copy()):
+        gold_loss, gold_acc = ref.train_epoch(layers, gold_optimizer, x, labels, epoch_order, 32,
+                                              "tanh", "cross_entropy", gold_regime)
+        mine_loss, mine_acc, _, state = kernel_epoch(params, layout, pixels, labels, epoch_order,
+                                                     32, "tanh", "cross_entropy", "adam",
+                                                     state=state, shards=shards, regime=regime)
+        assert mine_loss == pytest.approx(gold_loss, rel=TIGHT)
+        assert mine_acc == gold_acc
+    assert relative_error(params, flatten(layers)) < TIGHT
+
+
+def test_kernel_and_twin_draw_the_same_random_numbers():
+    from fastmlp.kernels.random import uniform
+
+    rows, units = np.arange(40)[:, None], np.arange(70)[None, :]
+    twin = ref.uniform_array(123, 7, 2, rows, units)
+    mine = np.array([[uniform(123, 7, 2, r, u) for u in range(70)] for r in range(40)])
+    assert np.array_equal(mine, twin)
+    assert 0.45 < twin.mean() < 0.55 and twin.min() >= 0 and twin.max() < 1
+
+
+@pytest.mark.parametrize("regime", [dict(dropout=0.4, seed=3), dict(label_smoothing=0.2),
+                                    dict(input_dropout=0.3, dropout=0.2, seed=4)],
+                         ids=["dropout", "smoothing", "both-dropouts"])
+def test_regularised_gradients_match_finite_differences(regime):
+    """With the step's masks held fixed, kernel and reference gradients are the derivative
+    of the (dropped-out, smoothed) batch loss."""
+    rng = np.random.default_rng(12)
+    layout = Layout((6, 5, 4, 10))
+    params = init_params(layout, "Xavier", rng, np.float64) + rng.normal(
+        scale=0.1, size=layout.num_params)
+    pixels, labels = rng.integers(0, 256, size=(7, 6), dtype=np.uint8), rng.integers(0, 10, 7)
+    x = scale_pixels(pixels, np.float64)
+    seed, step, places = regime.get("seed", 0), 1, np.arange(7)
+    if regime.get("input_dropout"):
+        x = x * ref.dropout_scales(regime["input_dropout"], seed, step, 0, places, 6)
+    scales = None
+    if regime.get("dropout"):
+        scales = [ref.dropout_scales(regime["dropout"], seed, step, 1 + l, places, width)
+                  for l, width in enumerate((5, 4))]
+    smoothing = regime.get("label_smoothing", 0.0)
+
+    def batch_loss(flat):
+        return ref.gradients(layout.views(flat.copy()), x, labels, "sigmoid", "cross_entropy",
+                             scales, smoothing)[0]
+
+    numeric = centred_differences(batch_loss, params)
+    _, gold_grads, _ = ref.gradients(layout.views(params.copy()), x, labels, "sigmoid",
+                                     "cross_entropy", scales, smoothing)
+    no_step = dict(HYPER, learning_rate=0.0, weight_decay=0.0)
+    _, _, kernel_grads, _ = kernel_epoch(params.copy(), layout, pixels, labels, np.arange(7), 7,
+                                         "sigmoid", "cross_entropy", "sgd", hyper=no_step,
+                                         regime=regime)
+    assert relative_error(flatten(gold_grads), numeric) < 1e-6
+    assert relative_error(kernel_grads, numeric) < 1e-6
+
+
+def test_schedules_have_their_shapes():
+    from fastmlp.kernels.schedules import SCHEDULES, scheduled_lr
+
+    def rates(name, warmup=0.0):
+        return [scheduled_lr(1.0, SCHEDULES.index(name), float(t), 100.0, warmup)
+                for t in range(1, 101)]
+
+    assert rates("constant") == [1.0] * 100
+    assert rates("constant", warmup=10)[:10] == pytest.approx([t / 10 for t in range(1, 11)])
+    cosine = rates("cosine")
+    assert cosine[0] == pytest.approx(1.0, abs=1e-3) and cosine[-1] == pytest.approx(0.0)
+    assert all(a >= b for a, b in zip(cosine, cosine[1:]))
+    step = rates("step")
+    assert (step[49], step[50], step[75]) == (1.0, pytest.approx(0.1), pytest.approx(0.01))
+    onecycle = rates("onecycle")
+    assert onecycle[0] == pytest.approx(1 / 25 + (1 - 1 / 25) / 30)
+    assert max(onecycle) == pytest.approx(1.0) and onecycle.index(max(onecycle)) == 29
+    assert onecycle[-1] == pytest.approx(1e-4)

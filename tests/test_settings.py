@@ -42,7 +42,8 @@ def test_train_help_shows_every_setting_as_the_table_declares_it():
 REFUSED = {"epochs": 0, "batch_size": 0, "learning_rate": 0.0, "momentum": 1.0, "beta": -0.1,
            "beta1": 1.0, "beta2": 1.5, "epsilon": float("inf"), "weight_decay": -1e-3,
            "num_layers": -1, "test_fraction": 1.0, "hidden_size": 0, "seed": 2**32, "val_fraction": 0.0,
-           "threads": 0}
+           "threads": 0, "dropout": 1.0, "input_dropout": -0.5, "augment": "shift:-1",
+           "warmup_epochs": -1.0, "label_smoothing": 2.0, "patience": -1}
 
 
 def test_every_rule_refuses_with_one_line_naming_the_flag():
@@ -57,15 +58,23 @@ def test_every_rule_refuses_with_one_line_naming_the_flag():
                 TrainConfig(**{entry.name: "nonsense"}).validated()
 
 
+# Another valid value of the settings with a rule that a generic guess cannot satisfy.
+OTHER_VALID = {"augment": "shift:1,flip", "warmup_epochs": 1.0}
+
+
 def another_valid_value(entry):
     """A valid value of the setting other than its default."""
+    if entry.name in OTHER_VALID:
+        return OTHER_VALID[entry.name]
     if entry.choices:
         return next(name for name in entry.choices if name != entry.default)
     if entry.default is None:
         return 1 if entry.kind is int else "/elsewhere"
     if entry.kind is str:
         return entry.default + "-2"
-    return entry.default + 1 if entry.kind is int else entry.default / 2
+    if entry.kind is int:
+        return entry.default + 1
+    return entry.default / 2 if entry.default else 0.1
 
 
 def test_resume_refuses_every_fixed_setting_and_takes_every_machine_local_one():

@@ -123,7 +123,7 @@ def test_run_directory_holds_metrics_summary_and_model(fashion_run):
     assert summary["epochs"] == metrics
     for record in metrics:
         assert set(record) == {"epoch", "train_loss", "train_accuracy", "val_loss",
-                               "val_accuracy", "train_seconds"}
+                               "val_accuracy", "learning_rate", "train_seconds"}
         assert all(math.isfinite(record[k]) for k in record)
         assert 0 <= record["train_accuracy"] <= 1 and 0 <= record["val_accuracy"] <= 1
     assert summary["compile_seconds"] >= 0
@@ -336,7 +336,7 @@ BAD_INPUT = [
     ("layers-negative", ["-nhl", "-1"], ["-nhl/--num_layers"]),
     ("hidden-size-0", ["-sz", "0"], ["-sz/--hidden_size"]),
     ("epsilon-0", ["-eps", "0"], ["-eps/--epsilon"]),
-    ("optimizer-adamw", ["-o", "adamw"], ["--optimizer", "adamw"]),
+    ("optimizer-adamax", ["-o", "adamax"], ["--optimizer", "adamax"]),
     ("activation-gelu", ["-a", "gelu"], ["--activation", "gelu", "ReLU"]),
     ("dataset-cifar", ["-d", "cifar"], ["--dataset", "cifar"]),
     ("epochs-abc", ["-e", "abc"], ["--epochs", "abc"]),

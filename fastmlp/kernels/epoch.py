@@ -8,7 +8,7 @@ argument through every layer:
     net      (sizes, w_offsets, segments): units per layer, where each W_l starts (b_l
              follows it), and the weight-decay segments (fastmlp/model.py, Layout.arrays)
     codes    int64 array of the choices the kernels branch on, indexed by CODES
-    hyper    float64 array of the optimizer settings, indexed by optimizers.HYPERPARAMETERS
+    hyper    float64 array of the float settings, indexed by optimizers.HYPERPARAMETERS
 """
 import numpy as np
 from numba import prange, types
@@ -20,12 +20,19 @@ from .activations import IDENTITY
 from .dense import dense_backward, dense_forward
 from .fastmath import scalar_like
 from .losses import softmax_loss_backward
-from .optimizers import optimizer_update
+from .optimizers import (HP_DROPOUT, HP_INPUT_DROPOUT, HP_LABEL_SMOOTHING, HP_LEARNING_RATE,
+                         HP_SEED, HP_TOTAL_STEPS, HP_WARMUP_STEPS, optimizer_update)
+from .random import STREAM_DROPOUT, STREAM_FLIP, STREAM_INPUT_DROPOUT, STREAM_SHIFT_X, \
+    STREAM_SHIFT_Y, uniform
+from .schedules import scheduled_lr
 
 BUFFERS = ("params", "state1", "state2", "grads")
-# The entries of `codes`: each is the index of a name in its kernel's table.
-CODES = ("activation", "loss", "optimizer")
-CODE_ACTIVATION, CODE_LOSS, CODE_OPTIMIZER = range(len(CODES))
+# The entries of `codes`. The first four are the index of a name in its kernel's table;
+# shift (pixels, 0: none), flip (0/1) and image_width (pixels per image row) describe the
+# augmentation of image inputs.
+CODES = ("activation", "loss", "optimizer", "lr_schedule", "shift", "flip", "image_width")
+(CODE_ACTIVATION, CODE_LOSS, CODE_OPTIMIZER, CODE_SCHEDULE, CODE_SHIFT, CODE_FLIP,
+ CODE_IMAGE_WIDTH) = range(len(CODES))
 
 
 def input_divisor(inputs) -> float:
@@ -65,53 +72,129 @@ def _activation_offsets(sizes, batch_size):
 
 @kernel()
 def _forward(acts, act_offsets, x_batch, params, w_offsets, sizes, act_code):
-    """Fill A_1 .. A_L for x_batch (rows, 784); returns the logits view (rows, K)."""
+    """Fill A_1 .. A_L for x_batch (rows, n_in); returns the logits view (rows, K)."""
+    return _forward_dropout(acts, acts, acts, act_offsets, x_batch, params, w_offsets, sizes,
+                            act_code, 0.0, 0, 0, 0)
+
+
+@kernel()
+def _forward_dropout(acts, pre, scales, act_offsets, x_batch, params, w_offsets, sizes,
+                     act_code, dropout, seed, t, first_row):
+    """_forward, with inverted dropout on every hidden layer's output when dropout > 0:
+    A_l = act(Z_l) * S_l with S_l = mask / (1 - p); act(Z_l) is kept in `pre` and S_l in
+    `scales` (same layout as acts) for the backward pass. Row i of the batch draws its
+    mask with the key (seed, t, STREAM_DROPOUT + l, first_row + i, unit)."""
     rows = x_batch.shape[0]
     num_dense = len(sizes) - 1
+    keep_scale = scalar_like(1.0 / (1.0 - dropout), params)
+    zero = scalar_like(0.0, params)
     a_in = x_batch
     for l in range(num_dense):
         at = act_offsets[l]
-        out = acts[at:at + rows * sizes[l + 1]].reshape(rows, sizes[l + 1])
-        code = act_code if l < num_dense - 1 else IDENTITY
+        width = sizes[l + 1]
+        out = acts[at:at + rows * width].reshape(rows, width)
+        hidden = l < num_dense - 1
         dense_forward(out, a_in, _weights(params, w_offsets, sizes, l),
-                      _bias(params, w_offsets, sizes, l), code)
+                      _bias(params, w_offsets, sizes, l), act_code if hidden else IDENTITY)
+        if hidden and dropout > 0.0:
+            kept = pre[at:at + rows * width].reshape(rows, width)
+            scale = scales[at:at + rows * width].reshape(rows, width)
+            for i in range(rows):
+                for j in range(width):
+                    kept[i, j] = out[i, j]
+                    keep = uniform(seed, t, STREAM_DROPOUT + l, first_row + i, j) >= dropout
+                    scale[i, j] = keep_scale if keep else zero
+                    out[i, j] = out[i, j] * scale[i, j]
         a_in = out
     return a_in
 
 
 @kernel()
-def _batch_gradients(grads, x_batch, label_batch, acts, dz_a, dz_b, pixels, labels, rows_order,
-                     batch_rows, params, w_offsets, sizes, act_code, loss_code):
-    """Gather pixels[rows_order] into x_batch, run forward and backward, and write this
-    share of the batch's gradient into grads (flat). batch_rows is the whole batch's size, the
-    divisor of the mean loss. Returns (this share of the batch mean loss, correct predictions)."""
-    num_dense = len(sizes) - 1
-    rows = rows_order.shape[0]
-    x_batch = x_batch[:rows * sizes[0]].reshape(rows, sizes[0])
-    divisor = scalar_like(input_divisor(pixels), params)
+def _gather(x_batch, label_batch, pixels, labels, rows_order, codes, hyper, t, first_row):
+    """x_batch[i] <- the model's input for example rows_order[i]: pixels scaled (or float
+    features as they are), with this step's augmentation (a shift of up to `shift` pixels
+    each way, zero-filled, and a horizontal flip with probability 1/2, both drawn per example)
+    and input dropout. Row i draws with the key (seed, t, stream, first_row + i, ...)."""
+    rows, width = x_batch.shape
+    divisor = scalar_like(input_divisor(pixels), x_batch)
+    shift, flip = codes[CODE_SHIFT], codes[CODE_FLIP]
+    image_width = codes[CODE_IMAGE_WIDTH]
+    seed = np.int64(hyper[HP_SEED])
+    p_in = hyper[HP_INPUT_DROPOUT]
+    keep_scale = scalar_like(1.0 / (1.0 - p_in), x_batch)
+    zero = scalar_like(0.0, x_batch)
     for i in range(rows):
         source, target = pixels[rows_order[i]], x_batch[i]
-        for j in range(sizes[0]):
-            target[j] = source[j] / divisor
         label_batch[i] = labels[rows_order[i]]
+        row = first_row + i
+        if shift > 0 or flip != 0:
+            height = width // image_width
+            dx = dy = 0
+            if shift > 0:
+                span = 2 * shift + 1
+                dx = np.int64(uniform(seed, t, STREAM_SHIFT_X, row, 0) * span) - shift
+                dy = np.int64(uniform(seed, t, STREAM_SHIFT_Y, row, 0) * span) - shift
+            mirrored = flip != 0 and uniform(seed, t, STREAM_FLIP, row, 0) < 0.5
+            for y in range(height):
+                for x in range(image_width):
+                    # out = shift(flip(image)): out[y, x] = flip(image)[y - dy, x - dx]
+                    from_x = x - dx
+                    if mirrored:
+                        from_x = image_width - 1 - from_x
+                    from_y = y - dy
+                    inside = 0 <= from_x < image_width and 0 <= from_y < height
+                    target[y * image_width + x] = (
+                        source[from_y * image_width + from_x] / divisor if inside else zero)
+        else:
+            for j in range(width):
+                target[j] = source[j] / divisor
+        if p_in > 0.0:
+            for j in range(width):
+                keep = uniform(seed, t, STREAM_INPUT_DROPOUT, row, j) >= p_in
+                target[j] = target[j] * keep_scale if keep else zero
+
+
+@kernel()
+def _batch_gradients(grads, x_batch, label_batch, acts, pre, scales, dz_a, dz_b, pixels, labels,
+                     rows_order, first_row, batch_rows, params, w_offsets, sizes, codes, hyper,
+                     t):
+    """Gather this share of batch t (rows_order, starting at first_row of the batch) into
+    x_batch, run forward and backward, and write its share of the batch's gradient into grads
+    (flat). batch_rows is the whole batch's size, the divisor of the mean loss. Returns (this
+    share of the batch mean loss, correct predictions)."""
+    num_dense = len(sizes) - 1
+    rows = rows_order.shape[0]
+    act_code, loss_code = codes[CODE_ACTIVATION], codes[CODE_LOSS]
+    dropout = hyper[HP_DROPOUT]
+    x_batch = x_batch[:rows * sizes[0]].reshape(rows, sizes[0])
+    _gather(x_batch, label_batch, pixels, labels, rows_order, codes, hyper, t, first_row)
 
     act_offsets = _activation_offsets(sizes, rows)
-    logits = _forward(acts, act_offsets, x_batch, params, w_offsets, sizes, act_code)
+    logits = _forward_dropout(acts, pre, scales, act_offsets, x_batch, params, w_offsets, sizes,
+                              act_code, dropout, np.int64(hyper[HP_SEED]), t, first_row)
     dz = dz_a[:rows * sizes[num_dense]].reshape(rows, sizes[num_dense])
-    loss, correct = softmax_loss_backward(dz, logits, label_batch[:rows], loss_code, batch_rows)
+    loss, correct = softmax_loss_backward(dz, logits, label_batch[:rows], loss_code, batch_rows,
+                                          hyper[HP_LABEL_SMOOTHING])
 
     for l in range(num_dense - 1, -1, -1):
         if l > 0:
             at = act_offsets[l - 1]
-            a_in = acts[at:at + rows * sizes[l]].reshape(rows, sizes[l])
+            n_in = sizes[l]
+            a_in = acts[at:at + rows * n_in].reshape(rows, n_in)
             # ping-pong: dz of layer l is in one buffer, dz_in goes to the other
             spare = dz_b if l % 2 == (num_dense - 1) % 2 else dz_a
-            dz_in = spare[:rows * sizes[l]].reshape(rows, sizes[l])
+            dz_in = spare[:rows * n_in].reshape(rows, n_in)
+            if dropout > 0.0:
+                a_pre = pre[at:at + rows * n_in].reshape(rows, n_in)
+                in_scales = scales[at:at + rows * n_in].reshape(rows, n_in)
+            else:
+                a_pre = in_scales = a_in
         else:
-            a_in = x_batch
+            a_in = a_pre = in_scales = x_batch
             dz_in = x_batch  # not written: the input layer needs no gradient
         dense_backward(_weights(grads, w_offsets, sizes, l), _bias(grads, w_offsets, sizes, l),
-                       dz_in, dz, a_in, _weights(params, w_offsets, sizes, l), act_code, l > 0)
+                       dz_in, dz, a_in, _weights(params, w_offsets, sizes, l), act_code, l > 0,
+                       a_pre, in_scales, l > 0 and dropout > 0.0)
         dz = dz_in
     return loss, correct
 
@@ -120,23 +203,24 @@ def _batch_gradients(grads, x_batch, label_batch, acts, dz_a, dz_b, pixels, labe
 def train_epoch(buffers, progress, t, pixels, labels, order, batch_size, net, codes, hyper,
                 shards):
     """One pass over pixels[order] in batches of batch_size (the last may be smaller), one
-    optimizer step per batch.
+    optimizer step per batch, at the learning rate the schedule gives that step.
 
     pixels are uint8, scaled to x = pixels / 255 as each batch is gathered (a quarter of the
-    memory traffic of float rows). With shards > 1 each batch is split by rows into that many
-    parts whose gradients are computed in parallel (one thread each, single-threaded BLAS)
-    and summed; the sum and the optimizer step are split by parameter ranges the same way.
-    progress[0] counts the batches done (another thread may read it: no GIL is held). grads
-    receives the gradient of the last batch. Returns (sum of batch mean losses, correct
-    predictions, batches run, step count t after the epoch); stops early at a non-finite
-    loss, so fewer batches than expected tells the caller it diverged."""
+    memory traffic of float rows), or float features. With shards > 1 each batch is split by
+    rows into that many parts whose gradients are computed in parallel (one thread each,
+    single-threaded BLAS) and summed; the sum and the optimizer step are split by parameter
+    ranges the same way. progress[0] counts the batches done (another thread may read it: no
+    GIL is held). grads receives the gradient of the last batch. Returns (sum of batch mean
+    losses, correct predictions, batches run, step count t after the epoch, learning rate of
+    the last step); stops early at a non-finite loss, so fewer batches than expected tells
+    the caller it diverged."""
     params = buffers[0]  # one statement each: see the module docstring on tuples
     state1 = buffers[1]
     state2 = buffers[2]
     grads = buffers[3]
     sizes, w_offsets, segments = net
-    act_code, loss_code = codes[CODE_ACTIVATION], codes[CODE_LOSS]
-    opt_code = codes[CODE_OPTIMIZER]
+    opt_code, schedule = codes[CODE_OPTIMIZER], codes[CODE_SCHEDULE]
+    base_lr, total, warmup = hyper[HP_LEARNING_RATE], hyper[HP_TOTAL_STEPS], hyper[HP_WARMUP_STEPS]
     n = order.shape[0]
     num_params = params.shape[0]
     per_shard = -(-batch_size // shards)
@@ -144,7 +228,11 @@ def train_epoch(buffers, progress, t, pixels, labels, order, batch_size, net, co
     for l in range(1, len(sizes)):
         widest = max(widest, sizes[l])
     x_bufs = np.empty((shards, per_shard * sizes[0]), dtype=params.dtype)
-    act_bufs = np.empty((shards, _activation_offsets(sizes, per_shard)[-1]), dtype=params.dtype)
+    act_size = _activation_offsets(sizes, per_shard)[-1]
+    act_bufs = np.empty((shards, act_size), dtype=params.dtype)
+    dropout_size = act_size if hyper[HP_DROPOUT] > 0.0 else 1
+    pre_bufs = np.empty((shards, dropout_size), dtype=params.dtype)
+    scale_bufs = np.empty((shards, dropout_size), dtype=params.dtype)
     dz_a = np.empty((shards, per_shard * widest), dtype=params.dtype)
     dz_b = np.empty((shards, per_shard * widest), dtype=params.dtype)
     label_bufs = np.empty((shards, per_shard), dtype=np.int64)
@@ -156,48 +244,51 @@ def train_epoch(buffers, progress, t, pixels, labels, order, batch_size, net, co
     loss_sum = 0.0
     correct = 0
     batches = 0
+    lr = scheduled_lr(base_lr, schedule, float(t), total, warmup)
     for start in range(0, n, batch_size):
         rows = min(batch_size, n - start)
         used = -(-rows // per_shard)  # shards that get rows in this batch
+        step = t + 1  # the step this batch makes: its random draws are keyed by it
         if used == 1:  # no thread launch at all
             shard_loss[0], shard_correct[0] = _batch_gradients(
-                shard_grads[0], x_bufs[0], label_bufs[0], act_bufs[0], dz_a[0], dz_b[0],
-                pixels, labels, order[start:start + rows], rows, params, w_offsets, sizes,
-                act_code, loss_code)
+                shard_grads[0], x_bufs[0], label_bufs[0], act_bufs[0], pre_bufs[0],
+                scale_bufs[0], dz_a[0], dz_b[0], pixels, labels, order[start:start + rows], 0,
+                rows, params, w_offsets, sizes, codes, hyper, step)
         else:
             for s in prange(used):
                 first = start + s * per_shard
                 last = min(start + rows, first + per_shard)
                 shard_loss[s], shard_correct[s] = _batch_gradients(
-                    shard_grads[s], x_bufs[s], label_bufs[s], act_bufs[s], dz_a[s], dz_b[s],
-                    pixels, labels, order[first:last], rows, params, w_offsets, sizes,
-                    act_code, loss_code)
+                    shard_grads[s], x_bufs[s], label_bufs[s], act_bufs[s], pre_bufs[s],
+                    scale_bufs[s], dz_a[s], dz_b[s], pixels, labels, order[first:last],
+                    first - start, rows, params, w_offsets, sizes, codes, hyper, step)
         batch_loss = 0.0
         for s in range(used):
             batch_loss += shard_loss[s]
             correct += shard_correct[s]
         if not np.isfinite(batch_loss):
-            return loss_sum, correct, batches, t
+            return loss_sum, correct, batches, t, lr
 
-        t += 1
+        t = step
+        lr = scheduled_lr(base_lr, schedule, float(t), total, warmup)
         if used == 1:
             optimizer_update(params, state1, state2, shard_grads[0], segments, t, opt_code,
-                             hyper, 0, num_params)
+                             hyper, lr, 0, num_params)
         else:
             for s in prange(shards):  # sum the shards' gradients into shard 0, then step
                 lo, hi = param_bounds[s], param_bounds[s + 1]
-                total = shard_grads[0, lo:hi]
+                total_grad = shard_grads[0, lo:hi]
                 for other in range(1, used):
                     part = shard_grads[other, lo:hi]
                     for i in range(hi - lo):
-                        total[i] += part[i]
+                        total_grad[i] += part[i]
                 optimizer_update(params, state1, state2, shard_grads[0], segments, t, opt_code,
-                                 hyper, lo, hi)
+                                 hyper, lr, lo, hi)
         loss_sum += batch_loss
         batches += 1
         progress[0] = batches
     grads[:] = shard_grads[0]
-    return loss_sum, correct, batches, t
+    return loss_sum, correct, batches, t, lr
 
 
 @kernel(nogil=True)
@@ -218,7 +309,7 @@ def evaluate(predictions, x, labels, params, net, codes):
                           act_code)
         dlogits = dlogits_buf[:rows * classes].reshape(rows, classes)
         chunk_loss, _ = softmax_loss_backward(dlogits, logits, labels[start:start + rows],
-                                              loss_code, n)
+                                              loss_code, n, 0.0)
         loss_sum += chunk_loss
         for i in range(rows):
             predictions[start + i] = np.argmax(logits[i])

@@ -1,7 +1,8 @@
 """Softmax output and the two losses. LOSSES is the one table of loss names; a name's
 code (what the kernel branches on) is its index.
 
-cross_entropy      = -(1/B) sum_b log softmax(z_b)[y_b]
+cross_entropy      = -(1/B) sum_b sum_k q_bk log softmax(z_b)[k],
+                     q = (1 - e) onehot(y_b) + e / K  (label smoothing e; e = 0: -log p[y_b])
 mean_squared_error =  (1/B) sum_b sum_k (softmax(z_b)[k] - onehot(y_b)[k])^2
 """
 import numpy as np
@@ -12,11 +13,11 @@ MEAN_SQUARED_ERROR, CROSS_ENTROPY = range(len(LOSSES))
 
 
 @kernel()
-def softmax_loss_backward(dlogits, logits, labels, loss_code, batch_rows):
+def softmax_loss_backward(dlogits, logits, labels, loss_code, batch_rows, smoothing):
     """For these rows (B, K) of a batch of batch_rows rows: dlogits = dLoss/dlogits of the
     batch mean loss; returns (these rows' share of the batch mean loss, number of rows whose
     argmax equals the label). With batch_rows = B that is the batch mean loss itself.
-    logits is left unchanged."""
+    smoothing: cross-entropy's label smoothing e (0: none). logits is left unchanged."""
     rows, classes = logits.shape
     loss_sum = 0.0
     correct = 0
@@ -38,8 +39,14 @@ def softmax_loss_backward(dlogits, logits, labels, loss_code, batch_rows):
             dlogits[i, k] /= total  # now the softmax probabilities p
         y = labels[i]
         if loss_code == CROSS_ENTROPY:
-            loss_sum += np.log(total) - (logits[i, y] - top)
-            dlogits[i, y] -= 1.0
+            # -log p_k = log(total) - (z_k - top); q_k = e / K, plus (1 - e) for k = y
+            loss_sum += (1.0 - smoothing) * (np.log(total) - (logits[i, y] - top))
+            if smoothing > 0.0:
+                spread = smoothing / classes
+                for k in range(classes):
+                    loss_sum += spread * (np.log(total) - (logits[i, k] - top))
+                    dlogits[i, k] -= spread
+            dlogits[i, y] -= 1.0 - smoothing
             for k in range(classes):
                 dlogits[i, k] /= batch_rows
         else:

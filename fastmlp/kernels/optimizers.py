@@ -2,11 +2,13 @@
 
 OPTIMIZERS is the one table of optimizer names; a name's code (what `optimizer_update`
 branches on) is its index. HYPERPARAMETERS names the entries of the one float64 array
-`hyper` that carries every optimizer setting into the kernels (and, by name, into the
-NumPy twin `fastmlp.reference.Optimizer`). To add an optimizer: a name here, a branch below,
-a branch in the twin (docs/ARCHITECTURE.md).
+`hyper` that carries every float setting into the kernels (and, by name, into the NumPy
+twin `fastmlp.reference`). To add an optimizer: a name here, a branch below, a branch in
+the twin (docs/ARCHITECTURE.md).
 
-g = grad + weight_decay * param on weight segments (not biases); t counts steps from 1.
+g = grad + weight_decay * param on weight segments (not biases), except for adamw, whose
+decay is decoupled (applied to the weights directly); t counts steps from 1; lr is the
+scheduled learning rate of step t (kernels/schedules.py).
 state1/state2 hold u, v, s or (m1, m2), by optimizer. The math is in fastmlp/reference.py
 (Optimizer.update), written to be read.
 
@@ -17,28 +19,31 @@ import numpy as np
 from . import kernel
 from .fastmath import scalar_like
 
-OPTIMIZERS = ("sgd", "momentum", "nag", "rmsprop", "adam", "nadam")
-SGD, MOMENTUM, NAG, RMSPROP, ADAM, NADAM = range(len(OPTIMIZERS))
+OPTIMIZERS = ("sgd", "momentum", "nag", "rmsprop", "adam", "nadam", "adamw")
+SGD, MOMENTUM, NAG, RMSPROP, ADAM, NADAM, ADAMW = range(len(OPTIMIZERS))
 
-# The optimizer settings, in the order of the `hyper` array (TrainConfig field names).
+# The float settings the kernels read, in the order of the `hyper` array: TrainConfig field
+# names, and two the engine derives from them (total_steps, warmup_steps: schedules).
 HYPERPARAMETERS = ("learning_rate", "momentum", "beta", "beta1", "beta2", "epsilon",
-                   "weight_decay")
-HP_LEARNING_RATE, HP_MOMENTUM, HP_BETA, HP_BETA1, HP_BETA2, HP_EPSILON, HP_WEIGHT_DECAY = \
-    range(len(HYPERPARAMETERS))
+                   "weight_decay", "dropout", "input_dropout", "label_smoothing", "seed",
+                   "total_steps", "warmup_steps")
+(HP_LEARNING_RATE, HP_MOMENTUM, HP_BETA, HP_BETA1, HP_BETA2, HP_EPSILON, HP_WEIGHT_DECAY,
+ HP_DROPOUT, HP_INPUT_DROPOUT, HP_LABEL_SMOOTHING, HP_SEED, HP_TOTAL_STEPS,
+ HP_WARMUP_STEPS) = range(len(HYPERPARAMETERS))
 
 
 def hyperparameters(settings) -> np.ndarray:
     """The `hyper` array of a TrainConfig (or of any object or mapping with those names)."""
     values = settings if isinstance(settings, dict) else vars(settings)
-    return np.array([values[name] for name in HYPERPARAMETERS], dtype=np.float64)
+    return np.array([values.get(name, 0.0) for name in HYPERPARAMETERS], dtype=np.float64)
 
 
 @kernel()
-def optimizer_update(params, state1, state2, grads, segments, t, opt_code, hyper, lo, hi):
+def optimizer_update(params, state1, state2, grads, segments, t, opt_code, hyper, lr, lo, hi):
     """params, state1, state2 (P,) updated in place from grads (P,) over the index range
     [lo, hi) (the whole buffer: 0, P); segments rows are (start, end, is_weight) covering
-    the buffer; hyper is the HYPERPARAMETERS array."""
-    lr, eps = hyper[HP_LEARNING_RATE], hyper[HP_EPSILON]
+    the buffer; hyper is the HYPERPARAMETERS array; lr the learning rate of step t."""
+    eps = hyper[HP_EPSILON]
     momentum, beta = hyper[HP_MOMENTUM], hyper[HP_BETA]
     beta1, beta2 = hyper[HP_BETA1], hyper[HP_BETA2]
     weight_decay = hyper[HP_WEIGHT_DECAY]
@@ -87,6 +92,12 @@ def optimizer_update(params, state1, state2, grads, segments, t, opt_code, hyper
                 s1[i] = b1 * s1[i] + (one - b1) * g
                 s2[i] = b2 * s2[i] + (one - b2) * g * g
                 p[i] -= step_size * s1[i] / (np.sqrt(s2[i]) + eps_hat)
+        elif opt_code == ADAMW:  # Adam on the data gradient; decay applied to the weights
+            for i in range(p.size):
+                g = g_raw[i]
+                s1[i] = b1 * s1[i] + (one - b1) * g
+                s2[i] = b2 * s2[i] + (one - b2) * g * g
+                p[i] -= step_size * s1[i] / (np.sqrt(s2[i]) + eps_hat) + lr_ * decay * p[i]
         else:  # NADAM
             for i in range(p.size):
                 g = g_raw[i] + decay * p[i]
