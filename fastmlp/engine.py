@@ -158,11 +158,19 @@ def run_epoch(state: TrainState, layout: Layout, pixels, labels, order, batch_si
 def evaluate_params(params, layout: Layout, x, labels, settings):
     """(mean loss, accuracy, predicted labels) of a parameter buffer on a whole set; settings
     gives the activation and the loss (a TrainConfig or a mapping)."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
     from .kernels.epoch import evaluate
 
     codes = kernel_codes(settings)
     predictions = np.empty(len(labels), dtype=np.int64)
-    mean_loss = evaluate(predictions, x, labels, params, layout.arrays(), codes)
+    workers = numba.get_num_threads()
+    load_kernel_blas()
+    # Numba's threads split the rows; BLAS stays single-threaded inside them, so no idle
+    # BLAS threads are left spinning into the next epoch.
+    with threadpool_limits(limits=1 if workers > 1 else None, user_api="blas"):
+        mean_loss = evaluate(predictions, x, labels, params, layout.arrays(), codes, workers)
     return float(mean_loss), float((predictions == labels).mean()), predictions
 
 

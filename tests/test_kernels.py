@@ -195,8 +195,9 @@ def test_gradients_match_finite_differences(activation, loss):
     assert relative_error(kernel_grads, numeric) < 1e-6
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("activation,loss", list(itertools.product(ACTIVATIONS, LOSSES)))
-def test_evaluate_matches_reference(problem, activation, loss):
+def test_evaluate_matches_reference(problem, activation, loss, workers):
     layout, pixels, labels, _ = problem
     x = scale_pixels(pixels, np.float64)
     params = init_params(layout, "He", np.random.default_rng(2), np.float64)
@@ -204,7 +205,7 @@ def test_evaluate_matches_reference(problem, activation, loss):
     labels_big = np.tile(labels, 6)
     predictions = np.empty(len(labels_big), dtype=np.int64)
     codes = kernel_codes(dict(activation=activation, loss=loss, optimizer="sgd"))
-    mine = evaluate(predictions, x_big, labels_big, params, layout.arrays(), codes)
+    mine = evaluate(predictions, x_big, labels_big, params, layout.arrays(), codes, workers)
     gold_loss, _, gold_predictions = ref.evaluate(layout.views(params), x_big, labels_big,
                                                   activation, loss)
     assert mine == pytest.approx(gold_loss, rel=TIGHT)

@@ -291,26 +291,40 @@ def train_epoch(buffers, progress, t, pixels, labels, order, batch_size, net, co
     return loss_sum, correct, batches, t, lr
 
 
-@kernel(nogil=True)
-def evaluate(predictions, x, labels, params, net, codes):
-    """predictions (N,) <- argmax of the logits; returns the mean loss over all N rows."""
+EVALUATION_CHUNK = 1024  # rows per forward pass of the evaluation
+
+
+@kernel(nogil=True, parallel=True)
+def evaluate(predictions, x, labels, params, net, codes, workers):
+    """predictions (N,) <- argmax of the logits; returns the mean loss over all N rows.
+
+    The rows go forward in chunks; `workers` threads take every workers-th chunk, each with
+    its own buffers (single-threaded BLAS inside: the caller limits it), so one thread pool
+    owns the cores. Chunk losses are summed in chunk order: the result does not depend on
+    the number of workers."""
     sizes, w_offsets, _ = net
     act_code, loss_code = codes[CODE_ACTIVATION], codes[CODE_LOSS]
     n = x.shape[0]
-    chunk = 1024
+    chunk = EVALUATION_CHUNK
+    chunks = -(-n // chunk)
+    workers = max(1, min(workers, chunks))
     act_offsets = _activation_offsets(sizes, chunk)
-    acts = np.empty(act_offsets[-1], dtype=params.dtype)
     classes = sizes[len(sizes) - 1]
-    dlogits_buf = np.empty(chunk * classes, dtype=params.dtype)
+    acts = np.empty((workers, act_offsets[-1]), dtype=params.dtype)
+    dlogits_bufs = np.empty((workers, chunk * classes), dtype=params.dtype)
+    chunk_losses = np.zeros(chunks)
+    for w in prange(workers):
+        for c in range(w, chunks, workers):
+            start = c * chunk
+            rows = min(chunk, n - start)
+            logits = _forward(acts[w], act_offsets, x[start:start + rows], params, w_offsets,
+                              sizes, act_code)
+            dlogits = dlogits_bufs[w, :rows * classes].reshape(rows, classes)
+            chunk_losses[c], _ = softmax_loss_backward(
+                dlogits, logits, labels[start:start + rows], loss_code, n, 0.0)
+            for i in range(rows):
+                predictions[start + i] = np.argmax(logits[i])
     loss_sum = 0.0
-    for start in range(0, n, chunk):
-        rows = min(chunk, n - start)
-        logits = _forward(acts, act_offsets, x[start:start + rows], params, w_offsets, sizes,
-                          act_code)
-        dlogits = dlogits_buf[:rows * classes].reshape(rows, classes)
-        chunk_loss, _ = softmax_loss_backward(dlogits, logits, labels[start:start + rows],
-                                              loss_code, n, 0.0)
-        loss_sum += chunk_loss
-        for i in range(rows):
-            predictions[start + i] = np.argmax(logits[i])
+    for c in range(chunks):
+        loss_sum += chunk_losses[c]
     return loss_sum
