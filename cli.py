@@ -8,7 +8,8 @@ import sys
 
 import click
 
-from fastmlp.config import MAY_CHANGE, SETTING, SETTINGS, TrainConfig, infer_num_layers
+from fastmlp.config import (MAY_CHANGE, SETTING, SETTINGS, TrainConfig, infer_num_layers,
+                            parse_widths)
 from fastmlp.errors import FastMLPError
 from fastmlp.sweep import ENGINES  # cheap: no optuna/wandb
 
@@ -31,14 +32,11 @@ class _Widths(click.ParamType):
     name = "N [N ...]"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, (int, tuple)):
-            return value
         try:
-            widths = tuple(int(part) for part in str(value).split(","))
+            return parse_widths(value)
         except ValueError:
             self.fail(f"{str(value).replace(',', ' ')!r} is not a list of whole numbers", param,
                       ctx)
-        return widths[0] if len(widths) == 1 else widths
 
 
 def _join_many_values(argv: list) -> list:

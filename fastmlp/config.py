@@ -91,6 +91,31 @@ def _is_widths(value) -> bool:
     return _is_int(value) and value >= 1
 
 
+def parse_widths(value):
+    """Widths as typed: 64, "64", "512 256 128", "512,256,128" or [512, 256, 128] -> an int
+    (one width for all layers) or a tuple (one each); ValueError if they are not whole
+    numbers."""
+    if isinstance(value, (list, tuple)):
+        parts = list(value)
+    elif isinstance(value, str):
+        parts = value.replace(",", " ").split()
+    else:
+        parts = [value]
+    widths = []
+    for part in parts:
+        if isinstance(part, bool) or (isinstance(part, float) and not part.is_integer()):
+            raise ValueError(part)
+        widths.append(int(part))
+    if not widths:
+        raise ValueError(value)
+    return widths[0] if len(widths) == 1 else tuple(widths)
+
+
+def widths_text(widths) -> str:
+    """The widths as a sweep records them: "64" or "512 256 128" (a scalar Optuna can hold)."""
+    return " ".join(map(str, widths)) if isinstance(widths, (tuple, list)) else str(widths)
+
+
 WIDTHS_RULE = Rule(_is_widths, "must be whole numbers >= 1 (one per hidden layer, or one for all)",
                    "whole numbers >= 1: one for every hidden layer, or one each")
 

@@ -492,16 +492,6 @@ def load_splits(config) -> Splits:
         image_shape=dataset.image_shape if own else REGISTRY[dataset.name].image_shape)
 
 
-def image_width_of(dataset, num_inputs: int) -> int:
-    """Pixels per image row of a registered image dataset with num_inputs pixels; ConfigError
-    for inputs that are not such images (augmentation needs images)."""
-    spec = REGISTRY.get(dataset)
-    if spec is None or spec.num_inputs != num_inputs:
-        raise ConfigError(f"--augment: shifts and flips need images; {dataset or 'this data'} "
-                          f"has {num_inputs} features that are not a registered image shape")
-    return spec.image_shape[1]
-
-
 def model_inputs(x, dtype) -> np.ndarray:
     """What the network reads: uint8 pixels scaled to [0, 1], float features as they are;
     a new C-contiguous array of `dtype`. (The training kernel applies the same rule as it

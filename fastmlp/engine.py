@@ -61,12 +61,12 @@ def kernel_codes(settings) -> np.ndarray:
                     dtype=np.int64)
 
 
-def kernel_settings(settings, steps_per_epoch: int, num_inputs: int) -> dict:
+def kernel_settings(settings, steps_per_epoch: int) -> dict:
     """The settings the kernels read, as one mapping: a TrainConfig's (or a mapping's) own,
     defaults for the training additions it lacks, and what follows from them: the total and
-    warm-up steps of the schedule, the augmentation's shift and flip, and the image width
-    (the dataset's, when the inputs are its images)."""
-    from .config import NO_AUGMENTATION, TrainConfig, augment_parts
+    warm-up steps of the schedule, the augmentation's shift and flip. Augmentation needs the
+    mapping's image_width (pixels per image row: the trainer gives its data's)."""
+    from .config import TrainConfig, augment_parts
 
     defaults = TrainConfig()
     values = settings if isinstance(settings, dict) else vars(settings)
@@ -74,12 +74,7 @@ def kernel_settings(settings, steps_per_epoch: int, num_inputs: int) -> dict:
               ("dropout", "input_dropout", "augment", "lr_schedule", "warmup_epochs",
                "label_smoothing", "seed", "epochs")} | dict(values)
     shift, flip = augment_parts(values["augment"])
-    image_width = 0
-    if values["augment"] != NO_AUGMENTATION:
-        from .data import image_width_of
-
-        image_width = image_width_of(values.get("dataset"), num_inputs)
-    return dict(values, shift=shift, flip=int(flip), image_width=image_width,
+    return dict(values, shift=shift, flip=int(flip), image_width=values.get("image_width", 0),
                 total_steps=values["epochs"] * steps_per_epoch,
                 warmup_steps=values["warmup_epochs"] * steps_per_epoch)
 
@@ -147,7 +142,7 @@ def run_epoch(state: TrainState, layout: Layout, pixels, labels, order, batch_si
     if progress is None:
         progress = np.zeros(1, dtype=np.int64)
     batch_size = min(batch_size, len(order))  # the same batches; buffers no bigger than the data
-    values = kernel_settings(settings, -(-len(order) // batch_size), layout.sizes[0])
+    values = kernel_settings(settings, -(-len(order) // batch_size))
     with threadpool_limits(limits=1 if shards > 1 else None, user_api="blas"):
         loss_sum, correct, batches, state.step, state.lr = train_epoch(
             state.buffers, progress, state.step, pixels, labels, order, batch_size,

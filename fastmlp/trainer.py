@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import TrainConfig
+from .config import NO_AUGMENTATION, TrainConfig
 from .data import load_splits
 from .display import EpochDisplay
 from .engine import (TrainState, confusion_matrix, evaluate_params, run_epoch, thread_limits,
                      warm_up)
-from .errors import DataError, DivergedError
+from .errors import ConfigError, DataError, DivergedError
 from .model import Layout, init_params
 from .rundir import BestEpoch, RunDirectory
 
@@ -64,6 +64,9 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
     with thread_limits(config.threads):
         splits = load_splits(config)
         layout = Layout(splits.layer_sizes(config.hidden_widths))
+        if config.augment != NO_AUGMENTATION and splits.image_shape is None:
+            raise ConfigError(f"--augment: shifts and flips need images; {config.data} is a "
+                              f"table of {layout.sizes[0]} features")
         if resume_dir is not None and tuple(run.checkpoint.sizes) != layout.sizes:
             raise DataError(f"{config.data}: the data has changed since the run started (its "
                             f"network is {'-'.join(map(str, layout.sizes))} now, was "
@@ -153,11 +156,13 @@ def _train_one_epoch(epoch, state, layout, splits, config, shuffle_rng, display)
     """Shuffle, run the compiled epoch (under the display), validate; the epoch's record."""
     order = shuffle_rng.permutation(len(splits.y_train))
     total_batches = -(-len(splits.y_train) // config.batch_size)
+    image_width = splits.image_shape[1] if splits.image_shape else 0  # for --augment
 
     def one_epoch(counter):
         start = time.perf_counter()
         result = run_epoch(state, layout, splits.pixels_train, splits.y_train, order,
-                           config.batch_size, config, counter)
+                           config.batch_size, dict(vars(config), image_width=image_width),
+                           counter)
         return result, time.perf_counter() - start
 
     (train_loss, train_accuracy, batches), train_seconds = display.run(epoch, total_batches,

@@ -476,6 +476,8 @@ CASES = [  # (id, argv or a function Sandbox -> argv, fragments of the error lin
      ["t.csv", "NaN"]),
     ("data-csv-not-a-number", _own({"t.csv": CSV_HEAD + CSV_ROWS + "1,two,no\n"}),
      ["line 42, column 'b'", "'two' is not a number"]),
+    ("data-csv-augmented", _own({"t.csv": CSV_HEAD + CSV_ROWS}, "--augment", "flip"),
+     ["--augment", "table of 2 features"]),
     ("data-csv-no-label-column", _own({"t.csv": CSV_HEAD + CSV_ROWS}, "--label-column", "y"),
      ["no label column 'y'", "columns: a, b, label"]),
     ("data-csv-one-class", _own({"t.csv": CSV_HEAD + "1,2,yes\n" * 40}),

@@ -65,6 +65,24 @@ def spec_of(text: str, name: str = "test"):
 
 # =============================================================================== units
 
+def test_per_layer_widths_are_a_sweep_choice_and_set_the_layer_count():
+    from fastmlp.sweep.worker import config_values
+
+    spec = spec_of("""
+parameters:
+  hidden_size: {values: [32, [48, 24], "64 32 16"]}
+""")
+    (param,) = spec.searched
+    assert param.values == (32, "48 24", "64 32 16")  # scalars Optuna can offer
+    job = {"base_config": TrainConfig().validated().to_dict()}
+    for choice, layers, widths in ((32, 3, (32, 32, 32)), ("48 24", 2, (48, 24)),
+                                   ("64 32 16", 3, (64, 32, 16))):
+        config = TrainConfig(**config_values(spec, job, {"hidden_size": choice}))
+        assert (config.num_layers, config.hidden_widths) == (layers, widths)
+    with pytest.raises(ConfigError, match="hidden_size"):
+        spec_of("parameters:\n  hidden_size: {values: [[64, 0]]}\n")
+
+
 def test_cs6910_file_is_the_assignment_space():
     spec = load_spec(REPO / "sweeps" / "cs6910.yaml")
     values = {p.name: set(p.values) for p in spec.searched}

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from ..config import SETTING, SWEEPABLE, TrainConfig
+from ..config import SETTING, SWEEPABLE, TrainConfig, parse_widths, widths_text
 from ..errors import ConfigError, FastMLPError, first_line
 
 METHODS = ("bayes", "random", "grid")
@@ -403,6 +403,8 @@ def checked_value(name: str, value, where: str):
     reads `1e-3` (no dot) as a string, so numeric strings are accepted for numbers.
     """
     kind = field_type(name)
+    if SETTING[name].many and value is not None and not isinstance(value, (dict, bool)):
+        return _checked_widths(name, value, where)
     if isinstance(value, (dict, list)) or value is None:
         raise ConfigError(f"{where}: {value!r} is not a single value")
     if kind is str:
@@ -422,6 +424,22 @@ def checked_value(name: str, value, where: str):
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from None
     return getattr(checked, name)
+
+
+def _checked_widths(name: str, value, where: str) -> str:
+    """A many-valued setting (hidden_size: 64, [512, 256] or "512 256"), checked like
+    `train` would; one width stays a number, several are kept as text ("512 256") so that
+    Optuna can offer them as a choice."""
+    try:
+        widths = parse_widths(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {value!r} is not a width or a list of widths") from None
+    layers = len(widths) if isinstance(widths, tuple) else 1
+    try:
+        TrainConfig(**{name: widths, "num_layers": layers}).validated()
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
+    return widths_text(widths) if isinstance(widths, tuple) else widths
 
 
 def _number(value, where: str):

@@ -31,7 +31,7 @@ import traceback
 import warnings
 from pathlib import Path
 
-from ..config import TrainConfig
+from ..config import SETTING, TrainConfig, infer_num_layers, parse_widths
 from ..errors import DivergedError, FastMLPError
 from . import claims
 from .spec import SWEEPABLE, checked_value, field_type, parse_spec
@@ -335,8 +335,11 @@ def config_values(spec, job: dict, point: dict) -> dict:
 
     values = dict(job["base_config"])
     values.update(spec.constants)
-    for name, value in point.items():
-        values[name] = _as_field_type(name, value)
+    values.update(point)
+    values = {name: _as_field_type(name, value) for name, value in values.items()}
+    # per-layer widths without a num_layers of the file's: as many layers as widths
+    values = infer_num_layers(values, num_layers_given=any(p.name == "num_layers"
+                                                           for p in spec.params))
     return dataclasses.asdict(TrainConfig.from_dict(values).validated())
 
 
@@ -410,9 +413,12 @@ def read_wandb_params(path: str) -> dict:
 # --------------------------------------------------------------------------- helpers
 
 def _as_field_type(name: str, value):
-    """Optuna gives ints for int_uniform draws; float settings want floats."""
-    kind = field_type(name)
-    return float(value) if kind is float else value
+    """Optuna gives ints for int_uniform draws; float settings want floats; widths are kept
+    as text ("512 256") in the study."""
+    if name in SETTING and SETTING[name].many and isinstance(value, str):
+        return parse_widths(value)
+    kind = field_type(name) if name in SETTING else None
+    return float(value) if kind is float and value is not None else value
 
 
 def _replace(config: TrainConfig, **changes) -> TrainConfig:
