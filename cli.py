@@ -10,6 +10,7 @@ import click
 
 from fastmlp.config import (MAY_CHANGE, SETTING, SETTINGS, TrainConfig, infer_num_layers,
                             parse_widths)
+from fastmlp.benchmarks import ANCHORS
 from fastmlp.errors import FastMLPError
 from fastmlp.sweep import ENGINES  # cheap: no optuna/wandb
 
@@ -235,23 +236,26 @@ def _print_confusion_matrix(matrix, class_names):
               help="Only these kernel groups (repeatable; default: all).")
 @click.option("--epochs/--no-epochs", default=True, show_default=True,
               help="Also time whole epochs on Fashion-MNIST (seed config, batch 256, wide).")
-@click.option("--sklearn/--no-sklearn", "with_sklearn", default=True, show_default=True,
-              help="Time the same epoch in scikit-learn's MLPClassifier when it is installed.")
-@click.option("--torch/--no-torch", "with_torch", default=True, show_default=True,
-              help="Time the same epoch in PyTorch when it is installed.")
+@click.option("--anchor", "anchors", multiple=True, type=click.Choice(list(ANCHORS)),
+              help="Time the same epoch in these libraries too, when installed (repeatable; "
+                   "default: all of " + ", ".join(ANCHORS) + ").")
+@click.option("--no-anchors", is_flag=True, help="Time no other library.")
+@click.option("--real-runs/--no-real-runs", default=True, show_default=True,
+              help="Also time real multi-epoch `train` runs (evaluation between epochs).")
 @setting_option("threads")
 @setting_option("data_dir")
-def bench(json_path, groups, epochs, with_sklearn, with_torch, threads, data_dir):
+def bench(json_path, groups, epochs, anchors, no_anchors, real_runs, threads, data_dir):
     """Time every Numba kernel and whole epochs against the NumPy reference."""
     from fastmlp.benchmarks import print_bench_table, run_bench
-    from fastmlp.files import write_json_atomic
     from fastmlp.data import load_splits
     from fastmlp.engine import thread_limits
+    from fastmlp.files import write_json_atomic
 
     with thread_limits(threads):
         splits = load_splits(TrainConfig(data_dir=data_dir)) if epochs else None
         results = run_bench(splits, groups=set(groups) or None, epochs=epochs,
-                            with_torch=with_torch, with_sklearn=with_sklearn,
+                            anchors=() if no_anchors else (anchors or tuple(ANCHORS)),
+                            real_runs=real_runs, data_dir=data_dir,
                             progress=lambda what: click.echo(f"timing {what}", err=True))
     print_bench_table(results)
     if json_path:

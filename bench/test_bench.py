@@ -9,7 +9,8 @@ so ratios are taken within one run. The cases come from fastmlp/benchmarks.py, t
 """
 import pytest
 
-from fastmlp.benchmarks import EPOCH_CONFIGS, epoch_case, kernel_cases
+from fastmlp.benchmarks import (ANCHORS, EPOCH_CONFIGS, INSTALL_HINTS, REAL_RUNS, epoch_case,
+                                gemm_flops_per_second, kernel_cases, real_run)
 
 KERNEL_CASES = kernel_cases()
 
@@ -31,14 +32,25 @@ def test_kernel(benchmark, case, impl):
     benchmark(run)
 
 
-@pytest.mark.parametrize("impl", ["numba", "reference", "torch"])
+@pytest.mark.parametrize("impl", ["numba", "reference", *ANCHORS])
 @pytest.mark.parametrize("overrides,rows", EPOCH_CONFIGS,
                          ids=[f"{o or 'seed'}-{r or 'all'}" for o, r in EPOCH_CONFIGS])
 def test_epoch(benchmark, splits, overrides, rows, impl):
     case = epoch_case(splits, rows, **overrides)
-    run = getattr(case, impl)
+    run = getattr(case, impl, None) or case.anchors.get(impl)
     if run is None:
-        pytest.skip("PyTorch is not installed (pip install -e '.[torch]')")
+        pytest.skip(f"{impl} is not installed ({INSTALL_HINTS[impl]})")
     benchmark.group = f"epoch: {case.label}"
     benchmark.extra_info["flop"] = case.work
     benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("overrides", REAL_RUNS, ids=[str(o) for o in REAL_RUNS])
+def test_real_run(benchmark, overrides):
+    """A real multi-epoch `fastmlp train` (evaluation between epochs): the per-epoch figures go
+    into extra_info, the slowest of epochs 2..N against the fastest among them."""
+    rate = gemm_flops_per_second()
+    run = benchmark.pedantic(real_run, args=(None, 54_000, rate), kwargs=overrides, rounds=1,
+                             iterations=1)
+    benchmark.group = f"real run: {run['case']}"
+    benchmark.extra_info.update(run)

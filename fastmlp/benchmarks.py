@@ -32,8 +32,8 @@ class Case:
     reference: Callable[[], object]
     work: float = 0.0                # FLOPs (dense, epoch) or parameters (optimizers) per call
     unit: str = "FLOP"
-    torch: Optional[Callable[[], object]] = field(default=None)
-    sklearn: Optional[Callable[[], object]] = field(default=None)
+    # epochs: the same epoch in other libraries, by ANCHORS name (absent: not installed)
+    anchors: dict = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -71,7 +71,7 @@ def dense_cases(dtype="float32", sizes=DENSE_SIZES) -> list:
         cases.append(Case(
             "dense_backward", label,
             lambda dw=dweights, db=dbias, dzi=dz_in, dz=dz, a=a_in, w=weights:
-                dense_backward(dw, db, dzi, dz, a, w, relu, True),
+                dense_backward(dw, db, dzi, dz, a, w, relu, True, a, a, False),
             gold_backward, 2 * flops))
     return cases
 
@@ -116,7 +116,7 @@ def loss_cases(dtype="float32") -> list:
             code = code_of(name, LOSSES)
             cases.append(Case(
                 "loss", f"{name} b{batch}",
-                lambda d=dlogits, z=logits, y=labels, code=code: softmax_loss_backward(d, z, y, code, len(y)),
+                lambda d=dlogits, z=logits, y=labels, code=code: softmax_loss_backward(d, z, y, code, len(y), 0.0),
                 lambda z=logits, y=labels, name=name: ref.loss_and_grad(name, z, y),
                 float(batch), "rows"))
     return cases
@@ -143,7 +143,8 @@ def optimizer_cases(dtype="float32", sizes=OPTIMIZER_SIZES) -> list:
             gold = ref.Optimizer(name, layers, vars(config))
 
             def mine(p=params, s1=state1, s2=state2, g=grads, segments=segments, code=code):
-                optimizer_update(p, s1, s2, g, segments, 10, code, hyper, 0, p.size)
+                optimizer_update(p, s1, s2, g, segments, 10, code, hyper, config.learning_rate,
+                                 0, p.size)
 
             cases.append(Case("optimizer", f"{name} {size_name} {layout.num_params:,}",
                               mine, lambda gold=gold, w=layers, g=gold_grads: gold.step(w, g),
@@ -187,10 +188,11 @@ def epoch_case(splits, rows=None, **overrides) -> Case:
         lambda: ref.train_epoch(layers, gold, x, labels, order, config.batch_size,
                                 config.activation, config.loss),
         flops_per_sample(config.layer_sizes) * len(labels), "FLOP",
-        torch=torch_epoch(config, x, labels, order), sklearn=sklearn_epoch(config, x, labels))
+        anchors={name: run for name, build in ANCHORS.items()
+                 if (run := build(config, x, labels, order)) is not None})
 
 
-def sklearn_epoch(config, x, labels):
+def sklearn_epoch(config, x, labels, order):
     """One epoch of scikit-learn's MLPClassifier (partial_fit: one pass in batches) at the same
     settings (Adam, widths, batch, learning rate; float32 in, float32 weights), or None when
     scikit-learn is not installed. Its alpha is fastmlp's weight decay times the batch size
@@ -252,6 +254,65 @@ def _torch_activation(torch, name):
             "ReLU": torch.nn.ReLU}[name]()
 
 
+def jax_epoch(config, x, labels, order):
+    """The same network, cross-entropy and Adam (with fastmlp's coupled L2 decay) as ONE
+    jax.jit of a lax.scan over the batches (the whole epoch compiled, like fastmlp's), or None
+    when JAX is not installed. The last partial batch is left out (scan needs equal
+    batches)."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+    activation = {"identity": lambda z: z, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh,
+                  "ReLU": jax.nn.relu}[config.activation]
+    layout = Layout(config.layer_sizes)
+    start = init_params(layout, config.weight_init, np.random.default_rng(0), np.float32)
+    params = [(jnp.asarray(w), jnp.asarray(b)) for w, b in layout.views(start)]
+    lr, b1, b2, eps, decay = (config.learning_rate, config.beta1, config.beta2, config.epsilon,
+                              config.weight_decay)
+
+    def loss(params, xb, yb):
+        a = xb
+        for w, b in params[:-1]:
+            a = activation(a @ w + b)
+        w, b = params[-1]
+        log_p = jax.nn.log_softmax(a @ w + b)
+        return -jnp.mean(jnp.take_along_axis(log_p, yb[:, None], axis=1))
+
+    def step(carry, rows):
+        params, m, v, t = carry
+        grads = jax.grad(loss)(params, x_all[rows], y_all[rows])
+        grads = [(dw + decay * w, db) for (w, _), (dw, db) in zip(params, grads)]
+        t = t + 1
+        m = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, m, grads)
+        v = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, v, grads)
+        size = lr * jnp.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        params = jax.tree_util.tree_map(
+            lambda p, m, v: p - size * m / (jnp.sqrt(v) + eps * jnp.sqrt(1 - b2 ** t)),
+            params, m, v)
+        return (params, m, v, t), None
+
+    batches = len(order) // config.batch_size
+    batch_rows = jnp.asarray(order[:batches * config.batch_size].reshape(batches, -1))
+    x_all, y_all = jnp.asarray(x), jnp.asarray(labels)
+    epoch = jax.jit(lambda carry, rows: jax.lax.scan(step, carry, rows)[0])
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    carry = [(params, zeros, zeros, jnp.float32(0.0))]
+
+    def run():
+        carry[0] = epoch(carry[0], batch_rows)
+        jax.block_until_ready(carry[0])
+    return run
+
+
+# The other libraries an epoch is timed against (each optional), by name: a builder
+# (config, x, labels, order) -> a zero-argument epoch, or None when not installed.
+ANCHORS = {"jax": jax_epoch, "torch": torch_epoch, "sklearn": sklearn_epoch}
+INSTALL_HINTS = {"jax": "pip install -e '.[jax]'", "torch": "pip install -e '.[torch]'",
+                 "sklearn": "pip install scikit-learn"}
+
+
 # ----------------------------------------------------------------------------- timing
 
 
@@ -301,30 +362,31 @@ EPOCH_CONFIGS = (
 )
 
 
-def run_bench(splits, groups=None, epochs=True, with_torch=True, progress=None,
-              with_sklearn=True) -> dict:
-    """Time every case (numba vs reference, and torch for epochs); returns a JSON-ready dict."""
+def run_bench(splits, groups=None, epochs=True, anchors=tuple(ANCHORS), progress=None,
+              real_runs=True, data_dir=None) -> dict:
+    """Time every case (numba vs reference, and the `anchors` libraries for epochs, all
+    interleaved), and real multi-epoch `train` runs; returns a JSON-ready dict."""
     from threadpoolctl import threadpool_limits
 
     gemm_rate = gemm_flops_per_second()
     cases = [case for case in kernel_cases() if groups is None or case.group in groups]
     if epochs:
         cases += [epoch_case(splits, rows, **overrides) for overrides, rows in EPOCH_CONFIGS]
-    if progress and epochs and with_sklearn and any(case.group == "epoch" and case.sklearn is None
-                                                    for case in cases):
-        progress("note: scikit-learn is not installed: no sklearn column")
+        for name in anchors:
+            if progress and not any(name in case.anchors for case in cases):
+                progress(f"note: {name} is not installed ({INSTALL_HINTS[name]}): no {name} "
+                         "column")
     rows = []
     for case in cases:
         if progress:
             progress(f"{case.group} {case.label}")
         is_epoch = case.group == "epoch"
         contenders = {"numba": case.numba, "reference": case.reference}
-        if is_epoch and with_sklearn and case.sklearn is not None:
-            contenders["sklearn"] = case.sklearn  # interleaved with the others
-        if is_epoch and with_torch and case.torch is not None:
-            contenders["torch"] = case.torch
-        if is_epoch:  # whole epochs use every core the caller allows
-            best = best_seconds(contenders, min_time=0.0, rounds=2)
+        if is_epoch:  # interleaved with the others
+            contenders |= {name: run for name, run in case.anchors.items() if name in anchors}
+            for run in contenders.values():
+                run()  # compile outside the timing (jit, Numba, torch's first call)
+            best = best_seconds(contenders, min_time=0.0, rounds=2)  # every core allowed
         else:
             # Kernels one thread each: interleaving calls into two BLAS libraries (SciPy's,
             # which Numba calls, and NumPy's) leaves the idle one's threads spinning against
@@ -338,14 +400,46 @@ def run_bench(splits, groups=None, epochs=True, with_torch=True, progress=None,
             row["flop_bound_seconds"] = case.work / gemm_rate
             row["times_flop_bound"] = row["numba_seconds"] / row["flop_bound_seconds"]
             row["gemm_rate_fraction"] = 1.0 / row["times_flop_bound"]
-            if "torch" in best:
-                row["torch_seconds"] = best["torch"]
-                row["speedup_vs_torch"] = best["torch"] / best["numba"]
-            if "sklearn" in best:
-                row["sklearn_seconds"] = best["sklearn"]
-                row["speedup_vs_sklearn"] = best["sklearn"] / best["numba"]
+            for name in ANCHORS:
+                if name in best:
+                    row[f"{name}_seconds"] = best[name]
+                    row[f"speedup_vs_{name}"] = best[name] / best["numba"]
         rows.append(row)
-    return {"gemm_gflops": gemm_rate / 1e9, "rows": rows}
+    results = {"gemm_gflops": gemm_rate / 1e9, "rows": rows, "runs": []}
+    if epochs and real_runs:
+        for overrides in REAL_RUNS:
+            if progress:
+                progress(f"a real `fastmlp train` run {overrides}")
+            results["runs"].append(real_run(data_dir, len(splits.y_train), gemm_rate,
+                                            **overrides))
+    return results
+
+
+# Real runs: `train` as a user runs it (evaluation between epochs, checkpoints, metrics).
+REAL_RUNS = ({"batch_size": 32}, {"batch_size": 256})
+REAL_RUN_EPOCHS = 4
+
+
+def real_run(data_dir, train_rows: int, gemm_rate: float, **overrides) -> dict:
+    """A real multi-epoch `train` run of the seed configuration (wandb off, no pictures, into
+    a temporary directory): every epoch's training seconds, and the slowest of epochs 2..N
+    against the fastest."""
+    import tempfile
+
+    from .trainer import train
+
+    with tempfile.TemporaryDirectory() as output_dir:
+        config = TrainConfig(**{**SEED_CONFIG, **overrides}, epochs=REAL_RUN_EPOCHS,
+                             wandb_mode="disabled", data_dir=data_dir,
+                             output_dir=output_dir).validated()
+        result = train(config, progress=False, plots=False)
+    seconds = [record["train_seconds"] for record in result.summary["epochs"]]
+    bound = flops_per_sample(config.layer_sizes) * train_rows / gemm_rate
+    later = seconds[1:]
+    return {"case": f"b{config.batch_size} {'-'.join(map(str, config.layer_sizes))} "
+                     f"{config.epochs} epochs", "epoch_seconds": seconds,
+            "slowest_over_fastest": max(later) / min(later),
+            "times_flop_bound": min(seconds) / bound, "flop_bound_seconds": bound}
 
 
 def print_bench_table(results: dict) -> None:
@@ -359,8 +453,10 @@ def print_bench_table(results: dict) -> None:
         kernels.add_column(column, justify="left" if column in ("kernel", "case") else "right")
     epochs = Table(title=f"one training epoch (FLOP bound at the measured GEMM rate, "
                          f"{results['gemm_gflops']:.0f} GFLOP/s)")
+    anchor_columns = [name for name in ANCHORS
+                      if any(f"{name}_seconds" in row for row in results["rows"])]
     for column in ("configuration", "numba", "reference", "speed-up", "x FLOP bound",
-                   "torch", "vs torch", "sklearn", "vs sklearn"):
+                   *[f"{label}{name}" for name in anchor_columns for label in ("", "vs ")]):
         epochs.add_column(column, justify="left" if column == "configuration" else "right")
     for row in results["rows"]:
         rate = row["work"] / row["numba_seconds"]
@@ -369,18 +465,28 @@ def print_bench_table(results: dict) -> None:
         times = (_seconds(row["numba_seconds"]), _seconds(row["reference_seconds"]),
                  f"{row['speedup']:.1f}x")
         if row["group"] == "epoch":
-            epochs.add_row(row["case"], *times, f"{row['times_flop_bound']:.2f}",
-                           _seconds(row["torch_seconds"]) if "torch_seconds" in row else "-",
-                           f"{row['speedup_vs_torch']:.1f}x" if "speedup_vs_torch" in row else "-",
-                           _seconds(row["sklearn_seconds"]) if "sklearn_seconds" in row else "-",
-                           f"{row['speedup_vs_sklearn']:.1f}x" if "speedup_vs_sklearn" in row
-                           else "-")
+            anchor_cells = []
+            for name in anchor_columns:
+                timed = f"{name}_seconds" in row
+                anchor_cells += [_seconds(row[f"{name}_seconds"]) if timed else "-",
+                                 f"{row[f'speedup_vs_{name}']:.1f}x" if timed else "-"]
+            epochs.add_row(row["case"], *times, f"{row['times_flop_bound']:.2f}", *anchor_cells)
         else:
             kernels.add_row(row["group"], row["case"], *times, throughput)
     if kernels.row_count:
         console.print(kernels)
     if epochs.row_count:
         console.print(epochs)
+    if results.get("runs"):
+        runs = Table(title="real `fastmlp train` runs (evaluation, checkpoints, metrics between "
+                           "epochs; default threads)")
+        for column in ("configuration", "seconds per epoch", "slowest / fastest of epochs 2..N",
+                       "x FLOP bound (fastest)"):
+            runs.add_column(column, justify="left" if column == "configuration" else "right")
+        for run in results["runs"]:
+            runs.add_row(run["case"], "  ".join(f"{t:.3f}" for t in run["epoch_seconds"]),
+                         f"{run['slowest_over_fastest']:.2f}", f"{run['times_flop_bound']:.2f}")
+        console.print(runs)
 
 
 def _seconds(value: float) -> str:
