@@ -65,6 +65,12 @@ def spec_of(text: str, name: str = "test"):
 
 # =============================================================================== units
 
+@pytest.mark.parametrize("path", sorted((REPO / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_sweep_file_loads(path):
+    spec = load_spec(path)
+    assert spec.searched and spec.metric == "val_accuracy"
+
+
 def test_per_layer_widths_are_a_sweep_choice_and_set_the_layer_count():
     from fastmlp.sweep.worker import config_values
 
