@@ -86,13 +86,20 @@ def test_two_sweep_processes_share_one_postgres_study(tmp_path, postgres_url, fa
         # both processes took part
         assert len({t.user_attrs["pid"] for t in trials}) == 2
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-        try:
-            optuna.delete_study(study_name=name, storage=storage)
-        except KeyError:
-            pass
+        stop_and_delete(processes, name, storage)
+
+
+def stop_and_delete(processes, name: str, storage: str) -> None:
+    """Kill the sweeps still running and delete the study from the shared database."""
+    import optuna
+
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+    try:
+        optuna.delete_study(study_name=name, storage=storage)
+    except KeyError:
+        pass
 
 
 FINITE_SPEC = """
@@ -144,10 +151,4 @@ def test_two_machines_never_train_the_same_configuration(tmp_path, postgres_url,
                    in out or "has tried every one of the 3 configurations" in out
                    for out in outputs), outputs
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-        try:
-            optuna.delete_study(study_name=name, storage=storage)
-        except KeyError:
-            pass
+        stop_and_delete(processes, name, storage)
