@@ -56,7 +56,7 @@ class WandbRun:
                  config: dict, group=None, job_type=None):
         self.run = None
         self._starting = None
-        self._mode = mode
+        self._pending = []  # epoch records logged before wandb.init finished
         if mode == "disabled":
             return
         if mode == "online" and not has_wandb_credentials():
@@ -88,21 +88,35 @@ class WandbRun:
                 f"wandb could not start ({init_args['mode']}): {first_line(exc)}")
 
     def ready(self) -> bool:
-        """Wait for wandb.init; True when there is a run to log to."""
+        """Wait for wandb.init; True when there is a run to log to (the epochs logged while
+        it started are sent first)."""
         if self._starting is not None:
             self._starting.join()
             self._starting = None
             if self._init_error is not None:
                 raise self._init_error
+        if self.run is not None and self._pending:
+            for values in self._pending:
+                self.run.log(values)
+            self._pending.clear()
         return self.run is not None
+
+    def starting(self) -> bool:
+        """True while wandb.init is still running in the background."""
+        return self._starting is not None and self._starting.is_alive()
 
     def log(self, values: dict) -> None:
         if self.ready():
             self.run.log(values)
 
     def log_epoch(self, record: dict) -> None:
-        """An epoch's record, without its timing (wandb keeps its own)."""
-        self.log({k: v for k, v in record.items() if k != "train_seconds"})
+        """An epoch's record, without its timing (wandb keeps its own). While wandb is still
+        starting, the record waits in memory: training never waits for wandb."""
+        values = {k: v for k, v in record.items() if k != "train_seconds"}
+        if self.starting():
+            self._pending.append(values)
+        else:
+            self.log(values)
 
     def log_images(self, images: dict) -> None:
         """{key: path of a PNG, or a list of (uint8 array, caption)} as wandb images."""

@@ -98,7 +98,8 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
             wandb_run = WandbRun.for_training(config, run.name, run.path.parent)
             for record in epochs:  # a resumed run's wandb history starts at epoch 1 too
                 wandb_run.log_epoch(record)
-            wandb_run.ready()  # started before the epochs: it would slow the first one down
+            if config.wandb_mode == "online":  # a login or network problem: said at once
+                wandb_run.ready()  # (offline, wandb starts beside the first epoch)
             for epoch in range(len(epochs) + 1, config.epochs + 1):
                 if _out_of_patience(config, epochs, best):
                     display.note(f"stopped early: no better validation accuracy in "
