@@ -434,3 +434,34 @@ def test_schedules_have_their_shapes():
     assert onecycle[0] == pytest.approx(1 / 25 + (1 - 1 / 25) / 30)
     assert max(onecycle) == pytest.approx(1.0) and onecycle.index(max(onecycle)) == 29
     assert onecycle[-1] == pytest.approx(1e-4)
+
+
+def test_epochs_flush_denormals_and_give_the_caller_its_mode_back():
+    """Values decaying towards zero (Adam's moments and the weights of always-black pixels
+    under weight decay) become denormal and slow every operation on them ~100x: inside the
+    kernels they are flushed to zero; outside, the caller's floating-point mode is kept."""
+    layout = Layout((30, 16, 10))
+    rng = np.random.default_rng(13)
+    pixels = np.zeros((64, 30), dtype=np.uint8)  # 27 black pixels: only decay moves their W
+    pixels[:, :3] = rng.integers(1, 256, size=(64, 3))
+    labels = rng.integers(0, 10, 64)
+    params = init_params(layout, "Xavier", rng, np.float32)
+    hyper = dict(HYPER, learning_rate=1e-3, weight_decay=5e-4)
+    layers = [(w.copy(), b.copy()) for w, b in layout.views(params)]
+    gold = ref.Optimizer("adam", layers, hyper)  # NumPy in float32: nothing is flushed
+    x = scale_pixels(pixels, np.float32)
+    state = None
+    for _ in range(800):
+        ref.train_epoch(layers, gold, x, labels, np.arange(64), 32, "ReLU", "cross_entropy")
+        _, _, _, state = kernel_epoch(params, layout, pixels, labels, np.arange(64), 32,
+                                      "ReLU", "cross_entropy", "adam", hyper=hyper, state=state)
+    tiny = np.finfo(np.float32).tiny
+
+    def denormals(arrays):
+        return sum(int(((a != 0) & (np.abs(a) < tiny)).sum()) for a in arrays)
+
+    gold_state = [a for per_layer in gold.state for pair in per_layer for a in pair]
+    assert denormals(gold_state) > 0  # the situation is real: unflushed, they appear
+    assert denormals((params, state[0], state[1])) == 0
+    denormal = np.float32(1e-39) * np.float32(0.5)  # NumPy, after the kernels ran
+    assert 0 < denormal < tiny

@@ -18,7 +18,7 @@ from . import kernel
 
 from .activations import IDENTITY
 from .dense import dense_backward, dense_forward
-from .fastmath import scalar_like
+from .fastmath import flush_denormals, restore_denormals, scalar_like
 from .losses import softmax_loss_backward
 from .optimizers import (HP_DROPOUT, HP_INPUT_DROPOUT, HP_LABEL_SMOOTHING, HP_LEARNING_RATE,
                          HP_SEED, HP_TOTAL_STEPS, HP_WARMUP_STEPS, optimizer_update)
@@ -245,6 +245,7 @@ def train_epoch(buffers, progress, t, pixels, labels, order, batch_size, net, co
     correct = 0
     batches = 0
     lr = scheduled_lr(base_lr, schedule, float(t), total, warmup)
+    caller_mode = flush_denormals()  # on every thread that works (fastmath.py explains why)
     for start in range(0, n, batch_size):
         rows = min(batch_size, n - start)
         used = -(-rows // per_shard)  # shards that get rows in this batch
@@ -256,17 +257,20 @@ def train_epoch(buffers, progress, t, pixels, labels, order, batch_size, net, co
                 rows, params, w_offsets, sizes, codes, hyper, step)
         else:
             for s in prange(used):
+                thread_mode = flush_denormals()
                 first = start + s * per_shard
                 last = min(start + rows, first + per_shard)
                 shard_loss[s], shard_correct[s] = _batch_gradients(
                     shard_grads[s], x_bufs[s], label_bufs[s], act_bufs[s], pre_bufs[s],
                     scale_bufs[s], dz_a[s], dz_b[s], pixels, labels, order[first:last],
                     first - start, rows, params, w_offsets, sizes, codes, hyper, step)
+                restore_denormals(thread_mode)
         batch_loss = 0.0
         for s in range(used):
             batch_loss += shard_loss[s]
             correct += shard_correct[s]
         if not np.isfinite(batch_loss):
+            restore_denormals(caller_mode)
             return loss_sum, correct, batches, t, lr
 
         t = step
@@ -276,6 +280,7 @@ def train_epoch(buffers, progress, t, pixels, labels, order, batch_size, net, co
                              hyper, lr, 0, num_params)
         else:
             for s in prange(shards):  # sum the shards' gradients into shard 0, then step
+                thread_mode = flush_denormals()
                 lo, hi = param_bounds[s], param_bounds[s + 1]
                 total_grad = shard_grads[0, lo:hi]
                 for other in range(1, used):
@@ -284,10 +289,12 @@ def train_epoch(buffers, progress, t, pixels, labels, order, batch_size, net, co
                         total_grad[i] += part[i]
                 optimizer_update(params, state1, state2, shard_grads[0], segments, t, opt_code,
                                  hyper, lr, lo, hi)
+                restore_denormals(thread_mode)
         loss_sum += batch_loss
         batches += 1
         progress[0] = batches
     grads[:] = shard_grads[0]
+    restore_denormals(caller_mode)
     return loss_sum, correct, batches, t, lr
 
 
@@ -314,6 +321,7 @@ def evaluate(predictions, x, labels, params, net, codes, workers):
     dlogits_bufs = np.empty((workers, chunk * classes), dtype=params.dtype)
     chunk_losses = np.zeros(chunks)
     for w in prange(workers):
+        thread_mode = flush_denormals()
         for c in range(w, chunks, workers):
             start = c * chunk
             rows = min(chunk, n - start)
@@ -324,6 +332,7 @@ def evaluate(predictions, x, labels, params, net, codes, workers):
                 dlogits, logits, labels[start:start + rows], loss_code, n, 0.0)
             for i in range(rows):
                 predictions[start + i] = np.argmax(logits[i])
+        restore_denormals(thread_mode)
     loss_sum = 0.0
     for c in range(chunks):
         loss_sum += chunk_losses[c]
