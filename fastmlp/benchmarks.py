@@ -316,12 +316,17 @@ INSTALL_HINTS = {"jax": "pip install -e '.[jax]'", "torch": "pip install -e '.[t
 # ----------------------------------------------------------------------------- timing
 
 
-def best_seconds(contenders: dict, min_time=0.2, max_calls=200, rounds=3) -> dict:
+SETTLE_SECONDS = 0.5  # between two libraries' turns: their idle thread pools stop spinning
+
+
+def best_seconds(contenders: dict, min_time=0.2, max_calls=200, rounds=3, settle=0.0) -> dict:
     """{name: best seconds per call} for zero-argument callables doing the same work.
 
     Rounds are interleaved (a, b, a, b, ...) so that a machine whose speed drifts during the
     run treats every contender alike; each round calls a contender enough times to last
-    about min_time."""
+    about min_time. settle: seconds of rest before each turn, so that the thread pool of
+    the library timed before (OpenMP's, XLA's, BLAS's threads spin for a while after their
+    work) does not compete with the next one."""
     calls = {}
     for name, fn in contenders.items():
         fn()  # compile, warm caches
@@ -330,6 +335,7 @@ def best_seconds(contenders: dict, min_time=0.2, max_calls=200, rounds=3) -> dic
     best = dict.fromkeys(contenders, float("inf"))
     for _ in range(rounds):
         for name, fn in contenders.items():
+            time.sleep(settle)
             start = time.perf_counter()
             for _ in range(calls[name]):
                 fn()
@@ -386,7 +392,7 @@ def run_bench(splits, groups=None, epochs=True, anchors=tuple(ANCHORS), progress
             contenders |= {name: run for name, run in case.anchors.items() if name in anchors}
             for run in contenders.values():
                 run()  # compile outside the timing (jit, Numba, torch's first call)
-            best = best_seconds(contenders, min_time=0.0, rounds=2)  # every core allowed
+            best = best_seconds(contenders, min_time=0.0, rounds=2, settle=SETTLE_SECONDS)
         else:
             # Kernels one thread each: interleaving calls into two BLAS libraries (SciPy's,
             # which Numba calls, and NumPy's) leaves the idle one's threads spinning against
