@@ -20,8 +20,9 @@ NEEDS_CREDENTIALS = ("wandb online mode needs credentials: run `wandb login` or 
 
 
 def preload_wandb(mode: str) -> None:
-    """Import wandb (about a second) in the background while data and kernels load."""
-    if mode != "disabled":
+    """Online: import wandb (about a second) in the background while data and kernels load.
+    (Offline, the trainer starts wandb after the epochs: nothing to hurry.)"""
+    if mode == "online":
         import importlib
 
         threading.Thread(target=importlib.import_module, args=("wandb",), daemon=True).start()

@@ -52,7 +52,7 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
     epoch_callback(record) is called after every epoch (sweeps report and prune there).
     Ctrl-C raises TrainingInterrupted (a KeyboardInterrupt) naming the resume command.
     """
-    from .tracking import WandbRun, preload_wandb
+    from .tracking import preload_wandb
 
     if resume_dir is not None:
         typed = config.to_dict() if isinstance(config, TrainConfig) else dict(config or {})
@@ -95,11 +95,13 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
             else:
                 # epoch 0: an early Ctrl-C is resumable too
                 run.save_checkpoint(layout.sizes, state, shuffle_rng, epochs, best)
-            wandb_run = WandbRun.for_training(config, run.name, run.path.parent)
-            for record in epochs:  # a resumed run's wandb history starts at epoch 1 too
-                wandb_run.log_epoch(record)
-            if config.wandb_mode == "online":  # a login or network problem: said at once
-                wandb_run.ready()  # (offline, wandb starts beside the first epoch)
+            # Online, wandb follows the run live (and a login or network problem is said at
+            # once). Offline, nobody watches the files while they are written: wandb starts
+            # when training is done, so it never takes a core from the epochs.
+            live = config.wandb_mode == "online"
+            if live:
+                wandb_run = _start_wandb(config, run, epochs)
+                wandb_run.ready()
             for epoch in range(len(epochs) + 1, config.epochs + 1):
                 if _out_of_patience(config, epochs, best):
                     display.note(f"stopped early: no better validation accuracy in "
@@ -111,7 +113,8 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
                 best.offer(record, state.params)
                 run.save_checkpoint(layout.sizes, state, shuffle_rng, epochs, best)
                 run.append_metrics(record)
-                wandb_run.log_epoch(record)
+                if live:
+                    wandb_run.log_epoch(record)
                 display.epoch_line(record)
                 if epoch_callback is not None:
                     epoch_callback(record)
@@ -135,6 +138,8 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
             # pictures at the end: they never slow the epochs down
             images = run.draw_pictures(epochs, matrix, splits.class_names) if plots else {}
             run.finish(layout, kept_params, splits.class_names, summary)
+            if not live:
+                wandb_run = _start_wandb(config, run, epochs)
             wandb_run.log_results(summary, splits.y_test, predictions, images)
             wandb_run.finish()
         except BaseException as exc:
@@ -146,6 +151,17 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
                 raise TrainingInterrupted(run.path) from None
             raise
     return RunResult(run.path, summary)
+
+
+def _start_wandb(config, run, epochs: list):
+    """The run's wandb run, with the epochs done so far (a resumed run's history starts at
+    epoch 1 too)."""
+    from .tracking import WandbRun
+
+    wandb_run = WandbRun.for_training(config, run.name, run.path.parent)
+    for record in epochs:
+        wandb_run.log_epoch(record)
+    return wandb_run
 
 
 def _out_of_patience(config, epochs: list, best: BestEpoch) -> bool:
