@@ -8,12 +8,29 @@ import tempfile
 from pathlib import Path
 
 
+def new_file_mode() -> int:
+    """The mode open() would give a new file: 0o666 less the process's umask (read from
+    /proc, so that no other thread sees a changed umask; mkstemp's own mode is 0o600)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_writer(path, mode="w"):
-    """Open a temp file beside `path`; on success it replaces `path`, on error it is removed."""
+    """Open a temp file beside `path`; on success it replaces `path` (with the mode a new
+    file gets), on error it is removed."""
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()

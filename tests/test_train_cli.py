@@ -433,3 +433,13 @@ def test_threads_1_keeps_every_thread_pool_to_one_core(small_fashion, tmp_path):
     user = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - before.ru_utime
     assert done.returncode == 0, done.stderr
     assert user <= 1.05 * wall, f"user {user:.2f} s in {wall:.2f} s of wall time"
+
+
+def test_result_files_get_the_mode_of_any_new_file(tmp_path):
+    """Written through a temp file and a rename, yet as readable as the umask allows (not
+    the temp file's owner-only 0600)."""
+    run_dir = train_ok(tmp_path, *SMALL, *QUIET)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for name in ("summary.json", "model.npz", "metrics.jsonl"):
+        assert (run_dir / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
