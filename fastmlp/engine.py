@@ -68,11 +68,7 @@ def kernel_settings(settings, steps_per_epoch: int) -> dict:
     mapping's image_width (pixels per image row: the trainer gives its data's)."""
     from .config import TrainConfig, augment_parts
 
-    defaults = TrainConfig()
-    values = settings if isinstance(settings, dict) else vars(settings)
-    values = {name: values.get(name, getattr(defaults, name)) for name in
-              ("dropout", "input_dropout", "augment", "lr_schedule", "warmup_epochs",
-               "label_smoothing", "seed", "epochs")} | dict(values)
+    values = vars(TrainConfig()) | (settings if isinstance(settings, dict) else vars(settings))
     shift, flip = augment_parts(values["augment"])
     return dict(values, shift=shift, flip=int(flip), image_width=values.get("image_width", 0),
                 total_steps=values["epochs"] * steps_per_epoch,
@@ -115,7 +111,7 @@ def warm_up(dtype="float32") -> float:
     params = init_params(layout, "Xavier", np.random.default_rng(0), np.dtype(dtype))
     settings = dict(activation=ACTIVATIONS[0], loss=LOSSES[0], optimizer=OPTIMIZERS[0],
                     learning_rate=0.0, momentum=0.0, beta=0.0, beta1=0.0, beta2=0.0,
-                    epsilon=1.0, weight_decay=0.0, dataset=None)
+                    epsilon=1.0, weight_decay=0.0)
     pixels = np.zeros((2, 4), dtype=np.uint8)
     labels = np.zeros(2, dtype=np.int64)
     run_epoch(TrainState.fresh(params), layout, pixels, labels, np.arange(2), 2, settings)
