@@ -4,9 +4,30 @@ Every user error ends as ONE line `error: <what is wrong>` and a non-zero exit.
 """
 from __future__ import annotations
 
+import os
 import sys
 
-import click
+
+def _blas_threads_from_command_line(argv: list) -> None:
+    """`--threads N` must bound OpenBLAS from the start: it starts its threads when it loads
+    (at the first `import numpy`, long before click parses the flags) and they spin for a
+    while, outside any limit set later. So N goes into OPENBLAS_NUM_THREADS before anything
+    loads it; a value the user exported wins. Later limits (threadpoolctl) still apply."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--threads="):
+            value = arg.partition("=")[2]
+        elif arg == "--threads" and i + 1 < len(argv):
+            value = argv[i + 1]
+        else:
+            continue
+        if value.isdigit() and int(value) >= 1:  # else the flag's own check reports it
+            os.environ.setdefault("OPENBLAS_NUM_THREADS", value)
+
+
+_blas_threads_from_command_line(sys.argv[1:])
+
+# The imports below load NumPy: they come after the BLAS thread count is set.
+import click  # noqa: E402
 
 from fastmlp.config import (MAY_CHANGE, SETTING, SETTINGS, TrainConfig, infer_num_layers,
                             parse_widths)
@@ -288,8 +309,12 @@ def bench(json_path, groups, epochs, anchors, no_anchors, real_runs, threads, da
 @setting_option("data_dir")
 @setting_option("dataset", default=None, show_default=False,
                 help="Dataset for every trial, unless the sweep file sets it.")
+@setting_option("data", help="Every trial trains on your own data (as `train --data`).")
+@setting_option("label_column", default=None, show_default=False)
+@setting_option("test_data")
+@setting_option("test_fraction", default=None, show_default=False)
 def sweep(sweep_file, count, workers, storage, engine, name, report_only, output_dir, seeds,
-          wandb_mode, data_dir, dataset):
+          wandb_mode, **shared):
     """Run a wandb-format sweep FILE.yaml over `train` (Optuna by default).
 
     No configuration is trained twice: a repeat proposal is answered from the stored result.
@@ -300,8 +325,7 @@ def sweep(sweep_file, count, workers, storage, engine, name, report_only, output
     try:
         run_sweep(sweep_file, count=count, workers=workers, storage=storage, engine=engine,
                   name=name, report=report_only, output_dir=output_dir, seeds=seeds,
-                  live=None, wandb_mode=wandb_mode, data_dir=data_dir, dataset=dataset,
-                  echo=click.echo)
+                  live=None, wandb_mode=wandb_mode, shared=shared, echo=click.echo)
     except SweepInterrupted as stop:
         # What the study holds and how to continue; main() exits with the code (130).
         click.echo(str(stop) or "interrupted", err=True)

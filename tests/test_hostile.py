@@ -362,11 +362,16 @@ def _sweep(text: str | None, name="sweep.yaml", more=()):
         if text is not None:
             path.write_text(textwrap.dedent(text))
         return ["sweep", path, "--count", "1", "--output-dir", box.root / "sweep-out",
-                "--data-dir", box.data, "--wandb-mode", "disabled", *more]
+                "--data-dir", box.data, "--wandb-mode", "disabled",
+                *(flag(box) if callable(flag) else flag for flag in more)]
     return make
 
 
 _SMALL_SWEEP = "method: random\nparameters: {hidden_size: {values: [4, 8]}}\n"
+
+
+def _ragged_csv(box: Sandbox) -> Path:
+    return box.file("t.csv", (CSV_HEAD + CSV_ROWS + "1,2\n").encode())
 
 
 # ----------------------------------------------------------------------------- the table
@@ -559,6 +564,12 @@ CASES = [  # (id, argv or a function Sandbox -> argv, fragments of the error lin
     ("sweep-seeds-with-wandb-engine",
      _sweep(_SMALL_SWEEP, more=["--seeds", "2", "--engine", "wandb"]),
      ["--seeds is for the optuna engine"]),
+    ("sweep-own-data-ragged-csv",
+     _sweep(_SMALL_SWEEP, more=["--data", _ragged_csv]),
+     ["t.csv", "line 42 has 2 fields, the header 3"]),
+    ("sweep-own-data-and-a-swept-dataset",
+     _sweep("method: random\nparameters: {dataset: {values: [mnist, fashion_mnist]}}\n",
+            more=["--data", "t.csv"]), ["--data", "already sets dataset"]),
 ]
 
 

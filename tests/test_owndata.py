@@ -105,3 +105,31 @@ def test_idx_folder_resume_and_predict(fashion_dir, tmp_path, monkeypatch):
     outcome = invoke("predict", run / "model.npz", folder / "t10k-images-idx3-ubyte")
     assert outcome.code == 0, outcome.err
     assert len(outcome.out.splitlines()) == 100
+
+
+def test_a_sweep_on_your_own_csv(tmp_path):
+    """`fastmlp sweep FILE --data my.csv`: every trial trains on the table, and the best
+    trial's command (with --data and --label-column) reproduces it."""
+    table = _table(tmp_path / "all.csv", 600, 4)
+    spec = tmp_path / "grid.yaml"
+    spec.write_text("method: grid\nparameters:\n  epochs: {value: 3}\n  num_layers: {value: 1}\n"
+                    "  hidden_size: {values: [4, 16]}\n  learning_rate: {value: 0.01}\n")
+    out = tmp_path / "out"
+    outcome = invoke("sweep", spec, "--data", table, "--label-column", "species",
+                     "--output-dir", out, "--wandb-mode", "disabled")
+    assert outcome.code == 0, outcome.err
+    summaries = [json.loads(path.read_text()) for path in out.glob("trials/*/*/summary.json")]
+    assert len(summaries) == 2
+    for summary in summaries:
+        assert summary["class_names"] == ["bird", "cat", "dog"]
+        assert np.sum(summary["confusion_matrix"]) == 120  # the seeded 20 % test split
+    assert sorted(s["num_params"] for s in summaries) == [6 * 4 + 4 + 4 * 3 + 3,
+                                                          6 * 16 + 16 + 16 * 3 + 3]
+    command = (out / "best_command.txt").read_text().split()
+    assert command[command.index("--data") + 1] == str(table)
+    assert command[command.index("--label-column") + 1] == "species"
+    again = invoke(*command[1:], "--output-dir", tmp_path / "again", *QUIET)
+    assert again.code == 0, again.err
+    best = max(summaries, key=lambda s: s["epochs"][-1]["val_accuracy"])
+    rerun, = (tmp_path / "again").glob("*/summary.json")
+    assert json.loads(rerun.read_text())["test_accuracy"] == best["test_accuracy"]

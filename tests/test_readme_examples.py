@@ -44,3 +44,6 @@ def test_your_own_data(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "test accuracy" in done.stdout and "iris.csv[0]" in done.stdout
     assert (tmp_path / "iris.onnx").stat().st_size > 0
+    assert "ran 4 trial(s)" in done.stdout
+    assert "--data iris.csv --label-column species" in (
+        tmp_path / "sweeps-out" / "iris" / "best_command.txt").read_text()

@@ -221,12 +221,14 @@ def test_count_defaults_to_run_cap_or_grid_and_is_required_otherwise():
 
 def test_base_config_of_the_trials():
     spec = spec_of("project: p\nparameters: {epochs: {value: 1}}", name="s1")
-    config = base_config(spec, dataset="mnist", data_dir="/data", wandb_mode="offline",
+    config = base_config(spec, {"dataset": "mnist", "data_dir": "/data"}, wandb_mode="offline",
                          threads=1, group="s1")
     assert (config.dataset, config.data_dir, config.wandb_mode, config.threads, config.group,
             config.wandb_project) == ("mnist", "/data", "offline", 1, "s1", "p")
     with pytest.raises(ConfigError, match="already sets dataset"):
-        base_config(spec_of("parameters: {dataset: {value: mnist}}"), dataset="mnist")
+        base_config(spec_of("parameters: {dataset: {value: mnist}}"), {"dataset": "mnist"})
+    with pytest.raises(ConfigError, match="--data: .* already sets dataset"):
+        base_config(spec_of("parameters: {dataset: {value: mnist}}"), {"data": "my.csv"})
 
 
 def test_storage_urls():
@@ -253,7 +255,7 @@ parameters:
   activation: {values: [relu, tanh]}
   loss: {value: cross_entropy}
 """, name="cs")
-    config = wandb_sweep_config(spec, count=20, dataset="mnist", data_dir="/d")
+    config = wandb_sweep_config(spec, count=20, shared={"dataset": "mnist", "data_dir": "/d"})
     assert config == {
         "name": "cs", "method": "bayes", "project": "proj",
         "metric": {"name": "val_loss", "goal": "minimize"},
@@ -473,6 +475,7 @@ def test_sweep_with_two_workers_then_continue_and_report(tmp_path, sweep_env, fa
     command = (out / "best_command.txt").read_text().strip()
     assert command == best.user_attrs["command"] and command in stdout
     assert command.startswith("fastmlp train ") and f"-sz {best.params['hidden_size']}" in command
+    assert f"--threads {threads_per_worker(2)}" in command  # the trial's own thread count
     with open(out / "trials.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["number"] for row in rows] == ["0", "1", "2"]
@@ -491,7 +494,7 @@ def test_sweep_with_two_workers_then_continue_and_report(tmp_path, sweep_env, fa
 
     # the same sweep again with a larger count runs only the missing trial (Python API)
     outcome = run_sweep(spec_file, count=4, workers=2, output_dir=out, wandb_mode="offline",
-                        data_dir=str(fashion_dir), echo=lambda line: None)
+                        shared={"data_dir": str(fashion_dir)}, echo=lambda line: None)
     assert (outcome.trials_before, outcome.trials_after, outcome.workers) == (3, 4, 1)
     study = open_study(out, "tiny")
     assert states(study) == {n: "COMPLETE" for n in range(4)}
@@ -530,7 +533,7 @@ parameters:
 """, name="grid.yaml")
     out = tmp_path / "out"
     outcome = run_sweep(spec_file, workers=2, output_dir=out, wandb_mode="disabled",
-                        data_dir=str(fashion_dir), echo=lambda line: None)
+                        shared={"data_dir": str(fashion_dir)}, echo=lambda line: None)
     assert outcome.trials_after == 4
     study = open_study(out, "grid")
     points = sorted((t.params["hidden_size"], t.params["learning_rate"]) for t in study.trials)
@@ -643,7 +646,7 @@ def test_a_swallowed_ctrl_c_still_stops_the_worker(tmp_path, fastmlp_env, fashio
     job = {"engine": "optuna", "storage": url, "count": 2, "spec": spec.raw,
            "spec_source": spec.source, "name": spec.name, "worker": 1,
            "base_config": dataclasses.asdict(base_config(
-               spec, data_dir=str(fashion_dir), wandb_mode="disabled", threads=1)),
+               spec, {"data_dir": str(fashion_dir)}, wandb_mode="disabled", threads=1)),
            "trials_dir": str(tmp_path / "trials"), "error_file": str(tmp_path / "error"),
            "parent_pid": os.getpid()}
     (tmp_path / "job.json").write_text(json.dumps(job, default=str))
@@ -690,5 +693,5 @@ def test_missing_data_fails_before_any_trial(tmp_path, fastmlp_env):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FastMLPError, match="file not found in the given fashion_mnist data"):
         run_sweep(spec_file, count=2, workers=2, output_dir=out, wandb_mode="disabled",
-                  data_dir=str(tmp_path / "empty"), echo=lambda line: None)
-    assert open_study(out, "tiny").trials == []  # the study exists, with no trial
+                  shared={"data_dir": str(tmp_path / "empty")}, echo=lambda line: None)
+    assert not out.exists()  # failed before the study (or any file) was made

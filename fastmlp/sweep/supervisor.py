@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..config import TrainConfig
+from ..config import SETTING, TrainConfig
 from ..errors import ConfigError, FastMLPError
 from .spec import SweepSpec, load_spec
 
@@ -92,14 +92,15 @@ def run_sweep(spec_path, count: Optional[int] = None, workers: int = 1,
               storage: Optional[str] = None, engine: str = "optuna",
               name: Optional[str] = None, *, report: bool = False,
               output_dir=None, wandb_mode: Optional[str] = None,
-              data_dir: Optional[str] = None, dataset: Optional[str] = None,
-              seeds: int = 1, live: Optional[bool] = False,
+              shared: Optional[dict] = None, seeds: int = 1, live: Optional[bool] = False,
               echo: Callable[[str], None] = print) -> SweepOutcome:
     """Run (or continue) a sweep, or with report=True only write its report.
 
     count is the total number of trials wanted in the study: finished, pruned and failed
     trials all count (repeats, answered without training, do not), so running the same call
-    again continues where it stopped. seeds: train each configuration with seeds seed, ...,
+    again continues where it stopped. shared: settings every trial shares that the file does
+    not sweep, by their names in the settings table (dataset, data_dir, data, label_column,
+    test_data, test_fraction; None values are left out). seeds: train each configuration with seeds seed, ...,
     seed+seeds-1 and optimise their mean. live: a live table on the terminal (None: when
     stdout is one) instead of one line per finished trial.
     Raises FastMLPError for user errors and SweepInterrupted on Ctrl-C/SIGTERM.
@@ -123,10 +124,9 @@ def run_sweep(spec_path, count: Optional[int] = None, workers: int = 1,
         if seeds != 1:
             raise ConfigError("--seeds is for the optuna engine; a W&B sweep runs each "
                               "configuration once")
-        return _run_wandb_sweep(spec, count, workers, out_dir, wandb_mode, data_dir, dataset,
-                                echo)
+        return _run_wandb_sweep(spec, count, workers, out_dir, wandb_mode, shared, echo)
     return _run_optuna_sweep(spec, count, workers, storage, out_dir, report, wandb_mode,
-                             data_dir, dataset, seeds, live, echo)
+                             shared, seeds, live, echo)
 
 
 def resolve_count(count: Optional[int], spec: SweepSpec, echo=print) -> int:
@@ -145,21 +145,33 @@ def resolve_count(count: Optional[int], spec: SweepSpec, echo=print) -> int:
     return count
 
 
-def base_config(spec: SweepSpec, *, dataset=None, data_dir=None, wandb_mode="offline",
+def base_config(spec: SweepSpec, shared: Optional[dict] = None, *, wandb_mode="offline",
                 threads=None, group=None) -> TrainConfig:
-    """The settings every trial shares before the file's parameters are applied."""
+    """The settings every trial shares before the file's parameters are applied: the
+    defaults, then `shared` (see run_sweep)."""
+    shared = shared_settings(shared)
     swept = {p.name for p in spec.params}
-    if dataset is not None and "dataset" in swept:
-        raise ConfigError(f"--dataset: {spec.source} already sets dataset; remove one of them")
-    values = TrainConfig().to_dict()
-    if dataset is not None:
-        values["dataset"] = dataset
-    values.update(data_dir=data_dir, wandb_mode=wandb_mode, threads=threads)
+    for name in shared:
+        # --data replaces -d/--dataset, so a file that sweeps the dataset cannot take it
+        clash = name if name in swept else "dataset" if name == "data" else None
+        if clash in swept:
+            raise ConfigError(f"{SETTING[name].long}: {spec.source} already sets {clash}; "
+                              "remove one of them")
+    values = {**TrainConfig().to_dict(), **shared}
+    values.update(wandb_mode=wandb_mode, threads=threads)
     if spec.project:
         values["wandb_project"] = spec.project
     if spec.entity:
         values["wandb_entity"] = spec.entity
     return dataclasses.replace(TrainConfig.from_dict(values).validated(), group=group)
+
+
+def shared_settings(shared: Optional[dict]) -> dict:
+    """The given (not None) settings of `shared`, each checked to be a setting's name."""
+    unknown = sorted(set(shared or {}) - set(SETTING))
+    if unknown:
+        raise ValueError(f"not settings: {', '.join(unknown)}")
+    return {name: value for name, value in (shared or {}).items() if value is not None}
 
 
 def threads_per_worker(workers: int) -> int:
@@ -174,7 +186,7 @@ def threads_per_worker(workers: int) -> int:
 # --------------------------------------------------------------------------- optuna engine
 
 def _run_optuna_sweep(spec, count, workers, storage, out_dir, report_only, wandb_mode,
-                      data_dir, dataset, seeds, live, echo) -> SweepOutcome:
+                      shared, seeds, live, echo) -> SweepOutcome:
     from .claims import repeats, space_size
     from .report import write_report
     from .storage import (counted_trials, create_or_load_study, fail_orphaned_trials,
@@ -185,7 +197,7 @@ def _run_optuna_sweep(spec, count, workers, storage, out_dir, report_only, wandb
     if report_only:
         return _report_only(spec, url, out_dir, echo)
     total = resolve_count(count, spec, echo)
-    base_config(spec, dataset=dataset, data_dir=data_dir)  # bad flags fail before any file
+    _prepare_data(spec, base_config(spec, shared))  # bad flags or data fail before any file
     out_dir.mkdir(parents=True, exist_ok=True)
     _quiet_optuna()
     study = create_or_load_study(url, spec, seeds=seeds)
@@ -196,8 +208,7 @@ def _run_optuna_sweep(spec, count, workers, storage, out_dir, report_only, wandb
     outcome = SweepOutcome(name=spec.name, out_dir=out_dir, storage=url,
                            trials_before=len(counted_trials(study)))
     remaining = total - outcome.trials_before
-    base = base_config(spec, dataset=dataset, data_dir=data_dir,
-                       wandb_mode=wandb_mode or "offline", group=spec.name)
+    base = base_config(spec, shared, wandb_mode=wandb_mode or "offline", group=spec.name)
     # what the workers need to tell one configuration from another (claims.config_key)
     keys_job = {"base_config": dataclasses.asdict(base), "seeds": seeds}
     if remaining <= 0:
@@ -214,7 +225,6 @@ def _run_optuna_sweep(spec, count, workers, storage, out_dir, report_only, wandb
         echo(f"sweep {spec.name}: {outcome.trials_before} of {total} trials done; "
              f"{outcome.workers} worker(s) x {threads} thread(s); storage {_shown(url)}; "
              f"output {out_dir}/")
-        _prepare_data(spec, base)
         _warm_numba_cache(spec, base, echo)
         job = {
             "engine": "optuna", "storage": url, "count": total,
@@ -279,10 +289,16 @@ def _quiet_optuna() -> None:
 def _prepare_data(spec: SweepSpec, base: TrainConfig) -> None:
     """Find every dataset the trials use before any worker starts: a wrong --data-dir fails
     here with one line (not as a failed trial per worker), and a needed download happens
-    once, not in several workers at the same time."""
+    once, not in several workers at the same time. Your own data (--data) is read once
+    here, so bad data fails with its one line before any trial."""
     from ..data import find_dataset_dir, load_dataset
     from ..errors import DataError
 
+    if base.data is not None:
+        from ..owndata import load_own_data
+
+        load_own_data(base)
+        return
     swept = next((p for p in spec.params if p.name == "dataset"), None)
     names = (set(swept.values) if swept is not None else {base.dataset})
     for name in sorted(names):
@@ -323,17 +339,15 @@ def _raise_if_all_failed(outcome: SweepOutcome) -> None:
 
 # --------------------------------------------------------------------------- wandb engine
 
-def _run_wandb_sweep(spec, count, workers, out_dir, wandb_mode, data_dir, dataset,
-                     echo) -> SweepOutcome:
+def _run_wandb_sweep(spec, count, workers, out_dir, wandb_mode, shared, echo) -> SweepOutcome:
     from .wandb_engine import check_wandb_ready, create_wandb_sweep, wandb_sweep_config
 
     check_wandb_ready(wandb_mode)  # before anything slow: no prompt, no 100 s retry
     total = resolve_count(count, spec, echo)
     threads = threads_per_worker(workers)
-    base = base_config(spec, dataset=dataset, data_dir=data_dir, wandb_mode="online",
-                       threads=threads)
+    base = base_config(spec, shared, wandb_mode="online", threads=threads)
     _prepare_data(spec, base)  # before the sweep exists on the server
-    config = wandb_sweep_config(spec, total, dataset=dataset, data_dir=data_dir)
+    config = wandb_sweep_config(spec, total, shared_settings(shared))
     sweep_id = create_wandb_sweep(config, project=base.wandb_project, entity=spec.entity)
     echo(f"W&B sweep {sweep_id} created; {workers} agent(s) x {threads} thread(s)")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -26,15 +26,22 @@ class WandbUnavailable(FastMLPError):
     """The W&B server cannot be used from here (offline, no API key, unreachable)."""
 
 
-def wandb_sweep_config(spec, count: int, dataset: Optional[str] = None,
-                       data_dir: Optional[str] = None) -> dict:
-    """The sweep config sent to wandb.sweep: the file, normalised, plus run_cap and command."""
+def wandb_sweep_config(spec, count: int, shared: Optional[dict] = None) -> dict:
+    """The sweep config sent to wandb.sweep: the file, normalised, plus run_cap and command.
+    shared: settings every run shares (supervisor.run_sweep): the dataset as a constant
+    parameter, the others (--data-dir, --data, ...) as flags of the agents' command."""
+    from ..config import SETTING, TrainConfig
+
+    shared = dict(shared or {})
     parameters = {p.name: p.to_wandb() for p in spec.params}
+    dataset = shared.pop("dataset", None)
     if dataset is not None and "dataset" not in parameters:
         parameters["dataset"] = {"distribution": "constant", "value": dataset}
     command = list(AGENT_COMMAND)
-    if data_dir is not None:
-        command += ["--data-dir", str(data_dir)]
+    defaults = TrainConfig().to_dict()
+    for name, value in shared.items():
+        if value != defaults[name]:
+            command += [SETTING[name].long, str(value)]
     config = {
         "name": spec.name,
         "method": spec.method,

@@ -212,8 +212,9 @@ def make_objective(spec, job: dict, lock, train, last=None):
             if original is not None:
                 trial.set_user_attr(claims.REPEAT_OF, original.number)
             elif not surplus:
-                # The reproducing command leaves the thread count to `train` (all cores).
-                trial.set_user_attr("command", _replace(config, threads=None).train_command())
+                # The reproducing command keeps the trial's thread count: another count
+                # splits the batches into other shards and changes the last digits.
+                trial.set_user_attr("command", config.train_command())
                 trial.set_user_attr("seeds", seeds)
         finally:
             lock.release()
