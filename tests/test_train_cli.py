@@ -416,6 +416,28 @@ def test_console_script_bad_flag_is_one_line(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_threads_1_keeps_every_thread_pool_to_one_core(small_fashion, tmp_path):
+    """--threads N bounds Numba's threads and every BLAS pool (NumPy's, and SciPy's that the
+    kernels call) from the process's start: the whole run's user CPU time is at most N times
+    its wall time (OpenBLAS's threads, started when it loads, would spin past it)."""
+    import resource
+    import time
+
+    command = [sys.executable, str(REPO / "cli.py"), "train", "-e", "2", "-nhl", "2", "-sz",
+               "512", "-a", "sigmoid", "--threads", "1", "--data-dir", str(small_fashion),
+               "--output-dir", str(tmp_path), *QUIET[:-2]]
+    env = {name: value for name, value in subprocess_env().items()
+           if name != "OPENBLAS_NUM_THREADS"}  # as a user starts it
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+    wall = time.perf_counter() - start
+    user = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - before.ru_utime
+    assert done.returncode == 0, done.stderr
+    assert user <= wall, f"user {user:.2f} s in {wall:.2f} s of wall time"
+
+
 def test_result_files_get_the_mode_of_any_new_file(tmp_path):
     """Written through a temp file and a rename, yet as readable as the umask allows (not
     the temp file's owner-only 0600)."""
