@@ -163,9 +163,11 @@ def evaluate(model, dataset, data_dir, plot, no_plot):
             hint = "" if chosen else " (choose another place with --plot PATH, or --no-plot)"
             raise FastMLPError(f"{exc}{hint}") from None
     click.echo(f"model {model}  ({result.model.description})")
-    click.echo(f"{result.dataset} test set: {result.count} images  loss {result.loss:.4f}  "
+    click.echo(f"{result.dataset} test set: {result.count} {result.rows_called}  "
+               f"loss {result.loss:.4f}  "
                f"accuracy {result.accuracy:.4f}")
-    _print_per_class(result.matrix, result.class_names, result.per_class_accuracy)
+    _print_per_class(result.matrix, result.class_names, result.per_class_accuracy,
+                     result.rows_called)
     _print_confusion_matrix(result.matrix.tolist(), result.class_names)
     if not no_plot:
         click.echo(f"confusion matrix -> {plot}")
@@ -221,12 +223,12 @@ def export(model, output):
     click.echo(f"ONNX model -> {path}")
 
 
-def _print_per_class(matrix, class_names, accuracy):
+def _print_per_class(matrix, class_names, accuracy, rows_called):
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title="per-class accuracy")
-    for name in ("class", "images", "correct", "accuracy"):
+    for name in ("class", rows_called, "correct", "accuracy"):
         table.add_column(name, justify="left" if name == "class" else "right")
     for index, name in enumerate(class_names):
         table.add_row(f"{index} {name}", str(int(matrix[index].sum())),

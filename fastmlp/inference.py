@@ -88,6 +88,11 @@ class Evaluation:
                          where=totals > 0)
 
     @property
+    def rows_called(self) -> str:
+        """What one test row is: an image, or a row of a table."""
+        return "images" if self.model.image_shape is not None else "rows"
+
+    @property
     def count(self) -> int:
         return int(self.matrix.sum())
 

@@ -45,6 +45,7 @@ def test_csv_with_a_test_file_then_evaluate_and_predict(tmp_path):
     assert outcome.code == 0, outcome.err
     assert "6-16-3 ReLU, trained on" in outcome.out
     assert f"accuracy {summary['test_accuracy']:.4f}" in outcome.out
+    assert "test set: 200 rows" in outcome.out and "images" not in outcome.out  # a table
 
     outcome = invoke("predict", run / "model.npz", test, "-k", "3")
     assert outcome.code == 0, outcome.err
