@@ -100,9 +100,9 @@ def run_sweep(spec_path, count: Optional[int] = None, workers: int = 1,
     trials all count (repeats, answered without training, do not), so running the same call
     again continues where it stopped. shared: settings every trial shares that the file does
     not sweep, by their names in the settings table (dataset, data_dir, data, label_column,
-    test_data, test_fraction; None values are left out). seeds: train each configuration with seeds seed, ...,
-    seed+seeds-1 and optimise their mean. live: a live table on the terminal (None: when
-    stdout is one) instead of one line per finished trial.
+    test_data, test_fraction; None values are left out). seeds: train each configuration
+    with seeds seed, ..., seed+seeds-1 and optimise their mean. live: a live table on the
+    terminal (None: when stdout is one) instead of one line per finished trial.
     Raises FastMLPError for user errors and SweepInterrupted on Ctrl-C/SIGTERM.
     """
     engine = (engine or "optuna").lower()
@@ -152,8 +152,8 @@ def base_config(spec: SweepSpec, shared: Optional[dict] = None, *, wandb_mode="o
     shared = shared_settings(shared)
     swept = {p.name for p in spec.params}
     for name in shared:
-        # --data replaces -d/--dataset, so a file that sweeps the dataset cannot take it
-        clash = name if name in swept else "dataset" if name == "data" else None
+        # --data replaces -d/--dataset: a file that sweeps the dataset cannot take it either
+        clash = "dataset" if name == "data" else name
         if clash in swept:
             raise ConfigError(f"{SETTING[name].long}: {spec.source} already sets {clash}; "
                               "remove one of them")
