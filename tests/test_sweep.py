@@ -277,6 +277,11 @@ parameters:
     train_flags = {opt for p in cli_group.commands["train"].params for opt in p.opts}
     assert all(f"--{name}" in train_flags for name in config["parameters"])
     json.dumps(config)  # plain data only
+    # your own data: its flags go to the agents' command; a default value is left out
+    own = wandb_sweep_config(spec, count=20, shared={"data": "my.csv", "label_column": "y",
+                                                     "test_fraction": 0.2})
+    assert own["command"][-5:] == ["--data", "my.csv", "--label-column", "y", "${args}"]
+    assert "dataset" not in own["parameters"] and "--test-fraction" not in own["command"]
 
 
 @pytest.fixture
