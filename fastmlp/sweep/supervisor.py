@@ -289,8 +289,9 @@ def _quiet_optuna() -> None:
 def _prepare_data(spec: SweepSpec, base: TrainConfig) -> None:
     """Find every dataset the trials use before any worker starts: a wrong --data-dir fails
     here with one line (not as a failed trial per worker), and a needed download happens
-    once, not in several workers at the same time. Your own data (--data) is read once
-    here, so bad data fails with its one line before any trial."""
+    once, not in several workers at the same time. Your own data (--data) is read in full
+    here as a check (each trial reads it again), so bad data fails with its one line before
+    any trial."""
     from ..data import find_dataset_dir, load_dataset
     from ..errors import DataError
 
