@@ -353,6 +353,8 @@ class TrainConfig:
             value = getattr(self, entry.name)
             # the assignment's flags always; the extras when they differ from their default
             shown = entry.short is not None or value != entry.default
+            if entry.name == "dataset" and self.data is not None:
+                shown = False  # --data replaces -d: showing both would mislead
             if entry.in_command and value is not None and shown:
                 values = value if isinstance(value, (tuple, list)) else (value,)
                 parts += [entry.short or entry.long, *map(str, values)]
