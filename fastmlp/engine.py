@@ -100,8 +100,33 @@ def load_kernel_blas() -> None:
     that threadpoolctl sees it and can limit its threads. Loaded lazily at the first
     kernel call, it would escape every limit set before it: `--threads 1` would still run
     two-threaded GEMMs, and a run would round differently from the same run repeated in
-    one process."""
-    import scipy.linalg.cython_blas  # noqa: F401  (loading it is the point)
+    one process.
+
+    Numba reaches that BLAS through the module scipy.linalg.cython_blas. It is loaded here
+    on its own, from its file: `import scipy.linalg.cython_blas` would first run
+    scipy.linalg's __init__, 0.2-0.3 s of imports that training never uses, a third of
+    `fastmlp train`'s start-up. Numba (and anything imported later) finds the module in
+    sys.modules; `import scipy.linalg` still works as usual afterwards."""
+    import sys
+
+    name = "scipy.linalg.cython_blas"
+    if name in sys.modules:
+        return
+    try:
+        import importlib.machinery
+        import importlib.util
+        import os
+
+        folder = os.path.join(importlib.util.find_spec("scipy").submodule_search_locations[0],
+                              "linalg")
+        path = next(candidate for suffix in importlib.machinery.EXTENSION_SUFFIXES
+                    if os.path.exists(candidate := os.path.join(folder, "cython_blas" + suffix)))
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)  # an extension module: this loads it
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    except (ImportError, OSError, StopIteration, AttributeError, TypeError):
+        import scipy.linalg.cython_blas  # noqa: F401  (another SciPy layout: the usual way)
 
 
 def warm_up(dtype="float32") -> float:

@@ -438,6 +438,37 @@ def test_threads_1_keeps_every_thread_pool_to_one_core(small_fashion, tmp_path):
     assert user <= wall, f"user {user:.2f} s in {wall:.2f} s of wall time"
 
 
+def test_training_loads_its_blas_without_the_scipy_linalg_package(small_fashion, tmp_path):
+    """Start-up: the BLAS the kernels call (SciPy's OpenBLAS, reached through the module
+    scipy.linalg.cython_blas) is loaded on its own, without scipy.linalg's package (0.2-0.3
+    s of imports that training never uses); the run still trains on it, --threads still
+    limits it, and `import scipy.linalg` still works afterwards."""
+    script = f"""
+import sys
+sys.argv = ["fastmlp", "train", *{[*SMALL, "--data-dir", str(small_fashion),
+                                    "--output-dir", str(tmp_path), *QUIET]!r}]
+from cli import main
+try:
+    main()
+except SystemExit as exit:
+    assert not exit.code, exit.code
+print(sorted(name for name in sys.modules if name.startswith("scipy.linalg")))
+from threadpoolctl import threadpool_info
+print(sorted(pool["num_threads"] for pool in threadpool_info()
+             if pool["internal_api"] == "openblas" and "scipy.libs" in pool["filepath"]))
+import numpy as np, scipy.linalg
+print(scipy.linalg.solve(np.eye(2), np.ones(2)).tolist())
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    modules, kernel_blas, solved = done.stdout.splitlines()[-3:]
+    assert modules == "['scipy.linalg.cython_blas']"
+    assert kernel_blas == "[1]"  # loaded, and held to --threads 1
+    assert solved == "[1.0, 1.0]"
+    assert len(list(tmp_path.glob("*/summary.json"))) == 1
+
+
 def test_result_files_get_the_mode_of_any_new_file(tmp_path):
     """Written through a temp file and a rename, yet as readable as the umask allows (not
     the temp file's owner-only 0600)."""
