@@ -197,7 +197,8 @@ def _run_optuna_sweep(spec, count, workers, storage, out_dir, report_only, wandb
     if report_only:
         return _report_only(spec, url, out_dir, echo)
     total = resolve_count(count, spec, echo)
-    _prepare_data(spec, base_config(spec, shared))  # bad flags or data fail before any file
+    base = base_config(spec, shared, wandb_mode=wandb_mode or "offline", group=spec.name)
+    _prepare_data(spec, base)  # bad flags or data fail before any file
     out_dir.mkdir(parents=True, exist_ok=True)
     _quiet_optuna()
     study = create_or_load_study(url, spec, seeds=seeds)
@@ -208,7 +209,6 @@ def _run_optuna_sweep(spec, count, workers, storage, out_dir, report_only, wandb
     outcome = SweepOutcome(name=spec.name, out_dir=out_dir, storage=url,
                            trials_before=len(counted_trials(study)))
     remaining = total - outcome.trials_before
-    base = base_config(spec, shared, wandb_mode=wandb_mode or "offline", group=spec.name)
     # what the workers need to tell one configuration from another (claims.config_key)
     keys_job = {"base_config": dataclasses.asdict(base), "seeds": seeds}
     if remaining <= 0:
