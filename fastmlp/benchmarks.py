@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 
@@ -38,7 +38,9 @@ class Case:
 
 # ----------------------------------------------------------------------------- kernels
 
-DENSE_SIZES = {"small": (32, 64, 64), "medium": (32, 784, 64), "large": (256, 784, 512)}
+# "shard": a batch of 32 split over two threads
+DENSE_SIZES = {"small": (32, 64, 64), "shard": (16, 784, 64), "medium": (32, 784, 64),
+               "large": (256, 784, 512)}
 ELEMENTWISE_SIZES = {"small": (32, 64), "medium": (256, 512), "large": (1024, 1024)}
 OPTIMIZER_SIZES = {"small": 100_000, "medium": 1_000_000, "large": 10_000_000}
 

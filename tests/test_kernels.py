@@ -11,6 +11,7 @@ from fastmlp.engine import kernel_codes
 from fastmlp.kernels.activations import ACTIVATIONS, bias_activate, scale_by_derivative
 from fastmlp.kernels.dense import dense_backward, dense_forward
 from fastmlp.kernels.epoch import evaluate, train_epoch
+from fastmlp.kernels.gemm import matmul, tiled_matmul, tiles_suit
 from fastmlp.kernels.losses import LOSSES, softmax_loss_backward
 from fastmlp.kernels.optimizers import OPTIMIZERS, hyperparameters, optimizer_update
 from fastmlp.model import Layout, init_params
@@ -106,6 +107,44 @@ def test_dense_forward_and_backward_match_reference(activation):
     if activation == "ReLU":
         assert np.array_equal(dz_in == 0, want == 0)
     assert relative_error(dz_in, want) < TIGHT
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(np.float64, TIGHT), (np.float32, 1e-5)])
+def test_tiled_matmul_matches_numpy(dtype, tolerance):
+    """The register-blocked tile (kernels/gemm.py) on every row remainder (1-13 rows, and a
+    shard's 16 and a batch's 32), several tile columns, and x both as rows and as a
+    transposed view (the dW product a_in.T @ dz)."""
+    rng = np.random.default_rng(11)
+    tile_cols = 64 // np.dtype(dtype).itemsize
+    for rows in [*range(1, 14), 16, 32]:
+        for depth, cols in [(1, tile_cols), (30, 2 * tile_cols), (97, 4 * tile_cols)]:
+            x = rng.normal(size=(rows, depth)).astype(dtype)
+            w = rng.normal(size=(depth, cols)).astype(dtype)
+            out = np.full((rows, cols), np.nan, dtype)
+            tiled_matmul(out, x, w)
+            assert relative_error(out, x @ w) < tolerance, (rows, depth, cols)
+            dz = rng.normal(size=(rows, cols)).astype(dtype)
+            dweights = np.full((depth, cols), np.nan, dtype)
+            tiled_matmul(dweights, x.T, dz)
+            assert relative_error(dweights, x.T @ dz) < tolerance, (rows, depth, cols)
+
+
+@pytest.mark.parametrize("rows,depth,cols,tiled", [
+    (16, 784, 64, True),      # a batch-32 shard's first layer
+    (32, 64, 64, True),
+    (32, 64, 10, False),      # the output layer: not a whole tile wide
+    (33, 784, 64, False),     # more rows than SMALL_ROWS
+    (32, 784, 512, False),    # a weight matrix bigger than the L2 cache
+])
+def test_matmul_takes_the_tile_only_where_it_is_faster(rows, depth, cols, tiled):
+    rng = np.random.default_rng(12)
+    x = rng.random((rows, depth), dtype=np.float32)
+    w = rng.normal(size=(depth, cols)).astype(np.float32)
+    out = np.zeros((rows, cols), np.float32)
+    assert tiles_suit(out, x, w) == tiled
+    assert not tiles_suit(out.astype(np.float64), x.astype(np.float64), w.astype(np.float64))
+    matmul(out, x, w)
+    assert relative_error(out, x.astype(np.float64) @ w) < 1e-5
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)

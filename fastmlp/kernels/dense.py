@@ -3,12 +3,13 @@ import numpy as np
 from . import kernel
 
 from .activations import bias_activate, scale_by_derivative
+from .gemm import matmul
 
 
 @kernel()
 def dense_forward(out, a_in, weights, bias, act_code):
     """out (B, n_out) = act(a_in (B, n_in) @ weights (n_in, n_out) + bias (n_out,))."""
-    np.dot(a_in, weights, out)
+    matmul(out, a_in, weights)
     bias_activate(out, bias, act_code)
 
 
@@ -20,7 +21,7 @@ def dense_backward(dweights, dbias, dz_in, dz, a_in, weights, in_act_code, want_
     if want_dz_in: dz_in (B, n_in) = (dz @ weights^T) * act'(a_in), the previous layer's dz.
     dropped: the input went through dropout, a_in = a_in_pre * in_scales; then
     dz_in = (dz @ weights^T) * in_scales * act'(a_in_pre)."""
-    np.dot(a_in.T, dz, dweights)
+    matmul(dweights, a_in.T, dz)
     rows, cols = dz.shape
     for j in range(cols):
         dbias[j] = 0.0
