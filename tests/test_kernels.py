@@ -112,11 +112,11 @@ def test_dense_forward_and_backward_match_reference(activation):
 @pytest.mark.parametrize("dtype,tolerance", [(np.float64, TIGHT), (np.float32, 1e-5)])
 def test_tiled_matmul_matches_numpy(dtype, tolerance):
     """The register-blocked tile (kernels/gemm.py) on every row remainder (1-13 rows, and a
-    shard's 16 and a batch's 32), several tile columns, and x both as rows and as a
+    shard's 16, a batch's 32 and 64), several tile columns, and x both as rows and as a
     transposed view (the dW product a_in.T @ dz)."""
     rng = np.random.default_rng(11)
     tile_cols = 64 // np.dtype(dtype).itemsize
-    for rows in [*range(1, 14), 16, 32]:
+    for rows in [*range(1, 14), 16, 32, 64]:
         for depth, cols in [(1, tile_cols), (30, 2 * tile_cols), (97, 4 * tile_cols)]:
             x = rng.normal(size=(rows, depth)).astype(dtype)
             w = rng.normal(size=(depth, cols)).astype(dtype)
@@ -133,7 +133,8 @@ def test_tiled_matmul_matches_numpy(dtype, tolerance):
     (16, 784, 64, True),      # a batch-32 shard's first layer
     (32, 64, 64, True),
     (32, 64, 10, False),      # the output layer: not a whole tile wide
-    (33, 784, 64, False),     # more rows than SMALL_ROWS
+    (64, 784, 64, True),      # a batch-128 shard
+    (65, 784, 64, False),     # more rows than SMALL_ROWS
     (32, 784, 512, False),    # a weight matrix bigger than the L2 cache
 ])
 def test_matmul_takes_the_tile_only_where_it_is_faster(rows, depth, cols, tiled):

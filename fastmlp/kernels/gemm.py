@@ -28,7 +28,7 @@ from . import kernel
 
 VECTOR_BYTES = 32  # one AVX2 register: 8 float32
 TILE_BYTES = 2 * VECTOR_BYTES  # the columns of one tile
-SMALL_ROWS = 32  # at more rows BLAS's packing pays for itself
+SMALL_ROWS = 64  # at more rows BLAS's packing begins to pay for itself
 SMALL_WEIGHTS = 65536  # elements of w: 256 KB of float32, half a Zen 3 core's L2 cache
 MAX_TILE_ROWS = 6  # 6 x 2 accumulators + 2 loads + 1 broadcast: 15 of 16 registers
 
