@@ -129,23 +129,31 @@ def test_tiled_matmul_matches_numpy(dtype, tolerance):
             assert relative_error(dweights, x.T @ dz) < tolerance, (rows, depth, cols)
 
 
-@pytest.mark.parametrize("rows,depth,cols,tiled", [
+@pytest.mark.parametrize("rows,n_in,n_out,tiled", [
     (16, 784, 64, True),      # a batch-32 shard's first layer
     (32, 64, 64, True),
+    (256, 64, 64, True),      # thin: 64 deep
     (32, 64, 10, False),      # the output layer: not a whole tile wide
     (64, 784, 64, True),      # a batch-128 shard
     (65, 784, 64, False),     # more rows than SMALL_ROWS
     (32, 784, 512, False),    # a weight matrix bigger than the L2 cache
 ])
-def test_matmul_takes_the_tile_only_where_it_is_faster(rows, depth, cols, tiled):
+def test_matmul_takes_the_tile_only_where_it_is_faster(rows, n_in, n_out, tiled):
+    """Both products of a dense layer: the forward a_in @ W and the weight gradient
+    a_in.T @ dz, in float32 (float64 always goes to BLAS)."""
     rng = np.random.default_rng(12)
-    x = rng.random((rows, depth), dtype=np.float32)
-    w = rng.normal(size=(depth, cols)).astype(np.float32)
-    out = np.zeros((rows, cols), np.float32)
-    assert tiles_suit(out, x, w) == tiled
-    assert not tiles_suit(out.astype(np.float64), x.astype(np.float64), w.astype(np.float64))
-    matmul(out, x, w)
-    assert relative_error(out, x.astype(np.float64) @ w) < 1e-5
+    a_in = rng.random((rows, n_in), dtype=np.float32)
+    weights = rng.normal(size=(n_in, n_out)).astype(np.float32)
+    dz = rng.normal(size=(rows, n_out)).astype(np.float32)
+    out, dweights = np.zeros((rows, n_out), np.float32), np.zeros((n_in, n_out), np.float32)
+    assert tiles_suit(out, a_in, weights) == tiled
+    assert tiles_suit(dweights, a_in.T, dz) == tiled
+    assert not tiles_suit(out.astype(np.float64), a_in.astype(np.float64),
+                          weights.astype(np.float64))
+    matmul(out, a_in, weights)
+    assert relative_error(out, a_in.astype(np.float64) @ weights) < 1e-5
+    matmul(dweights, a_in.T, dz)
+    assert relative_error(dweights, a_in.T.astype(np.float64) @ dz) < 1e-5
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)

@@ -13,8 +13,8 @@ BLIS and OpenBLAS, here without the packing). It is written in LLVM IR (a Numba
 intrinsic) because Numba has no SIMD types and LLVM does not vectorise the same loop written
 with scalars. The sum over k runs in order, one fused multiply-add per term.
 
-`matmul` chooses: the tile for float32 products of at most SMALL_ROWS rows whose weight
-matrix fits in the L2 cache and whose width is a multiple of W (measured with
+`matmul` chooses: the tile for float32 products over at most SMALL_ROWS of a batch's rows
+whose weight matrix fits in the L2 cache and whose width is a multiple of W (measured with
 `fastmlp bench --group dense_forward --group dense_backward`); np.dot (BLAS) for everything else. The NumPy twin is the
 plain product `x @ w`.
 """
@@ -142,9 +142,13 @@ def tiled_matmul(out, x, w):
 
 @kernel()
 def tiles_suit(out, x, w):
-    """Whether out = x @ w goes to the tile (see the module docstring) rather than BLAS."""
+    """Whether out = x @ w goes to the tile (see the module docstring) rather than BLAS: a
+    thin product (the batch's rows are out's rows in a forward pass, x @ W, and the summed
+    dimension in a weight gradient, a_in.T @ dz) whose weight-sized matrix (w, or out for a
+    gradient) fits in the L2 cache."""
     item = out.itemsize
-    return (item == 4 and out.shape[0] <= SMALL_ROWS and w.size <= SMALL_WEIGHTS
+    thin = min(x.shape[0], x.shape[1]) <= SMALL_ROWS
+    return (item == 4 and thin and max(w.size, out.size) <= SMALL_WEIGHTS
             and out.shape[1] % (TILE_BYTES // item) == 0
             and out.strides[1] == item and w.strides[1] == item)
 
