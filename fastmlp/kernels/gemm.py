@@ -15,8 +15,8 @@ with scalars. The sum over k runs in order, one fused multiply-add per term.
 
 `matmul` chooses: the tile for float32 products over at most SMALL_ROWS of a batch's rows
 whose weight matrix fits in the L2 cache and whose width is a multiple of W (measured with
-`fastmlp bench --group dense_forward --group dense_backward`); np.dot (BLAS) for everything else. The NumPy twin is the
-plain product `x @ w`.
+`fastmlp bench --group dense_forward --group dense_backward`); np.dot (BLAS) for everything
+else. The NumPy twin is the plain product `x @ w`.
 """
 import numpy as np
 from llvmlite import ir
@@ -29,7 +29,8 @@ from . import kernel
 VECTOR_BYTES = 32  # one AVX2 register: 8 float32
 TILE_BYTES = 2 * VECTOR_BYTES  # the columns of one tile
 SMALL_ROWS = 64  # at more rows BLAS's packing begins to pay for itself
-SMALL_WEIGHTS = 65536  # elements of w: 256 KB of float32, half a Zen 3 core's L2 cache
+SMALL_WEIGHTS = 65536  # elements of the weight-sized matrix: 256 KB of float32, half a Zen 3
+                       # core's L2 cache
 MAX_TILE_ROWS = 6  # 6 x 2 accumulators + 2 loads + 1 broadcast: 15 of 16 registers
 
 
@@ -70,8 +71,8 @@ def _tile_intrinsic(tile_rows):
                 return builder.bitcast(cgutils.pointer_add(builder, base, byte_offset),
                                        pointee.as_pointer())
 
-            def x_row_bytes_of(r):
-                return builder.mul(builder.add(i0_v, const(r)), x_row_bytes)
+            def row_at(r, row_bytes):  # byte offset of the tile's row r in an array
+                return builder.mul(builder.add(i0_v, const(r)), row_bytes)
 
             fma = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(vector, [vector] * 3),
@@ -85,13 +86,13 @@ def _tile_intrinsic(tile_rows):
             with cgutils.for_range(builder, depth) as loop:
                 k = loop.index
                 w_at = builder.add(builder.mul(k, w_row_bytes), column_bytes)
-                w_k = [builder.load(pointer(w_a.data, w_at, vector), align=item_bytes),
-                       builder.load(pointer(w_a.data, builder.add(w_at, const(VECTOR_BYTES)),
-                                            vector), align=item_bytes)]
+                w_k = [builder.load(pointer(w_a.data,
+                                            builder.add(w_at, const(half * VECTOR_BYTES)),
+                                            vector), align=item_bytes) for half in range(2)]
                 x_k_at = builder.mul(k, x_k_bytes)
                 for r in range(tile_rows):
                     x_rk = builder.load(pointer(x_a.data,
-                                                builder.add(x_row_bytes_of(r), x_k_at), elem))
+                                                builder.add(row_at(r, x_row_bytes), x_k_at), elem))
                     broadcast = builder.shuffle_vector(
                         builder.insert_element(undefined, x_rk, lane0), undefined, all_lane0)
                     for half in range(2):
@@ -99,10 +100,9 @@ def _tile_intrinsic(tile_rows):
                                                    builder.load(sums[r][half])])
                         builder.store(total, sums[r][half])
             for r in range(tile_rows):
-                row_at = builder.add(builder.mul(builder.add(i0_v, const(r)), out_row_bytes),
-                                     column_bytes)
+                out_at = builder.add(row_at(r, out_row_bytes), column_bytes)
                 for half in range(2):
-                    at = builder.add(row_at, const(half * VECTOR_BYTES))
+                    at = builder.add(out_at, const(half * VECTOR_BYTES))
                     builder.store(builder.load(sums[r][half]),
                                   pointer(out_a.data, at, vector), align=item_bytes)
             return context.get_dummy_value()
