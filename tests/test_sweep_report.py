@@ -381,3 +381,22 @@ def test_report_html_opens_offline_in_chromium(finite_sweep, chromium, tmp_path)
                      "Learning curves", "Best trials", "fastmlp train -wp"):
         assert fragment in body
     chromium.save_screenshot(str(finite_sweep.out / "report-screenshot.png"))
+
+
+def test_sweep_plots_have_a_white_background(tmp_path):
+    """Both PNGs paste into a white report page: white is their commonest colour (Optuna's
+    importance plot sets matplotlib's grey ggplot style, which must not reach either)."""
+    import numpy as np
+    from matplotlib.image import imread
+
+    from fastmlp.sweep.report import write_plots
+
+    spec = spec_of(EVERY_KIND)
+    written = write_plots(fake_trials(spec, 20), spec, tmp_path)
+    assert [path.name for path, _ in written] == ["param_importances.png",
+                                                 "parallel_coordinate.png"]
+    for path, note in written:
+        assert note is None
+        pixels = imread(path)[..., :3].reshape(-1, 3)
+        colours, counts = np.unique(pixels, axis=0, return_counts=True)
+        assert tuple(colours[counts.argmax()]) == (1.0, 1.0, 1.0), path.name

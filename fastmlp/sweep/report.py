@@ -177,10 +177,14 @@ def write_plots(trials, spec, out_dir: Path) -> list:
     study.add_trials(completed)
 
     def importances(path):
-        with warnings.catch_warnings():
+        # Optuna switches matplotlib to its grey "ggplot" style for good: the context
+        # keeps that to this plot, whose own grey background is then made white.
+        with warnings.catch_warnings(), plt.style.context("default"):
             warnings.simplefilter("ignore")  # "experimental" and small-sample warnings
             axes = optuna_plots.plot_param_importances(study, params=varied,
                                                        target_name=spec.metric)
+        axes.set_facecolor("white")
+        axes.grid(color="0.9")
         figure = axes.figure
         figure.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(figure)
