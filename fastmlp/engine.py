@@ -129,6 +129,26 @@ def load_kernel_blas() -> None:
         import scipy.linalg.cython_blas  # noqa: F401  (another SciPy layout: the usual way)
 
 
+_BLAS_CONTROLLER = []  # the one threadpoolctl controller of the BLAS libraries, once made
+
+
+def single_threaded_blas(wanted: bool):
+    """A block in which BLAS runs on one thread when `wanted` (the kernels' own threads split
+    the work), else a block that changes nothing. The libraries are looked up once per
+    process, after loading the kernels' BLAS: a fresh `threadpool_limits` reads
+    /proc/self/maps at every call, 4 ms, more than a partial_fit on a batch takes."""
+    import contextlib
+
+    load_kernel_blas()
+    if not wanted:
+        return contextlib.nullcontext()
+    if not _BLAS_CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS_CONTROLLER.append(ThreadpoolController())
+    return _BLAS_CONTROLLER[0].limit(limits=1, user_api="blas")
+
+
 def warm_up(dtype="float32") -> float:
     """Compile (or load from the on-disk cache) every training kernel; returns the seconds."""
     start = time.perf_counter()
@@ -154,17 +174,15 @@ def run_epoch(state: TrainState, layout: Layout, pixels, labels, order, batch_si
     more than one, BLAS runs single-threaded inside them: on these small matrices a thread
     per shard beats threading every GEMM."""
     import numba
-    from threadpoolctl import threadpool_limits
 
     from .kernels.epoch import train_epoch
 
     shards = shards or numba.get_num_threads()
-    load_kernel_blas()
     if progress is None:
         progress = np.zeros(1, dtype=np.int64)
     batch_size = min(batch_size, len(order))  # the same batches; buffers no bigger than the data
     values = kernel_settings(settings, -(-len(order) // batch_size))
-    with threadpool_limits(limits=1 if shards > 1 else None, user_api="blas"):
+    with single_threaded_blas(shards > 1):
         loss_sum, correct, batches, state.step, state.lr = train_epoch(
             state.buffers, progress, state.step, pixels, labels, order, batch_size,
             layout.arrays(), kernel_codes(values), hyperparameters(values), shards)
@@ -175,17 +193,15 @@ def evaluate_params(params, layout: Layout, x, labels, settings):
     """(mean loss, accuracy, predicted labels) of a parameter buffer on a whole set; settings
     gives the activation and the loss (a TrainConfig or a mapping)."""
     import numba
-    from threadpoolctl import threadpool_limits
 
     from .kernels.epoch import evaluate
 
     codes = kernel_codes(settings)
     predictions = np.empty(len(labels), dtype=np.int64)
     workers = numba.get_num_threads()
-    load_kernel_blas()
     # Numba's threads split the rows; BLAS stays single-threaded inside them, so no idle
     # BLAS threads are left spinning into the next epoch.
-    with threadpool_limits(limits=1 if workers > 1 else None, user_api="blas"):
+    with single_threaded_blas(workers > 1):
         mean_loss = evaluate(predictions, x, labels, params, layout.arrays(), codes, workers)
     return float(mean_loss), float((predictions == labels).mean()), predictions
 

@@ -257,9 +257,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         dtype = np.dtype(self.dtype)
         rng = check_random_state(self.random_state)
         labels = np.searchsorted(classes, y).astype(np.int64)
+        # the caller's own array when it suits (the kernels only read it); writeable, as a
+        # read-only array would compile the epoch a second time for its own Numba type
         x = np.require(X, dtype=dtype, requirements=["C", "W"])
-        if x is X:  # never train on (or write into) the caller's array
-            x = x.copy()
 
         x_val = y_val = None
         if self.early_stopping and not incremental:

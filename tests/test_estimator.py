@@ -112,6 +112,28 @@ def test_same_seed_same_model_and_warm_start_continues(fashion):
     assert warm.n_iter_ == 4 and len(warm.loss_curve_) == 4
 
 
+def test_fit_reads_the_callers_float32_array_without_copying_or_changing_it(fashion):
+    """A float32 C-ordered X is trained on as it is: fit allocates far less than X (a copy of
+    Fashion-MNIST's training set took 0.5 s and 170 MB per fit) and leaves X as it was."""
+    import tracemalloc
+
+    x_train, y_train, _, _ = fashion
+    x = np.ascontiguousarray(x_train, dtype=np.float32)
+    before = x.copy()
+    model = MLPClassifier(hidden_layer_sizes=(16,), max_iter=1, random_state=0)
+    model.partial_fit(x[:10], y_train[:10], classes=np.unique(y_train))  # compile outside
+    tracemalloc.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(x, y_train)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < x.nbytes / 4, f"fit allocated {peak:,} bytes for a {x.nbytes:,}-byte X"
+    np.testing.assert_array_equal(x, before)
+
+
 def test_partial_fit_one_epoch_per_call(fashion):
     x_train, y_train, x_test, y_test = fashion
     model = MLPClassifier(hidden_layer_sizes=(32,), random_state=0)

@@ -469,6 +469,30 @@ print(scipy.linalg.solve(np.eye(2), np.ones(2)).tolist())
     assert len(list(tmp_path.glob("*/summary.json"))) == 1
 
 
+def test_epochs_hold_the_kernels_blas_to_one_thread_and_give_it_back():
+    """The block every threaded epoch and evaluation runs in: the BLAS the kernels call runs
+    on one thread inside it (each Numba thread has its own share of the batch), as it was
+    after it; the libraries are looked up once, so the second block must work the same."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from fastmlp.engine import load_kernel_blas, single_threaded_blas
+
+    def kernel_blas_threads():
+        return [pool["num_threads"] for pool in threadpool_info()
+                if pool["internal_api"] == "openblas" and "scipy.libs" in pool["filepath"]]
+
+    load_kernel_blas()
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = kernel_blas_threads()
+        assert len(before) == 1
+        for _ in range(2):
+            with single_threaded_blas(True):
+                assert kernel_blas_threads() == [1]
+            assert kernel_blas_threads() == before
+        with single_threaded_blas(False):  # one thread of Numba's: BLAS keeps its threads
+            assert kernel_blas_threads() == before
+
+
 def test_result_files_get_the_mode_of_any_new_file(tmp_path):
     """Written through a temp file and a rename, yet as readable as the umask allows (not
     the temp file's owner-only 0600)."""
