@@ -6,6 +6,7 @@
     evaluate_params(...)        loss, accuracy and predictions of a parameter buffer
     warm_up(dtype)              compile (or load from the disk cache) every training kernel
     thread_limits(threads)      Numba and BLAS thread counts for a block
+    single_threaded_blas(...)   BLAS on one thread while Numba's threads split the work
 
 Everything that runs a kernel goes through here: the trainer, inference, benchmarks and
 sweeps. The bundles the kernels take are described in fastmlp/kernels/epoch.py.
