@@ -6,9 +6,9 @@
 
 Training runs the compiled epoch of `fastmlp train` (engine.run_epoch: one call per epoch,
 no Python per batch) on float features of any width; the validation score of
-early_stopping comes from engine.evaluate_params. predict_proba is a float64 NumPy forward
-pass (fastmlp.reference's math), so that a prediction does not depend on which other rows
-it is computed with.
+early_stopping comes from engine.evaluate_params. predict_proba is a NumPy forward pass
+(fastmlp.reference's math), so that a prediction does not depend on which other rows it is
+computed with beyond rounding: float64 for float64 X, float32 when X and the model both are.
 
 Parameters take scikit-learn's `MLPClassifier` names where the two overlap; the rest are
 fastmlp's settings under their `fastmlp train` names (loss, weight_init, beta, dtype,
@@ -129,14 +129,17 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def predict_proba(self, X):
-        """Class probabilities (n_samples, n_classes), columns in the order of classes_."""
+        """Class probabilities (n_samples, n_classes), columns in the order of classes_; in
+        float32 for a float32 X and a float32 model (as fast again as float64, and
+        scikit-learn's MLPClassifier keeps float32 too), else in float64."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
         from .reference import forward, softmax
 
-        layers = [(w.astype(np.float64), b.astype(np.float64))
+        dtype = np.result_type(X.dtype, self._state.params.dtype)
+        layers = [(w.astype(dtype, copy=False), b.astype(dtype, copy=False))
                   for w, b in self._layout.views(self._state.params)]
-        _, logits = forward(layers, np.asarray(X, dtype=np.float64), self._activation_name())
+        _, logits = forward(layers, X.astype(dtype, copy=False), self._activation_name())
         return softmax(logits)
 
     def predict_log_proba(self, X):

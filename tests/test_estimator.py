@@ -134,6 +134,29 @@ def test_fit_reads_the_callers_float32_array_without_copying_or_changing_it(fash
     np.testing.assert_array_equal(x, before)
 
 
+def test_float32_input_predicts_in_float32_as_float64_does(fashion):
+    """A float32 X and the default float32 model predict in float32 (scikit-learn's
+    MLPClassifier keeps float32 as well): the same class for every test image as float64,
+    probabilities within 1e-5."""
+    x_train, y_train, x_test, _ = fashion
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = MLPClassifier(hidden_layer_sizes=(64,), max_iter=3, random_state=0).fit(
+            x_train, y_train)
+    as64 = model.predict_proba(x_test.astype(np.float64))
+    as32 = model.predict_proba(x_test.astype(np.float32))
+    assert as64.dtype == np.float64 and as32.dtype == np.float32
+    np.testing.assert_allclose(as32, as64, atol=1e-5)
+    np.testing.assert_array_equal(model.predict(x_test.astype(np.float32)),
+                                  model.predict(x_test.astype(np.float64)))
+    float64_model = MLPClassifier(hidden_layer_sizes=(64,), max_iter=1, random_state=0,
+                                  dtype="float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        float64_model.fit(x_train, y_train)
+    assert float64_model.predict_proba(x_test.astype(np.float32)).dtype == np.float64
+
+
 def test_partial_fit_one_epoch_per_call(fashion):
     x_train, y_train, x_test, y_test = fashion
     model = MLPClassifier(hidden_layer_sizes=(32,), random_state=0)
