@@ -14,6 +14,7 @@ sweeps. The bundles the kernels take are described in fastmlp/kernels/epoch.py.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 
 import numpy as np
@@ -130,7 +131,13 @@ def load_kernel_blas() -> None:
         import scipy.linalg.cython_blas  # noqa: F401  (another SciPy layout: the usual way)
 
 
-_BLAS_CONTROLLER = []  # the one threadpoolctl controller of the BLAS libraries, once made
+@functools.cache
+def _thread_pools():
+    """threadpoolctl's controller of the libraries loaded by its first call (after
+    load_kernel_blas), made once per process."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def single_threaded_blas(wanted: bool):
@@ -138,16 +145,10 @@ def single_threaded_blas(wanted: bool):
     the work), else a block that changes nothing. The libraries are looked up once per
     process, after loading the kernels' BLAS: a fresh `threadpool_limits` reads
     /proc/self/maps at every call, 4 ms, more than a partial_fit on a batch takes."""
-    import contextlib
-
     load_kernel_blas()
     if not wanted:
         return contextlib.nullcontext()
-    if not _BLAS_CONTROLLER:
-        from threadpoolctl import ThreadpoolController
-
-        _BLAS_CONTROLLER.append(ThreadpoolController())
-    return _BLAS_CONTROLLER[0].limit(limits=1, user_api="blas")
+    return _thread_pools().limit(limits=1, user_api="blas")
 
 
 def warm_up(dtype="float32") -> float:
