@@ -10,6 +10,7 @@ Look-up order for a dataset's four files (see `find_dataset_dir`):
 4. a download into `cache_dir()/<name>/` (FASTMLP_MIRROR, when set, is tried first).
 
 Every bad-data situation raises `DataError` with one line naming the file and the problem.
+The user's own data (`--data`) is fastmlp/owndata.py's, built on this module's IDX reader.
 """
 from __future__ import annotations
 
@@ -227,7 +228,7 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("fastmlp")) / "datasets"
 
 
-def _file_in(directory: Path, file_name: str) -> Path | None:
+def file_in(directory: Path, file_name: str) -> Path | None:
     """The file in `directory`, as `<file>.gz` or uncompressed `<file>`, or None."""
     for candidate in (directory / file_name, directory / file_name.removesuffix(".gz")):
         if candidate.is_file():
@@ -236,7 +237,7 @@ def _file_in(directory: Path, file_name: str) -> Path | None:
 
 
 def _missing_files(directory: Path, spec: DatasetSpec) -> list[str]:
-    return [f for f in spec.files.values() if _file_in(directory, f) is None]
+    return [f for f in spec.files.values() if file_in(directory, f) is None]
 
 
 def _explicit_dir(name: str, spec: DatasetSpec, data_dir: Path) -> Path:
@@ -296,7 +297,7 @@ def load_dataset(name, data_dir=None, download=True) -> Dataset:
             raise DataError(f"{name}: dataset files not found in "
                             f"{', '.join(map(str, searched))} (download disabled)")
         directory = download_dataset(name, cache_dir())
-    paths = {key: _file_in(directory, file_name) for key, file_name in spec.files.items()}
+    paths = {key: file_in(directory, file_name) for key, file_name in spec.files.items()}
     decoded = _decoded_dir(paths)
     arrays = _read_decoded(decoded, paths)
     if arrays is None:
@@ -396,7 +397,7 @@ def download_dataset(name, cache_dir, mirrors=None) -> Path:
         raise DataError(f"{target}: cannot create the dataset cache directory ({exc})") from None
     try:
         for file_name in spec.files.values():
-            if _file_in(target, file_name) is None:
+            if file_in(target, file_name) is None:
                 _download_file(file_name, spec.sha256[file_name], mirrors, target)
     except BaseException:
         if created and not any(target.iterdir()):
@@ -471,16 +472,17 @@ class Splits:
         return (self.pixels_train.shape[1],) + tuple(hidden_widths) + (len(self.class_names),)
 
 
-def load_splits(config) -> Splits:
+def load_splits(config, own: Dataset | None = None) -> Splits:
     """The seeded validation split taken off train; validation and test as floats in [0, 1].
-    config: a TrainConfig (dataset, data_dir, val_fraction, seed, dtype)."""
-    own = getattr(config, "data", None) is not None
-    if own:  # --data: a file or folder of the user's (fastmlp/owndata.py)
-        from .owndata import load_own_data
-
-        dataset = load_own_data(config)
+    config: a TrainConfig (dataset, data_dir, val_fraction, seed, dtype). own: the user's
+    data (`--data`), already read by owndata.load_own_data; without it, config.dataset."""
+    if own is not None:
+        dataset, image_shape = own, own.image_shape
+    elif getattr(config, "data", None) is not None:
+        raise ValueError("config.data is set: pass owndata.load_own_data(config) as `own`")
     else:
         dataset = load_dataset(config.dataset, config.data_dir)
+        image_shape = REGISTRY[dataset.name].image_shape
     train_rows, val_rows = train_val_split(len(dataset.y_train), config.val_fraction, config.seed)
     dtype = np.dtype(config.dtype)
     labels = dataset.y_train.astype(np.int64)
@@ -489,7 +491,7 @@ def load_splits(config) -> Splits:
         x_val=model_inputs(dataset.x_train[val_rows], dtype), y_val=labels[val_rows],
         x_test=model_inputs(dataset.x_test, dtype), y_test=dataset.y_test.astype(np.int64),
         class_names=tuple(dataset.class_names),
-        image_shape=dataset.image_shape if own else REGISTRY[dataset.name].image_shape)
+        image_shape=image_shape)
 
 
 def model_inputs(x, dtype) -> np.ndarray:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import FILES, Dataset, _file_in, read_idx
+from .data import FILES, Dataset, file_in, read_idx
 from .errors import DataError
 
 
@@ -162,7 +162,7 @@ def _read_csv(path: Path, label_column: str, need_label: bool = True):
 
 
 def _load_idx_folder(path: Path):
-    found = {key: _file_in(path, name) for key, name in FILES.items()}
+    found = {key: file_in(path, name) for key, name in FILES.items()}
     missing = [FILES[key].removesuffix(".gz") for key, file in found.items() if file is None]
     if missing:
         raise DataError(f"{path}: not a folder of IDX files (no {', '.join(missing)}[.gz])")

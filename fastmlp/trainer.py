@@ -22,6 +22,7 @@ from .engine import (TrainState, confusion_matrix, evaluate_params, run_epoch, t
                      warm_up)
 from .errors import ConfigError, DataError, DivergedError
 from .model import Layout, init_params
+from .owndata import load_own_data
 from .rundir import BestEpoch, RunDirectory
 
 
@@ -62,7 +63,8 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
         config = config.validated()
     preload_wandb(config.wandb_mode)
     with thread_limits(config.threads):
-        splits = load_splits(config)
+        own = load_own_data(config) if config.data is not None else None  # --data PATH
+        splits = load_splits(config, own)
         layout = Layout(splits.layer_sizes(config.hidden_widths))
         if config.augment != NO_AUGMENTATION and splits.image_shape is None:
             raise ConfigError(f"--augment: shifts and flips need images; {config.data} is a "
