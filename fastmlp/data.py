@@ -5,8 +5,8 @@ Look-up order for a dataset's four files (see `find_dataset_dir`):
 1. an explicit directory: the `data_dir` argument, else the env FASTMLP_DATA_DIR
    (the files must be there; it may hold them directly or in a `<name>/` subfolder);
 2. the cache: `cache_dir()/<name>/`;
-3. machine-wide copies: Fashion-MNIST's Debian package directory, and for MNIST the
-   directory in the env FASTMLP_SHARED_MNIST;
+3. copies on the machine: Fashion-MNIST's Debian package directory; MNIST's copy in the
+   repository (`data/mnist/` of the clone fastmlp runs from, `CLONE_MNIST_DIR`);
 4. a download into `cache_dir()/<name>/` (FASTMLP_MIRROR, when set, is tried first).
 
 Every bad-data situation raises `DataError` with one line naming the file and the problem.
@@ -44,6 +44,8 @@ FILES = {
 
 # Where the Debian package `dataset-fashion-mnist` installs the files.
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+# The repository's copy of MNIST (data/mnist/README.md); absent from an installed wheel.
+CLONE_MNIST_DIR = Path(__file__).resolve().parents[1] / "data" / "mnist"
 
 DOWNLOAD_TIMEOUT_S = 30
 _CHUNK = 1 << 20
@@ -256,11 +258,11 @@ def _explicit_dir(name: str, spec: DatasetSpec, data_dir: Path) -> Path:
 
 
 def _machine_dirs(name: str) -> list[Path]:
-    """Machine-wide copies: the Debian package for Fashion-MNIST, FASTMLP_SHARED_MNIST."""
+    """Copies on the machine: the Debian package for Fashion-MNIST, the clone's for MNIST
+    (when fastmlp runs from a clone)."""
     if name == "fashion_mnist":
         return [DEBIAN_FASHION_MNIST_DIR]
-    shared = os.environ.get("FASTMLP_SHARED_MNIST")
-    return [Path(shared)] if shared else []
+    return [CLONE_MNIST_DIR] if CLONE_MNIST_DIR.is_dir() else []
 
 
 def _locate(name: str, spec: DatasetSpec, data_dir) -> tuple[Path | None, list[Path]]:

@@ -2,7 +2,6 @@
 fastmlp reads only that data and writes only under pytest's temporary directories."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -10,9 +9,10 @@ import pytest
 from clirunner import SMALL_FASHION, skip_or_fail, write_idx_files
 
 REPO = Path(__file__).resolve().parents[1]
-# Debian package `dataset-fashion-mnist`; MNIST has no package: a shared copy beside the repo.
+# Fashion-MNIST: the Debian package `dataset-fashion-mnist`; MNIST: the repository's copy
+# (which fastmlp, run from this clone, also finds on its own: data.CLONE_MNIST_DIR).
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-SHARED_MNIST = Path(os.environ.get("FASTMLP_SHARED_MNIST") or REPO.parent / "shared" / "data" / "mnist")
+MNIST_DIR = REPO / "data" / "mnist"
 
 
 def require_data(directory: Path, how: str) -> Path:
@@ -32,7 +32,7 @@ def fashion_dir() -> Path:
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     """The real MNIST files."""
-    return require_data(SHARED_MNIST, "set FASTMLP_SHARED_MNIST")
+    return require_data(MNIST_DIR, "the repository's data/mnist/")
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +49,6 @@ def fastmlp_env(tmp_path_factory):
     home = tmp_path_factory.mktemp("fastmlp-env")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FASTMLP_CACHE_DIR", str(home / "cache"))
-        patch.setenv("FASTMLP_SHARED_MNIST", str(SHARED_MNIST))
         for var in ("FASTMLP_DATA_DIR", "FASTMLP_MIRROR", "WANDB_DIR", "WANDB_API_KEY",
                     "WANDB_MODE"):
             patch.delenv(var, raising=False)

@@ -18,7 +18,7 @@ from fastmlp import data
 from fastmlp.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_MNIST = Path(os.environ.get("FASTMLP_SHARED_MNIST") or REPO.parent / "shared" / "data" / "mnist")
+SHARED_MNIST = REPO / "data" / "mnist"  # the repository's copy
 FASHION_DIR = data.DEBIAN_FASHION_MNIST_DIR
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 FILE_NAMES = list(data.FILES.values())
@@ -34,7 +34,7 @@ needs_mnist = pytest.mark.skipif(not SHARED_MNIST.is_dir() and not STRICT,
 def isolated_env(tmp_path, monkeypatch):
     """Never read or write the user's cache, never pick up an outside data dir or mirror."""
     monkeypatch.setenv("FASTMLP_CACHE_DIR", str(tmp_path / "cache"))
-    for var in ("FASTMLP_DATA_DIR", "FASTMLP_MIRROR", "FASTMLP_SHARED_MNIST"):
+    for var in ("FASTMLP_DATA_DIR", "FASTMLP_MIRROR"):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -94,6 +94,7 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 def offline(monkeypatch, tmp_path):
     """No machine-wide copies and no built-in (internet) mirrors: only FASTMLP_MIRROR."""
     monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian")
+    monkeypatch.setattr(data, "CLONE_MNIST_DIR", tmp_path / "no-clone-copy")
     for name, spec in data.REGISTRY.items():
         monkeypatch.setitem(data.REGISTRY, name, data.DatasetSpec(
             class_names=spec.class_names, sha256=spec.sha256, mirrors=()))
@@ -164,8 +165,7 @@ def test_fashion_found_in_debian_dir_without_arguments():
 
 
 @needs_mnist
-def test_mnist_found_via_shared_env(monkeypatch):
-    monkeypatch.setenv("FASTMLP_SHARED_MNIST", str(SHARED_MNIST))
+def test_mnist_found_in_the_clone_without_arguments():
     assert data.find_dataset_dir("mnist") == SHARED_MNIST
 
 
