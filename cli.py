@@ -255,8 +255,10 @@ def _print_confusion_matrix(matrix, class_names):
               help="Also write every figure as JSON to PATH.")
 @click.option("--group", "groups", multiple=True,
               type=click.Choice(["dense_forward", "dense_backward", "activation", "loss",
-                                 "optimizer"]),
-              help="Only these kernel groups (repeatable; default: all).")
+                                 "optimizer", "inference"]),
+              help="Only these kernel groups (repeatable; default: all); inference: 10,000 "
+                   "test images through the compiled forward pass, against scikit-learn's "
+                   "predict_proba.")
 @click.option("--epochs/--no-epochs", default=True, show_default=True,
               help="Also time whole epochs on Fashion-MNIST (seed config, batch 256, wide).")
 @click.option("--anchor", "anchors", multiple=True, type=click.Choice(list(ANCHORS)),
@@ -275,7 +277,8 @@ def bench(json_path, groups, epochs, anchors, no_anchors, real_runs, threads, da
     from fastmlp.files import write_json_atomic
 
     with thread_limits(threads):
-        splits = load_splits(TrainConfig(data_dir=data_dir)) if epochs else None
+        wants_data = epochs or not groups or "inference" in groups
+        splits = load_splits(TrainConfig(data_dir=data_dir)) if wants_data else None
         results = run_bench(splits, groups=set(groups) or None, epochs=epochs,
                             anchors=() if no_anchors else (anchors or tuple(ANCHORS)),
                             real_runs=real_runs, data_dir=data_dir,

@@ -14,9 +14,7 @@ import numpy as np
 
 from . import reference as ref
 from .config import TrainConfig, code_of
-from .kernels.activations import ACTIVATIONS
-from .kernels.losses import LOSSES
-from .kernels.optimizers import OPTIMIZERS, hyperparameters
+from .kernels.interface import ACTIVATIONS, LOSSES, OPTIMIZERS, kernel_inputs
 from .model import Layout, init_params
 
 SEED_CONFIG = dict(batch_size=32, hidden_size=64, num_layers=3, activation="ReLU",
@@ -128,8 +126,8 @@ def optimizer_cases(dtype="float32", sizes=OPTIMIZER_SIZES) -> list:
     from .kernels.optimizers import optimizer_update
 
     rng = np.random.default_rng(3)
-    config = TrainConfig()
-    hyper = hyperparameters(config)
+    config = TrainConfig().validated()
+    _, hyper = kernel_inputs(config)
     cases = []
     for size_name, count in sizes.items():
         # one weight matrix holding `count` parameters (plus nothing else): one segment
@@ -192,6 +190,63 @@ def epoch_case(splits, rows=None, **overrides) -> Case:
         flops_per_sample(config.layer_sizes) * len(labels), "FLOP",
         anchors={name: run for name, build in ANCHORS.items()
                  if (run := build(config, x, labels, order)) is not None})
+
+
+# ----------------------------------------------------------------------------- inference
+
+INFERENCE_ROWS = 10_000  # Fashion-MNIST's test set
+INFERENCE_WIDTHS = (64, 512)  # three hidden layers each: the seed net and a wide one
+
+
+def inference_cases(splits, rows=INFERENCE_ROWS) -> list:
+    """Class probabilities of `rows` test images through the seed net and through 3x512, by
+    the compiled forward pass (engine.predict_outputs, all cores), its NumPy twin
+    (reference.predict) and scikit-learn's MLPClassifier.predict_proba on the same float32
+    weights (all cores through NumPy's BLAS)."""
+    from .data import model_inputs
+    from .engine import predict_outputs
+
+    cases = []
+    for width in INFERENCE_WIDTHS:
+        config = TrainConfig(**{**SEED_CONFIG, "hidden_size": width}).validated()
+        layout = Layout(config.layer_sizes)
+        params = init_params(layout, config.weight_init, np.random.default_rng(0),
+                             np.dtype(config.dtype))
+        x = model_inputs(splits.x_test[:rows], params.dtype)
+        layers = layout.views(params)
+        anchors = {}
+        if (sklearn := sklearn_predictor(config, layers)) is not None:
+            anchors["sklearn"] = lambda model=sklearn, x=x: model.predict_proba(x)
+        cases.append(Case(
+            "inference", f"{'-'.join(map(str, layout.sizes))} {config.dtype} {len(x)} rows",
+            lambda params=params, layout=layout, x=x, config=config:
+                predict_outputs(params, layout, x, config),
+            lambda layers=layers, x=x: ref.predict(layers, x, config.activation),
+            2.0 * sum(n_in * n_out for n_in, n_out in zip(layout.sizes, layout.sizes[1:]))
+            * len(x), "FLOP", anchors=anchors))
+    return cases
+
+
+def sklearn_predictor(config, layers):
+    """scikit-learn's MLPClassifier holding these (W, b) layers (float32, as fitted on float32
+    X), or None when scikit-learn is not installed."""
+    try:
+        from sklearn.neural_network import MLPClassifier
+    except ImportError:
+        return None
+    import warnings
+
+    sizes = [weights.shape[1] for weights, _ in layers[:-1]]
+    classes = layers[-1][0].shape[1]
+    model = MLPClassifier(hidden_layer_sizes=sizes, activation=config.activation.lower(),
+                          max_iter=1)
+    x = np.zeros((classes, layers[0][0].shape[0]), dtype=layers[0][0].dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.partial_fit(x, np.arange(classes), classes=np.arange(classes))
+    model.coefs_ = [weights.copy() for weights, _ in layers]
+    model.intercepts_ = [bias.copy() for _, bias in layers]
+    return model
 
 
 def sklearn_epoch(config, x, labels, order):
@@ -362,6 +417,8 @@ def _timed(fn) -> float:
 
 # ----------------------------------------------------------------------------- `fastmlp bench`
 
+# Timed on all cores, against the anchors and the FLOP bound (the kernels: one thread each)
+WHOLE_MACHINE_GROUPS = ("epoch", "inference")
 # (config overrides, training rows used): wide nets on a slice so the reference stays bearable
 EPOCH_CONFIGS = (
     ({}, None),                                      # the seed configuration, full epoch
@@ -378,6 +435,8 @@ def run_bench(splits, groups=None, epochs=True, anchors=tuple(ANCHORS), progress
 
     gemm_rate = gemm_flops_per_second()
     cases = [case for case in kernel_cases() if groups is None or case.group in groups]
+    if groups is None or "inference" in groups:
+        cases += inference_cases(splits)
     if epochs:
         cases += [epoch_case(splits, rows, **overrides) for overrides, rows in EPOCH_CONFIGS]
         for name in anchors:
@@ -388,7 +447,7 @@ def run_bench(splits, groups=None, epochs=True, anchors=tuple(ANCHORS), progress
     for case in cases:
         if progress:
             progress(f"{case.group} {case.label}")
-        is_epoch = case.group == "epoch"
+        is_epoch = case.group in WHOLE_MACHINE_GROUPS
         contenders = {"numba": case.numba, "reference": case.reference}
         if is_epoch:  # interleaved with the others
             contenders |= {name: run for name, run in case.anchors.items() if name in anchors}
@@ -459,8 +518,9 @@ def print_bench_table(results: dict) -> None:
     kernels = Table(title="kernels: Numba vs the NumPy reference (float32, one thread each)")
     for column in ("kernel", "case", "numba", "reference", "speed-up", "numba throughput"):
         kernels.add_column(column, justify="left" if column in ("kernel", "case") else "right")
-    epochs = Table(title=f"one training epoch (FLOP bound at the measured GEMM rate, "
-                         f"{results['gemm_gflops']:.0f} GFLOP/s)")
+    epochs = Table(title=f"one training epoch, or inference on 10,000 rows (all cores; FLOP "
+                         f"bound at the measured GEMM rate, {results['gemm_gflops']:.0f} "
+                         "GFLOP/s)")
     anchor_columns = [name for name in ANCHORS
                       if any(f"{name}_seconds" in row for row in results["rows"])]
     for column in ("configuration", "numba", "reference", "speed-up", "x FLOP bound",
@@ -472,13 +532,14 @@ def print_bench_table(results: dict) -> None:
                       else f"{rate / 1e6:.0f} M{row['unit']}/s")
         times = (_seconds(row["numba_seconds"]), _seconds(row["reference_seconds"]),
                  f"{row['speedup']:.1f}x")
-        if row["group"] == "epoch":
+        if row["group"] in WHOLE_MACHINE_GROUPS:
             anchor_cells = []
             for name in anchor_columns:
                 timed = f"{name}_seconds" in row
                 anchor_cells += [_seconds(row[f"{name}_seconds"]) if timed else "-",
                                  f"{row[f'speedup_vs_{name}']:.1f}x" if timed else "-"]
-            epochs.add_row(row["case"], *times, f"{row['times_flop_bound']:.2f}", *anchor_cells)
+            name = row["case"] if row["group"] == "epoch" else f"inference {row['case']}"
+            epochs.add_row(name, *times, f"{row['times_flop_bound']:.2f}", *anchor_cells)
         else:
             kernels.add_row(row["group"], row["case"], *times, throughput)
     if kernels.row_count:

@@ -7,7 +7,9 @@ name, `train_command`, the sweep's parameter names, resume's override rule and t
 flag table (`settings_table_markdown`; a test keeps the README in step). Adding a setting
 is one entry here plus the code that uses it (docs/ARCHITECTURE.md).
 
-The choice names live beside the code that gives them meaning (kernels, model, data).
+The choice names live beside the code that gives them meaning: the kernels' in
+kernels/interface.py, the weight inits in model.py, the datasets in data.py. The kernels
+read a TrainConfig only once validated (`validated()`, interface.kernel_inputs).
 """
 from __future__ import annotations
 
@@ -19,10 +21,7 @@ from typing import Callable, Optional
 
 from .data import DATASETS, REGISTRY as DATASET_REGISTRY
 from .errors import ConfigError
-from .kernels.activations import ACTIVATIONS
-from .kernels.losses import LOSSES
-from .kernels.optimizers import OPTIMIZERS
-from .kernels.schedules import SCHEDULES
+from .kernels.interface import ACTIVATIONS, LOSSES, OPTIMIZERS, SCHEDULES
 from .model import WEIGHT_INITS
 
 DTYPES = ("float32", "float64")
@@ -36,12 +35,12 @@ def code_of(name: str, registry: tuple) -> int:
     return registry.index(name)
 
 
-def canonical_choice(value: str, registry: tuple, flag: str) -> str:
+def canonical_choice(value: str, registry: tuple, flag: str, setting: str = None) -> str:
     """Match `value` case-insensitively against a registry; return the registry's spelling."""
     for name in registry:
         if str(value).lower() == name.lower():
             return name
-    raise ConfigError(f"{flag}: {value!r} is not one of {', '.join(registry)}")
+    raise ConfigError(f"{flag}: {value!r} is not one of {', '.join(registry)}", setting=setting)
 
 
 # ----------------------------------------------------------------------------- rules
@@ -296,9 +295,11 @@ class TrainConfig:
         for entry in SETTINGS:
             value = values[entry.name]
             if entry.choices is not None:
-                values[entry.name] = canonical_choice(value, entry.choices, entry.flag)
+                values[entry.name] = canonical_choice(value, entry.choices, entry.flag,
+                                                      setting=entry.name)
             elif entry.rule is not None and value is not None and not entry.rule.ok(value):
-                raise ConfigError(f"{entry.flag}: {_shown(value)} {entry.rule.text}")
+                raise ConfigError(f"{entry.flag}: {_shown(value)} {entry.rule.text}",
+                                  setting=entry.name)
         widths = values["hidden_size"]
         if isinstance(widths, (tuple, list)):  # one width per layer; a single one is for all
             widths = tuple(widths) if len(widths) > 1 else widths[0]
@@ -313,7 +314,20 @@ class TrainConfig:
         if values["warmup_epochs"] > 0 and values["lr_schedule"] == "onecycle":
             raise ConfigError(f"{flag_name('warmup_epochs')}: onecycle has its own warm-up "
                               "(the first 30 % of the steps); leave --warmup-epochs out")
-        return TrainConfig(**values)
+        checked = TrainConfig(**values)
+        checked._validated = True  # not a field: dataclasses.replace() gives an unchecked copy
+        return checked
+
+    @property
+    def is_validated(self) -> bool:
+        """Made by validated() (and not changed since by dataclasses.replace): what the
+        kernels' inputs are built from (kernels/interface.py)."""
+        return self.__dict__.get("_validated", False)
+
+    @property
+    def augmentation(self) -> tuple:
+        """(shift in pixels, flip) of --augment."""
+        return augment_parts(self.augment)
 
     @property
     def hidden_widths(self) -> tuple:
@@ -345,6 +359,13 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
         return cls(**values)
+
+    @classmethod
+    def from_saved(cls, values: dict) -> "TrainConfig":
+        """The validated settings of a saved model (model.npz's config): what the kernels
+        read to run it. Names this fastmlp does not know are left out."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{name: value for name, value in values.items() if name in known}).validated()
 
     def train_command(self) -> str:
         """The `fastmlp train ...` command line that reproduces this configuration."""
@@ -457,4 +478,5 @@ def resume_config(saved: TrainConfig, overrides: dict) -> TrainConfig:
             raise ConfigError(f"{flag_name(name)}: --resume continues a run with the settings it "
                               f"started with ({getattr(saved, name)!r}); only {local} may change "
                               "(drop the flag, or start a new run)")
-    return dataclasses.replace(candidate, group=overrides.get("group", saved.group))
+    return dataclasses.replace(candidate,
+                               group=overrides.get("group", saved.group)).validated()

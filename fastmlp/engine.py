@@ -1,15 +1,16 @@
 """The training engine: drives the compiled kernels (fastmlp/kernels/) from Python.
 
     TrainState                  parameters, optimizer state, gradient buffer, step count
-    kernel_codes(config)        the `codes` bundle: the kernels' integer choices
     run_epoch(state, ...)       one compiled epoch over the training pixels
     evaluate_params(...)        loss, accuracy and predictions of a parameter buffer
-    warm_up(dtype)              compile (or load from the disk cache) every training kernel
+    predict_outputs(...)        output-layer values (probabilities) and predicted classes
+    warm_up(dtype)              compile (or load from the disk cache) every kernel
     thread_limits(threads)      Numba and BLAS thread counts for a block
     single_threaded_blas(...)   BLAS on one thread while Numba's threads split the work
 
-Everything that runs a kernel goes through here: the trainer, inference, benchmarks and
-sweeps. The bundles the kernels take are described in fastmlp/kernels/epoch.py.
+Everything that runs a kernel goes through here: the trainer, inference, the estimator,
+benchmarks and sweeps. Settings reach the kernels only as a validated TrainConfig, turned
+into their `codes` and `hyper` arrays by kernels.interface.kernel_inputs.
 """
 from __future__ import annotations
 
@@ -19,16 +20,9 @@ import time
 
 import numpy as np
 
-from .kernels.activations import ACTIVATIONS
-from .kernels.epoch import BUFFERS, CODES
-from .kernels.losses import LOSSES
-from .kernels.optimizers import OPTIMIZERS, hyperparameters
-from .kernels.schedules import SCHEDULES
+from .config import TrainConfig
+from .kernels.interface import BUFFERS, kernel_inputs
 from .model import Layout, init_params
-
-# The entries of the kernels' `codes` array that name a choice: the table each indexes.
-_CHOICE_TABLES = {"activation": ACTIVATIONS, "loss": LOSSES, "optimizer": OPTIMIZERS,
-                  "lr_schedule": SCHEDULES}
 
 
 class TrainState:
@@ -52,29 +46,6 @@ class TrainState:
     state1 = property(lambda self: self.buffers[1])
     state2 = property(lambda self: self.buffers[2])
     grads = property(lambda self: self.buffers[3])
-
-
-def kernel_codes(settings) -> np.ndarray:
-    """The `codes` bundle of a mapping (or TrainConfig) with the names in CODES (choices by
-    name, the rest as integers); a missing choice is its table's first, a missing number 0."""
-    values = settings if isinstance(settings, dict) else vars(settings)
-    return np.array([_CHOICE_TABLES[name].index(values.get(name, _CHOICE_TABLES[name][0]))
-                     if name in _CHOICE_TABLES else int(values.get(name, 0)) for name in CODES],
-                    dtype=np.int64)
-
-
-def kernel_settings(settings, steps_per_epoch: int) -> dict:
-    """The settings the kernels read, as one mapping: a TrainConfig's (or a mapping's) own,
-    defaults for the training additions it lacks, and what follows from them: the total and
-    warm-up steps of the schedule, the augmentation's shift and flip. Augmentation needs the
-    mapping's image_width (pixels per image row: the trainer gives its data's)."""
-    from .config import TrainConfig, augment_parts
-
-    values = vars(TrainConfig()) | (settings if isinstance(settings, dict) else vars(settings))
-    shift, flip = augment_parts(values["augment"])
-    return dict(values, shift=shift, flip=int(flip), image_width=values.get("image_width", 0),
-                total_steps=values["epochs"] * steps_per_epoch,
-                warmup_steps=values["warmup_epochs"] * steps_per_epoch)
 
 
 @contextlib.contextmanager
@@ -152,25 +123,24 @@ def single_threaded_blas(wanted: bool):
 
 
 def warm_up(dtype="float32") -> float:
-    """Compile (or load from the on-disk cache) every training kernel; returns the seconds."""
+    """Compile (or load from the on-disk cache) every kernel; returns the seconds."""
     start = time.perf_counter()
     layout = Layout((4, 3, 2))
     params = init_params(layout, "Xavier", np.random.default_rng(0), np.dtype(dtype))
-    settings = dict(activation=ACTIVATIONS[0], loss=LOSSES[0], optimizer=OPTIMIZERS[0],
-                    learning_rate=0.0, momentum=0.0, beta=0.0, beta1=0.0, beta2=0.0,
-                    epsilon=1.0, weight_decay=0.0)
+    config = TrainConfig(dtype=str(np.dtype(dtype))).validated()
     pixels = np.zeros((2, 4), dtype=np.uint8)
     labels = np.zeros(2, dtype=np.int64)
-    run_epoch(TrainState.fresh(params), layout, pixels, labels, np.arange(2), 2, settings)
-    evaluate_params(params, layout, pixels.astype(dtype), labels, settings)
+    run_epoch(TrainState.fresh(params), layout, pixels, labels, np.arange(2), 2, config)
+    evaluate_params(params, layout, pixels.astype(dtype), labels, config)
     return time.perf_counter() - start
 
 
-def run_epoch(state: TrainState, layout: Layout, pixels, labels, order, batch_size, settings,
-              progress=None, shards=None):
-    """One compiled epoch over pixels[order] (uint8 images, scaled to [0, 1] in the kernel);
-    returns (mean batch loss, accuracy, batches run). settings: a TrainConfig (or a mapping)
-    giving the choices and the optimizer's hyperparameters.
+def run_epoch(state: TrainState, layout: Layout, pixels, labels, order, batch_size,
+              config: TrainConfig, progress=None, shards=None, image_width: int = 0):
+    """One compiled epoch over pixels[order] (uint8 images, scaled to [0, 1] in the kernel,
+    or float features); returns (mean batch loss, accuracy, batches run). config: a
+    validated TrainConfig (the choices, the hyperparameters, the schedule's length in
+    epochs); image_width: pixels per image row, for --augment.
 
     shards: how many threads split each batch by rows (default: Numba's thread count). With
     more than one, BLAS runs single-threaded inside them: on these small matrices a thread
@@ -183,29 +153,51 @@ def run_epoch(state: TrainState, layout: Layout, pixels, labels, order, batch_si
     if progress is None:
         progress = np.zeros(1, dtype=np.int64)
     batch_size = min(batch_size, len(order))  # the same batches; buffers no bigger than the data
-    values = kernel_settings(settings, -(-len(order) // batch_size))
+    codes, hyper = kernel_inputs(config, -(-len(order) // batch_size), image_width)
     with single_threaded_blas(shards > 1):
         loss_sum, correct, batches, state.step, state.lr = train_epoch(
             state.buffers, progress, state.step, pixels, labels, order, batch_size,
-            layout.arrays(), kernel_codes(values), hyperparameters(values), shards)
+            layout.arrays(), codes, hyper, shards)
     return loss_sum / max(batches, 1), correct / len(order), batches
 
 
-def evaluate_params(params, layout: Layout, x, labels, settings):
-    """(mean loss, accuracy, predicted labels) of a parameter buffer on a whole set; settings
-    gives the activation and the loss (a TrainConfig or a mapping)."""
+def _infer(params, layout: Layout, x, labels, config: TrainConfig, want_outputs: bool):
+    """The compiled forward pass of inference (kernels.epoch.infer) on every row of x, in
+    the parameters' dtype: (mean loss or 0, predictions, outputs or None)."""
     import numba
 
-    from .kernels.epoch import evaluate
+    from .kernels.epoch import infer
 
-    codes = kernel_codes(settings)
-    predictions = np.empty(len(labels), dtype=np.int64)
+    codes, _ = kernel_inputs(config)
+    # writeable too: a read-only array would compile the kernel again for its own Numba type
+    x = np.require(x, dtype=params.dtype, requirements=["C", "W"])
+    n, classes = len(x), layout.sizes[-1]
+    outputs = np.empty((n if want_outputs else 0, classes), dtype=params.dtype)
+    predictions = np.empty(n, dtype=np.int64)
+    if labels is None:
+        labels = np.empty(0, dtype=np.int64)
     workers = numba.get_num_threads()
     # Numba's threads split the rows; BLAS stays single-threaded inside them, so no idle
     # BLAS threads are left spinning into the next epoch.
     with single_threaded_blas(workers > 1):
-        mean_loss = evaluate(predictions, x, labels, params, layout.arrays(), codes, workers)
-    return float(mean_loss), float((predictions == labels).mean()), predictions
+        mean_loss = infer(outputs, predictions, x, labels, params, layout.arrays(), codes,
+                          workers)
+    return float(mean_loss), predictions, outputs if want_outputs else None
+
+
+def evaluate_params(params, layout: Layout, x, labels, config: TrainConfig):
+    """(mean loss, accuracy, predicted labels) of a parameter buffer on a whole set; config:
+    a validated TrainConfig (its activation and loss)."""
+    mean_loss, predictions, _ = _infer(params, layout, x, np.asarray(labels, dtype=np.int64),
+                                       config, want_outputs=False)
+    return mean_loss, float((predictions == labels).mean()), predictions
+
+
+def predict_outputs(params, layout: Layout, x, config: TrainConfig):
+    """(output-layer values (N, K): softmax probabilities, predicted classes (N,)) for the
+    rows of x, in the parameters' dtype; config: a validated TrainConfig (its activation)."""
+    _, predictions, outputs = _infer(params, layout, x, None, config, want_outputs=True)
+    return outputs, predictions
 
 
 def confusion_matrix(labels, predictions, classes: int) -> np.ndarray:

@@ -6,7 +6,13 @@ class FastMLPError(Exception):
 
 
 class ConfigError(FastMLPError):
-    """A flag or a sweep parameter has a value fastmlp cannot use."""
+    """A flag or a sweep parameter has a value fastmlp cannot use. setting: the name of the
+    settings-table field at fault, when there is one (the estimator names its own
+    parameter from it)."""
+
+    def __init__(self, message: str, setting: str = None):
+        super().__init__(message)
+        self.setting = setting
 
 
 class DataError(FastMLPError):

@@ -5,14 +5,15 @@
     model.predict(X), model.predict_proba(X), model.score(X, y)
 
 Training runs the compiled epoch of `fastmlp train` (engine.run_epoch: one call per epoch,
-no Python per batch) on float features of any width; the validation score of
-early_stopping comes from engine.evaluate_params. predict_proba is a NumPy forward pass
-(fastmlp.reference's math), so that a prediction does not depend on which other rows it is
-computed with beyond rounding: float64 for float64 X, float32 when X and the model both are.
+no Python per batch) on float features of any width; predict_proba and the validation
+score of early_stopping run the compiled forward pass of `fastmlp predict` and `evaluate`
+(engine.predict_outputs, engine.evaluate_params), in the model's dtype (float32 by
+default; dtype="float64" for float64).
 
 Parameters take scikit-learn's `MLPClassifier` names where the two overlap; the rest are
 fastmlp's settings under their `fastmlp train` names (loss, weight_init, beta, dtype,
-threads). How they map:
+threads). They become a TrainConfig, checked by the settings table's own rules (a bad
+value is a ValueError naming the parameter). How they map:
 
     solver              "adam" (default), "sgd", "momentum", "nag", "rmsprop", "nadam".
                         "sgd" behaves like scikit-learn's: with momentum > 0 it is "nag"
@@ -28,7 +29,9 @@ threads). How they map:
     learning_rate_init  the (constant) learning rate; beta_1, beta_2, epsilon: Adam's.
     max_iter            epochs (fit); tol and n_iter_no_change stop earlier as in
                         scikit-learn (training loss, or with early_stopping the validation
-                        accuracy, whose best parameters are kept).
+                        accuracy, whose best parameters are kept). n_iter_no_change is
+                        checked as fastmlp's --patience, validation_fraction as
+                        --val-fraction.
 
 Inputs are used as they are (no /255 scaling: scale them yourself, e.g. in a Pipeline).
 loss_curve_ holds the mean training loss of each epoch (without the alpha term).
@@ -47,15 +50,22 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .kernels.activations import ACTIVATIONS
-from .kernels.losses import LOSSES
-from .kernels.optimizers import OPTIMIZERS
-from .model import WEIGHT_INITS, Layout, init_params
+from .config import TrainConfig
+from .errors import ConfigError
+from .kernels.interface import OPTIMIZERS
+from .model import Layout, init_params
 
 # scikit-learn's activation names -> fastmlp's (fastmlp's own names are accepted too)
 SKLEARN_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh",
                        "relu": "ReLU"}
 SOLVERS = ("sgd",) + tuple(name for name in OPTIMIZERS if name != "sgd")
+# The settings-table field each parameter becomes (the others keep their names)
+SETTING_OF = {"solver": "optimizer", "learning_rate_init": "learning_rate",
+              "beta_1": "beta1", "beta_2": "beta2", "alpha": "weight_decay",
+              "max_iter": "epochs", "validation_fraction": "val_fraction",
+              "n_iter_no_change": "patience", "hidden_layer_sizes": "hidden_size"}
+PARAMETER_OF = {setting: parameter for parameter, setting in SETTING_OF.items()}
+PARAMETER_OF["num_layers"] = "hidden_layer_sizes"
 
 
 class MLPClassifier(ClassifierMixin, BaseEstimator):
@@ -129,18 +139,17 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def predict_proba(self, X):
-        """Class probabilities (n_samples, n_classes), columns in the order of classes_; in
-        float32 for a float32 X and a float32 model (as fast again as float64, and
-        scikit-learn's MLPClassifier keeps float32 too), else in float64."""
+        """Class probabilities (n_samples, n_classes), columns in the order of classes_, in
+        the model's dtype (float32 by default, as scikit-learn's MLPClassifier keeps a float32
+        X in float32): the compiled forward pass of `fastmlp predict`."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        from .reference import forward, softmax
+        from .engine import predict_outputs, thread_limits
 
-        dtype = np.result_type(X.dtype, self._state.params.dtype)
-        layers = [(w.astype(dtype, copy=False), b.astype(dtype, copy=False))
-                  for w, b in self._layout.views(self._state.params)]
-        _, logits = forward(layers, X.astype(dtype, copy=False), self._activation_name())
-        return softmax(logits)
+        with thread_limits(self._fitted_config.threads):
+            probabilities, _ = predict_outputs(self._state.params, self._layout, X,
+                                               self._fitted_config)
+        return probabilities
 
     def predict_log_proba(self, X):
         with np.errstate(divide="ignore"):
@@ -180,7 +189,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         from .export import to_onnx
         from .files import atomic_writer
 
-        graph = to_onnx(self._layout, self._state.params, self._activation_name(),
+        graph = to_onnx(self._layout, self._state.params, self._fitted_config.activation,
                         [str(name) for name in self.classes_])
         with atomic_writer(path, "wb") as handle:
             handle.write(graph.SerializeToString())
@@ -194,49 +203,40 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return X, y
 
     def _activation_name(self) -> str:
-        name = SKLEARN_ACTIVATIONS.get(self.activation, self.activation)
-        for known in ACTIVATIONS:
-            if str(name).lower() == known.lower():
-                return known
-        raise ValueError(f"activation {self.activation!r} is not one of "
-                         f"{', '.join(SKLEARN_ACTIVATIONS)} (or fastmlp's "
-                         f"{', '.join(ACTIVATIONS)})")
+        return SKLEARN_ACTIVATIONS.get(self.activation, self.activation)
 
-    def _settings(self, batch_size: int) -> dict:
-        """The engine's settings (TrainConfig names) from the estimator's parameters."""
-        if self.solver not in SOLVERS:
-            raise ValueError(f"solver {self.solver!r} is not one of {', '.join(SOLVERS)}"
-                             + (" (lbfgs is not offered)" if self.solver == "lbfgs" else ""))
+    def _config(self, batch_size: int) -> TrainConfig:
+        """The estimator's parameters as a validated TrainConfig: the settings table's rules
+        check them; a bad value is a ValueError naming the parameter."""
+        if self.solver == "lbfgs":
+            raise ValueError("solver 'lbfgs' is not offered; use one of " + ", ".join(SOLVERS))
         optimizer = self.solver
         if optimizer == "sgd" and self.momentum > 0:
             optimizer = "nag" if self.nesterovs_momentum else "momentum"
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss {self.loss!r} is not one of {', '.join(LOSSES)}")
-        checks = {"learning_rate_init": self.learning_rate_init > 0, "alpha": self.alpha >= 0,
-                  "momentum": 0 <= self.momentum < 1, "beta_1": 0 <= self.beta_1 < 1,
-                  "beta_2": 0 <= self.beta_2 < 1, "beta": 0 <= self.beta < 1,
-                  "epsilon": self.epsilon > 0, "max_iter": self.max_iter >= 1,
-                  "n_iter_no_change": self.n_iter_no_change >= 1,
-                  "validation_fraction": 0 < self.validation_fraction < 1}
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"{name}={getattr(self, name)!r} is out of range")
-        from .config import TrainConfig
-
-        # every other setting the kernels may read (a newer one too) at its default
-        return dict(TrainConfig().to_dict(),
-                    activation=self._activation_name(), loss=self.loss, optimizer=optimizer,
-                    learning_rate=float(self.learning_rate_init), momentum=float(self.momentum),
-                    beta=float(self.beta), beta1=float(self.beta_1), beta2=float(self.beta_2),
-                    epsilon=float(self.epsilon),
-                    weight_decay=float(self.alpha) / batch_size)
-
-    def _hidden_widths(self) -> tuple:
         widths = self.hidden_layer_sizes
         widths = (widths,) if np.isscalar(widths) else tuple(widths)
-        if not all(isinstance(w, (int, np.integer)) and w >= 1 for w in widths):
-            raise ValueError(f"hidden_layer_sizes must be whole numbers >= 1, got {widths}")
-        return tuple(int(w) for w in widths)
+        widths = tuple(int(w) if isinstance(w, np.integer) else w for w in widths)
+        values = dict(activation=self._activation_name(), loss=self.loss, optimizer=optimizer,
+                      learning_rate=self.learning_rate_init, momentum=self.momentum,
+                      beta=self.beta, beta1=self.beta_1, beta2=self.beta_2,
+                      epsilon=self.epsilon, weight_init=self.weight_init, dtype=self.dtype,
+                      threads=self.threads, epochs=self.max_iter, batch_size=batch_size,
+                      val_fraction=self.validation_fraction, patience=self.n_iter_no_change,
+                      num_layers=len(widths), hidden_size=widths if widths else 1,
+                      weight_decay=self.alpha / batch_size if _is_number(self.alpha)
+                      else self.alpha)
+        values = {name: value.item() if isinstance(value, np.generic) else value
+                  for name, value in values.items()}
+        try:
+            return TrainConfig(**values).validated()
+        except ConfigError as exc:
+            parameter = PARAMETER_OF.get(exc.setting, exc.setting)
+            reason = str(exc).split(": ", 1)[-1]
+            if parameter in ("alpha", "hidden_layer_sizes"):  # shown as the user gave it
+                reason = f"{getattr(self, parameter)!r}: {reason.split(' ', 1)[-1]}"
+            if parameter == "activation":
+                reason += f" (or scikit-learn's {', '.join(SKLEARN_ACTIVATIONS)})"
+            raise ValueError(f"{parameter}={reason}") from None
 
     def _batch_size(self, n: int) -> int:
         if self.batch_size == "auto":
@@ -252,12 +252,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if len(classes) < 2:
             raise ValueError(f"MLPClassifier needs samples of at least 2 classes in the data, "
                              f"got 1 class ({classes[0]!r})")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        if self.weight_init not in WEIGHT_INITS:
-            raise ValueError(f"weight_init {self.weight_init!r} is not one of "
-                             f"{', '.join(WEIGHT_INITS)}")
-        dtype = np.dtype(self.dtype)
+        config = self._config(self._batch_size(len(y)))
+        dtype = np.dtype(config.dtype)
         rng = check_random_state(self.random_state)
         labels = np.searchsorted(classes, y).astype(np.int64)
         # the caller's own array when it suits (the kernels only read it); writeable, as a
@@ -273,12 +269,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             x = np.ascontiguousarray(x)
             x_val = np.ascontiguousarray(x_val)
         batch = self._batch_size(len(labels))
-        settings = self._settings(batch)
-        hidden = self._hidden_widths()
+        if batch != config.batch_size:  # early_stopping's split left fewer rows
+            config = self._config(batch)
+        hidden = config.hidden_widths
 
         if fresh:
             self._layout = Layout((X.shape[1],) + hidden + (len(classes),))
-            params = init_params(self._layout, self.weight_init,
+            params = init_params(self._layout, config.weight_init,
                                  np.random.default_rng(rng.randint(2**31)), dtype)
             self._state = TrainState.fresh(params)
             self.classes_ = classes
@@ -297,13 +294,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 self.validation_scores_ = self.validation_scores_ or []
                 best_params = self._state.params.copy()
         state = self._state
-        with thread_limits(self.threads):
+        self._fitted_config = config
+        with thread_limits(config.threads):
             for _ in range(epochs):
                 start = time.perf_counter()
                 order = (rng.permutation(len(labels)) if self.shuffle
                          else np.arange(len(labels))).astype(np.int64)
                 loss, _, batches = run_epoch(state, self._layout, x, labels, order, batch,
-                                             settings)
+                                             config)
                 if batches < -(-len(labels) // batch) or not np.isfinite(loss):
                     raise ValueError(f"training diverged in epoch {self.n_iter_ + 1} (the loss "
                                      "became NaN or infinite): try a smaller "
@@ -313,7 +311,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 self.loss_curve_.append(float(loss))
                 if self.early_stopping and not incremental:
                     _, score, _ = evaluate_params(state.params, self._layout, x_val, y_val,
-                                                  settings)
+                                                  config)
                     self.validation_scores_.append(score)
                     if (self.best_validation_score_ is None
                             or score > self.best_validation_score_ + self.tol):
@@ -346,3 +344,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.n_layers_ = len(self._layout.sizes)
         self.n_outputs_ = len(classes)
         self.out_activation_ = "softmax"
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)

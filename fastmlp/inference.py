@@ -4,11 +4,12 @@
     predict(model_path, inputs, top_k=1, invert=None)       -> [Prediction, ...]
 
 The model file is read by fastmlp.model.load_model (format version, architecture and
-weights checked). Evaluation runs the compiled kernel of training; prediction needs the
-class probabilities and runs a small NumPy forward pass (fastmlp.reference's math).
+weights checked). Evaluation and prediction run the one compiled forward pass of inference
+(engine.evaluate_params / engine.predict_outputs), in the model's dtype.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,13 +49,19 @@ class Model:
         return (f"{'-'.join(map(str, self.layout.sizes))} {self.activation}, trained on "
                 f"{self.config.get('data') or self.config.get('dataset', '?')}")
 
-    def probabilities(self, x: np.ndarray) -> np.ndarray:
-        """Softmax outputs (N, classes) for images x (N, pixels) scaled to [0, 1]."""
-        from .reference import forward, softmax
+    @functools.cached_property
+    def settings(self):
+        """The model's training settings as a validated TrainConfig (what the kernels read)."""
+        from .config import TrainConfig
 
-        layers = self.layout.views(self.params)
-        _, logits = forward(layers, x.astype(self.params.dtype, copy=False), self.activation)
-        return softmax(logits.astype(np.float64))
+        return TrainConfig.from_saved(self.config)
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """Softmax outputs (N, classes), in the model's dtype, for inputs x (N, inputs) as
+        the network reads them (images scaled to [0, 1])."""
+        from .engine import predict_outputs
+
+        return predict_outputs(self.params, self.layout, x, self.settings)[0]
 
 
 def open_model(path) -> Model:
@@ -117,7 +124,7 @@ def evaluate_model(model_path, dataset=None, data_dir=None) -> Evaluation:
     x = model_inputs(data.x_test, model.params.dtype)
     labels = data.y_test.astype(np.int64)
     loss, accuracy, predictions = evaluate_params(
-        np.ascontiguousarray(model.params), model.layout, x, labels, model.config)
+        np.ascontiguousarray(model.params), model.layout, x, labels, model.settings)
     return Evaluation(model, dataset, loss, accuracy,
                       confusion_matrix(labels, predictions, classes), tuple(data.class_names))
 
@@ -141,7 +148,7 @@ def _evaluate_own_data(model: Model) -> Evaluation:
     labels = data.y_test.astype(np.int64)
     loss, accuracy, predictions = evaluate_params(
         np.ascontiguousarray(model.params), model.layout,
-        model_inputs(data.x_test, model.params.dtype), labels, model.config)
+        model_inputs(data.x_test, model.params.dtype), labels, model.settings)
     classes = len(model.class_names)
     return Evaluation(model, data.name, loss, accuracy,
                       confusion_matrix(labels, predictions, classes), tuple(model.class_names))

@@ -109,8 +109,7 @@ def load_model(path):
     from pathlib import Path
 
     from .errors import ModelFileError
-    from .kernels.activations import ACTIVATIONS
-    from .kernels.losses import LOSSES
+    from .kernels.interface import ACTIVATIONS, LOSSES
 
     path = Path(path)
     if path.is_dir():

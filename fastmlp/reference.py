@@ -24,7 +24,8 @@ from __future__ import annotations
 import numpy as np
 
 from .kernels import random as kernel_random
-from .kernels.schedules import SCHEDULES, scheduled_lr
+from .kernels.interface import SCHEDULES
+from .kernels.schedules import scheduled_lr
 
 # ----------------------------------------------------------------------------- activations
 # Each derivative is written in terms of the activation's OUTPUT a, which is all the
@@ -183,7 +184,7 @@ def augment(x, rows, seed, step, shift, flip, image_width):
 class Optimizer:
     """Holds the hyperparameters, the step count t and two state arrays per parameter.
 
-    hyper: a mapping with the names of kernels.optimizers.HYPERPARAMETERS (a TrainConfig's
+    hyper: a mapping with the names of kernels.interface.HYPERPARAMETERS (a TrainConfig's
     field names): learning_rate, momentum, beta, beta1, beta2, epsilon, weight_decay."""
 
     def __init__(self, name, layers, hyper, schedule="constant"):
@@ -274,6 +275,13 @@ def train_epoch(layers, optimizer: Optimizer, x, labels, order, batch_size, acti
         correct += int((logits.argmax(axis=1) == labels[rows]).sum())
         batches += 1
     return loss_sum / batches, correct / len(order)
+
+
+def predict(layers, x, activation):
+    """(softmax probabilities, predicted labels) of every row: the twin of the compiled
+    forward pass of inference (kernels.epoch.infer)."""
+    _, logits = forward(layers, x, activation)
+    return softmax(logits), logits.argmax(axis=1)
 
 
 def evaluate(layers, x, labels, activation, loss):

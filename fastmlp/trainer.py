@@ -180,8 +180,7 @@ def _train_one_epoch(epoch, state, layout, splits, config, shuffle_rng, display)
     def one_epoch(counter):
         start = time.perf_counter()
         result = run_epoch(state, layout, splits.pixels_train, splits.y_train, order,
-                           config.batch_size, dict(vars(config), image_width=image_width),
-                           counter)
+                           config.batch_size, config, counter, image_width=image_width)
         return result, time.perf_counter() - start
 
     (train_loss, train_accuracy, batches), train_seconds = display.run(epoch, total_batches,

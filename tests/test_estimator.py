@@ -91,7 +91,8 @@ def test_fit_predict_on_fashion_mnist_with_string_labels(fashion):
     assert model.score(x_test, y_test) > 0.75
     probabilities = model.predict_proba(x_test)
     assert probabilities.shape == (500, 10)
-    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-9)
+    assert probabilities.dtype == np.float32  # the model's dtype (float64 X, float32 model)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
     assert set(model.predict(x_test)) <= set(y_test)
     assert [w.shape for w in model.coefs_] == [(784, 64), (64, 64), (64, 10)]
 
@@ -134,10 +135,13 @@ def test_fit_reads_the_callers_float32_array_without_copying_or_changing_it(fash
     np.testing.assert_array_equal(x, before)
 
 
-def test_float32_input_predicts_in_float32_as_float64_does(fashion):
-    """A float32 X and the default float32 model predict in float32 (scikit-learn's
-    MLPClassifier keeps float32 as well): the same class for every test image as float64,
-    probabilities within 1e-5."""
+def test_predictions_come_in_the_models_dtype_from_the_compiled_forward_pass(fashion):
+    """predict_proba is the compiled forward pass of `fastmlp predict`, in the model's dtype
+    (float32 by default, as scikit-learn's MLPClassifier keeps float32 X): a float32 and a
+    float64 X give the same classes and probabilities within 1e-5, and match the NumPy
+    twin of that forward pass."""
+    from fastmlp import reference
+
     x_train, y_train, x_test, _ = fashion
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -145,8 +149,12 @@ def test_float32_input_predicts_in_float32_as_float64_does(fashion):
             x_train, y_train)
     as64 = model.predict_proba(x_test.astype(np.float64))
     as32 = model.predict_proba(x_test.astype(np.float32))
-    assert as64.dtype == np.float64 and as32.dtype == np.float32
+    assert as64.dtype == as32.dtype == np.float32
     np.testing.assert_allclose(as32, as64, atol=1e-5)
+    twin, _ = reference.predict([(w.astype(np.float64), b.astype(np.float64))
+                                 for w, b in zip(model.coefs_, model.intercepts_)],
+                                x_test, "ReLU")
+    np.testing.assert_allclose(as32, twin, atol=1e-5)
     np.testing.assert_array_equal(model.predict(x_test.astype(np.float32)),
                                   model.predict(x_test.astype(np.float64)))
     float64_model = MLPClassifier(hidden_layer_sizes=(64,), max_iter=1, random_state=0,
@@ -154,7 +162,11 @@ def test_float32_input_predicts_in_float32_as_float64_does(fashion):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         float64_model.fit(x_train, y_train)
-    assert float64_model.predict_proba(x_test.astype(np.float32)).dtype == np.float64
+    as64 = float64_model.predict_proba(x_test.astype(np.float32))
+    assert as64.dtype == np.float64
+    twin, _ = reference.predict(list(zip(float64_model.coefs_, float64_model.intercepts_)),
+                                x_test.astype(np.float32).astype(np.float64), "ReLU")
+    np.testing.assert_allclose(as64, twin, rtol=1e-10)
 
 
 def test_partial_fit_one_epoch_per_call(fashion):
@@ -187,8 +199,8 @@ def test_fit_runs_the_compiled_epoch_of_fastmlp_train(fashion, monkeypatch):
     real = engine.run_epoch
 
     def spy(state, layout, pixels, labels, order, batch_size, settings, *args, **kwargs):
-        calls.append((layout.sizes, pixels.dtype, batch_size, settings["optimizer"],
-                      settings["weight_decay"]))
+        calls.append((layout.sizes, pixels.dtype, batch_size, settings.optimizer,
+                      settings.weight_decay))
         return real(state, layout, pixels, labels, order, batch_size, settings, *args, **kwargs)
 
     monkeypatch.setattr(engine, "run_epoch", spy)
@@ -216,10 +228,16 @@ def test_pipeline_and_grid_search(fashion):
 
 def test_bad_parameters_are_value_errors(fashion):
     x_train, y_train, _, _ = fashion
-    for bad in (dict(solver="lbfgs"), dict(activation="softplus"), dict(hidden_layer_sizes=(0,)),
-                dict(learning_rate_init=0), dict(batch_size=0)):
-        with pytest.raises(ValueError):
-            MLPClassifier(**bad, max_iter=1).fit(x_train[:50], y_train[:50])
+    # the settings table's own rules, each error naming the estimator's parameter
+    for bad, named in ((dict(solver="lbfgs"), "lbfgs"), (dict(activation="softplus"), "activation"),
+                       (dict(hidden_layer_sizes=(0,)), "hidden_layer_sizes"),
+                       (dict(learning_rate_init=0), "learning_rate_init"),
+                       (dict(batch_size=0), "batch_size"), (dict(alpha=-1.0), "alpha"),
+                       (dict(beta_2=1.0), "beta_2"), (dict(solver="adagrad"), "solver"),
+                       (dict(validation_fraction=0.0), "validation_fraction"),
+                       (dict(dtype="float16"), "dtype"), (dict(max_iter=0), "max_iter")):
+        with pytest.raises(ValueError, match=named):
+            MLPClassifier(**{"max_iter": 1, **bad}).fit(x_train[:50], y_train[:50])
 
 
 def test_fastmlp_train_does_not_import_scikit_learn():

@@ -15,7 +15,7 @@ import pytest
 from clirunner import invoke
 from fastmlp import data
 from fastmlp.inference import open_model
-from fastmlp.kernels.activations import ACTIVATIONS
+from fastmlp.kernels.interface import ACTIVATIONS
 
 pytestmark = pytest.mark.usefixtures("fastmlp_env")
 

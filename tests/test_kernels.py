@@ -6,14 +6,18 @@ import numpy as np
 import pytest
 
 from fastmlp import reference as ref
+from fastmlp.config import TrainConfig
 from fastmlp.data import scale_pixels
-from fastmlp.engine import kernel_codes
-from fastmlp.kernels.activations import ACTIVATIONS, bias_activate, scale_by_derivative
+from fastmlp.kernels.activations import bias_activate, scale_by_derivative
 from fastmlp.kernels.dense import dense_backward, dense_forward
-from fastmlp.kernels.epoch import evaluate, train_epoch
+from fastmlp.kernels.epoch import infer, train_epoch
 from fastmlp.kernels.gemm import matmul, tiled_matmul, tiles_suit
-from fastmlp.kernels.losses import LOSSES, softmax_loss_backward
-from fastmlp.kernels.optimizers import OPTIMIZERS, hyperparameters, optimizer_update
+from fastmlp.kernels.interface import (ACTIVATIONS, CODE_ACTIVATION, CODE_LOSS, CODE_OPTIMIZER,
+                                       CODE_SCHEDULE, CODES, LOSSES, OPTIMIZERS, SCHEDULES,
+                                       kernel_inputs)
+from fastmlp.kernels.losses import softmax_loss_backward
+from fastmlp.kernels.optimizers import optimizer_update
+from fastmlp.kernels.schedules import scheduled_lr
 from fastmlp.model import Layout, init_params
 
 TIGHT = 1e-10  # relative tolerance of Numba vs reference in float64
@@ -39,19 +43,37 @@ def flatten(layers):
     return np.concatenate([np.concatenate([w.ravel(), b]) for w, b in layers])
 
 
+def kernel_arrays(activation, loss, optimizer, hyper=HYPER, regime=None, steps_per_epoch=1):
+    """The kernels' (codes, hyper) for these choices, made as the engine makes them: from a
+    validated TrainConfig (kernels.interface.kernel_inputs). regime: the training additions
+    in the kernels' terms (dropout, shift, flip, image_width, lr_schedule, total_steps,
+    warmup_steps, ...)."""
+    regime = dict(regime or {})
+    total = regime.pop("total_steps", steps_per_epoch)
+    warmup = regime.pop("warmup_steps", 0)
+    shift, flip = regime.pop("shift", 0), regime.pop("flip", 0)
+    image_width = regime.pop("image_width", 0)
+    augment = ",".join([f"shift:{shift}"] * bool(shift) + ["flip"] * bool(flip)) or "none"
+    assert total % steps_per_epoch == 0
+    config = TrainConfig(activation=activation, loss=loss, optimizer=optimizer, augment=augment,
+                         epochs=total // steps_per_epoch,
+                         warmup_epochs=warmup / steps_per_epoch, **hyper, **regime).validated()
+    return kernel_inputs(config, steps_per_epoch, image_width)
+
+
 def kernel_epoch(params, layout, pixels, labels, order, batch_size, activation, loss, optimizer,
                  hyper=HYPER, state=None, shards=1, regime=None):
     """Run the compiled epoch on uint8 pixels; returns (mean batch loss, accuracy, grads, state).
     regime: the training additions (dropout, shift, lr_schedule, total_steps, ...)."""
-    regime = regime or {}
     if state is None:
         state = (np.zeros_like(params), np.zeros_like(params), 0)
     state1, state2, step = state
     buffers = np.stack([params, state1, state2, np.zeros_like(params)])
-    codes = kernel_codes(dict(regime, activation=activation, loss=loss, optimizer=optimizer))
+    codes, hyper_array = kernel_arrays(activation, loss, optimizer, hyper, regime,
+                                       steps_per_epoch=-(-len(order) // batch_size))
     loss_sum, correct, batches, step, _ = train_epoch(
         buffers, np.zeros(1, np.int64), step, pixels, labels, order, batch_size,
-        layout.arrays(), codes, hyperparameters({**hyper, **regime}), shards)
+        layout.arrays(), codes, hyper_array, shards)
     params[:], state1[:], state2[:] = buffers[0], buffers[1], buffers[2]
     grads = buffers[3]
     return loss_sum / batches, correct / len(order), grads, (state1, state2, step)
@@ -204,7 +226,8 @@ def test_optimizer_update_matches_reference(optimizer):
         grads = rng.normal(size=layout.num_params)
         gold.step(layers, [(dw.copy(), db.copy()) for dw, db in layout.views(grads)])
         optimizer_update(params, state1, state2, grads, layout.decay_segments(), step,
-                         OPTIMIZERS.index(optimizer), hyperparameters(HYPER),
+                         OPTIMIZERS.index(optimizer), kernel_arrays("ReLU", "cross_entropy",
+                                                                    optimizer)[1],
                          HYPER["learning_rate"], 0, params.size)
     assert relative_error(params, flatten(layers)) < TIGHT
 
@@ -214,7 +237,8 @@ def test_weight_decay_skips_biases():
     params = np.ones(layout.num_params)
     optimizer_update(params, np.zeros_like(params), np.zeros_like(params),
                      np.zeros_like(params), layout.decay_segments(), 1, OPTIMIZERS.index("sgd"),
-                     hyperparameters(dict(HYPER, learning_rate=0.1, weight_decay=0.5)), 0.1,
+                     kernel_arrays("ReLU", "cross_entropy", "sgd",
+                                   dict(HYPER, learning_rate=0.1, weight_decay=0.5))[1], 0.1,
                      0, params.size)
     weights, bias = layout.views(params)[0]
     assert np.allclose(weights, 1 - 0.1 * 0.5) and np.allclose(bias, 1.0)
@@ -236,7 +260,7 @@ def test_gradients_match_finite_differences(activation, loss):
     numeric = centred_differences(batch_loss, params)
 
     _, gold_grads, _ = ref.gradients(layout.views(params.copy()), x, labels, activation, loss)
-    no_step = dict(HYPER, learning_rate=0.0, weight_decay=0.0)
+    no_step = dict(HYPER, weight_decay=0.0)  # grads: the batch's data gradient
     _, _, kernel_grads, _ = kernel_epoch(params.copy(), layout, pixels, labels, np.arange(7), 7,
                                          activation, loss, "sgd", hyper=no_step)
     assert relative_error(flatten(gold_grads), numeric) < 1e-6
@@ -245,19 +269,93 @@ def test_gradients_match_finite_differences(activation, loss):
 
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("activation,loss", list(itertools.product(ACTIVATIONS, LOSSES)))
-def test_evaluate_matches_reference(problem, activation, loss, workers):
+def test_inference_matches_reference(problem, activation, loss, workers):
+    """The one forward pass of inference: loss, predictions and probabilities over more rows
+    than one chunk, as the NumPy twin computes them, for any number of workers."""
     layout, pixels, labels, _ = problem
     x = scale_pixels(pixels, np.float64)
     params = init_params(layout, "He", np.random.default_rng(2), np.float64)
-    x_big = np.tile(x, (6, 1))  # 1200 rows: more than one evaluation chunk
+    x_big = np.tile(x, (6, 1))  # 1200 rows: more than one inference chunk
     labels_big = np.tile(labels, 6)
     predictions = np.empty(len(labels_big), dtype=np.int64)
-    codes = kernel_codes(dict(activation=activation, loss=loss, optimizer="sgd"))
-    mine = evaluate(predictions, x_big, labels_big, params, layout.arrays(), codes, workers)
+    outputs = np.empty((len(labels_big), 10))
+    codes, _ = kernel_arrays(activation, loss, "sgd")
+    mine = infer(outputs, predictions, x_big, labels_big, params, layout.arrays(), codes, workers)
     gold_loss, _, gold_predictions = ref.evaluate(layout.views(params), x_big, labels_big,
                                                   activation, loss)
+    gold_probabilities, _ = ref.predict(layout.views(params), x_big, activation)
     assert mine == pytest.approx(gold_loss, rel=TIGHT)
     assert np.array_equal(predictions, gold_predictions)
+    assert relative_error(outputs, gold_probabilities) < TIGHT
+    # without labels (predict): no loss, the same outputs; without outputs (evaluate): the loss
+    alone = np.empty_like(outputs)
+    assert infer(alone, predictions, x_big, labels_big[:0], params, layout.arrays(), codes,
+                 workers) == 0.0
+    assert np.array_equal(alone, outputs)
+    assert infer(outputs[:0], predictions, x_big, labels_big, params, layout.arrays(), codes,
+                 workers) == mine
+
+
+def test_kernel_inputs_come_only_from_a_validated_config():
+    """No mapping, no unchecked config: a bad value can never reach the kernels."""
+    import dataclasses
+
+    with pytest.raises(TypeError, match="validated TrainConfig"):
+        kernel_inputs({"activation": "ReLU", "loss": "cross_entropy"})
+    with pytest.raises(TypeError, match="validated TrainConfig"):
+        kernel_inputs(TrainConfig(activation="relu"))
+    checked = TrainConfig(activation="relu", augment="shift:2,flip", epochs=3,
+                          warmup_epochs=0.5, learning_rate=0.25).validated()
+    with pytest.raises(TypeError, match="validated TrainConfig"):
+        kernel_inputs(dataclasses.replace(checked, learning_rate=-1.0))
+    codes, hyper = kernel_inputs(checked, steps_per_epoch=10, image_width=28)
+    assert dict(zip(CODES, codes.tolist())) == {
+        "activation": ACTIVATIONS.index("ReLU"), "loss": LOSSES.index("cross_entropy"),
+        "optimizer": OPTIMIZERS.index("adam"), "lr_schedule": SCHEDULES.index("constant"),
+        "shift": 2, "flip": 1, "image_width": 28}
+    from fastmlp.kernels.interface import HP_LEARNING_RATE, HP_TOTAL_STEPS, HP_WARMUP_STEPS
+
+    assert (hyper[HP_LEARNING_RATE], hyper[HP_TOTAL_STEPS], hyper[HP_WARMUP_STEPS]) == (
+        0.25, 30.0, 5.0)
+
+
+@pytest.mark.parametrize("entry", [CODE_ACTIVATION, CODE_LOSS, CODE_OPTIMIZER, CODE_SCHEDULE])
+def test_an_unknown_code_raises_instead_of_training_as_another(problem, entry):
+    """A code outside its table (a name added to a table without its kernel branch) stops
+    the epoch and inference before any work: it never falls through to another branch."""
+    layout, pixels, labels, order = problem
+    params = init_params(layout, "Xavier", np.random.default_rng(1), np.float64)
+    codes, hyper = kernel_arrays("tanh", "cross_entropy", "adam")
+    codes[entry] = 99
+    buffers = np.stack([params.copy(), np.zeros_like(params), np.zeros_like(params),
+                        np.zeros_like(params)])
+    with pytest.raises(ValueError, match="outside its table"):
+        train_epoch(buffers, np.zeros(1, np.int64), 0, pixels, labels, order, 32,
+                    layout.arrays(), codes, hyper, 2)
+    assert np.array_equal(buffers[0], params)  # nothing trained
+    with pytest.raises(ValueError, match="outside its table"):
+        infer(np.empty((200, 10)), np.empty(200, np.int64), scale_pixels(pixels, np.float64),
+              labels, params, layout.arrays(), codes, 2)
+
+
+def test_every_kernel_branch_names_its_code():
+    """Called directly with an unknown code, each branching kernel raises (its last branch is
+    its own table's last name, not an `else` that catches everything)."""
+    z, bias = np.ones((2, 3)), np.zeros(3)
+    with pytest.raises(ValueError, match="unknown activation"):
+        bias_activate(z, bias, len(ACTIVATIONS))
+    with pytest.raises(ValueError, match="unknown activation"):
+        scale_by_derivative(z, z, len(ACTIVATIONS))
+    with pytest.raises(ValueError, match="unknown loss"):
+        softmax_loss_backward(np.empty((2, 3)), z, np.zeros(2, np.int64), len(LOSSES), 2, 0.0)
+    layout = Layout((3, 2))
+    params = np.ones(layout.num_params)
+    _, hyper = kernel_arrays("ReLU", "cross_entropy", "sgd")
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        optimizer_update(params, params.copy(), params.copy(), params.copy(),
+                         layout.decay_segments(), 1, len(OPTIMIZERS), hyper, 0.1, 0, params.size)
+    with pytest.raises(ValueError, match="unknown lr_schedule"):
+        scheduled_lr(0.1, len(SCHEDULES), 1.0, 10.0, 0.0)
 
 
 def test_weight_decay_gradient_matches_finite_differences():
@@ -456,7 +554,7 @@ def test_regularised_gradients_match_finite_differences(regime):
     numeric = centred_differences(batch_loss, params)
     _, gold_grads, _ = ref.gradients(layout.views(params.copy()), x, labels, "sigmoid",
                                      "cross_entropy", scales, smoothing)
-    no_step = dict(HYPER, learning_rate=0.0, weight_decay=0.0)
+    no_step = dict(HYPER, weight_decay=0.0)  # grads: the batch's data gradient
     _, _, kernel_grads, _ = kernel_epoch(params.copy(), layout, pixels, labels, np.arange(7), 7,
                                          "sigmoid", "cross_entropy", "sgd", hyper=no_step,
                                          regime=regime)
@@ -465,8 +563,6 @@ def test_regularised_gradients_match_finite_differences(regime):
 
 
 def test_schedules_have_their_shapes():
-    from fastmlp.kernels.schedules import SCHEDULES, scheduled_lr
-
     def rates(name, warmup=0.0):
         return [scheduled_lr(1.0, SCHEDULES.index(name), float(t), 100.0, warmup)
                 for t in range(1, 101)]

@@ -1,13 +1,11 @@
 """Activations, fused into the dense kernels. Derivatives use the activation's OUTPUT a.
 
-ACTIVATIONS is the one table of activation names; a name's code (what the kernels branch
-on) is its index. The `-a/--activation` choices come from here.
+The names and codes are in kernels/interface.py (ACTIVATIONS: the `-a/--activation`
+choices); every branch below names its code, and an unknown code raises.
 """
 from . import kernel
 from .fastmath import fast_exp, fast_tanh, scalar_like
-
-ACTIVATIONS = ("identity", "sigmoid", "tanh", "ReLU")
-IDENTITY, SIGMOID, TANH, RELU = range(len(ACTIVATIONS))
+from .interface import ACTIVATIONS, IDENTITY, RELU, SIGMOID, TANH  # noqa: F401 (re-exported)
 
 
 @kernel()
@@ -26,10 +24,12 @@ def bias_activate(z, bias, code):
         elif code == TANH:
             for j in range(cols):
                 row[j] = fast_tanh(row[j] + bias[j])
-        else:
+        elif code == RELU:
             for j in range(cols):
                 v = row[j] + bias[j]
                 row[j] = v if v > zero else zero
+        else:
+            raise ValueError("unknown activation code")
 
 
 @kernel()
@@ -47,6 +47,8 @@ def scale_by_derivative(grad, a, code):
         elif code == TANH:
             for j in range(cols):
                 g_row[j] *= one - a_row[j] * a_row[j]
-        else:
+        elif code == RELU:
             for j in range(cols):
                 g_row[j] = g_row[j] if a_row[j] > zero else zero
+        else:
+            raise ValueError("unknown activation code")

@@ -1,14 +1,15 @@
-"""A whole training epoch, and evaluation, each in one compiled call (no Python per batch).
+"""A whole training epoch, and inference, each in one compiled call (no Python per batch).
 
 Arguments travel in bundles, so that a new choice or hyperparameter is one entry, not a new
-argument through every layer:
+argument through every layer (kernels/interface.py declares them):
     buffers  (4, P) float array: rows params, state1, state2, grads (BUFFERS), each a flat
              buffer of one layout. (Not a tuple: Numba's parallel lowering loses a slice
              assignment to an array unpacked from a tuple.)
     net      (sizes, w_offsets, segments): units per layer, where each W_l starts (b_l
              follows it), and the weight-decay segments (fastmlp/model.py, Layout.arrays)
-    codes    int64 array of the choices the kernels branch on, indexed by CODES
-    hyper    float64 array of the float settings, indexed by optimizers.HYPERPARAMETERS
+    codes    int64 array of the choices the kernels branch on, indexed by CODE_*
+    hyper    float64 array of the float settings, indexed by HP_*
+Both entry points (train_epoch, infer) first check the codes (interface.check_codes).
 """
 import numpy as np
 from numba import prange, types
@@ -16,23 +17,17 @@ from numba.extending import overload
 
 from . import kernel
 
-from .activations import IDENTITY
 from .dense import dense_backward, dense_forward
 from .fastmath import flush_denormals, restore_denormals, scalar_like
+from .interface import (CODE_ACTIVATION, CODE_FLIP, CODE_IMAGE_WIDTH, CODE_LOSS,
+                        CODE_OPTIMIZER, CODE_SCHEDULE, CODE_SHIFT, HP_DROPOUT,
+                        HP_INPUT_DROPOUT, HP_LABEL_SMOOTHING, HP_LEARNING_RATE, HP_SEED,
+                        HP_TOTAL_STEPS, HP_WARMUP_STEPS, IDENTITY, check_codes)
 from .losses import softmax_loss_backward
-from .optimizers import (HP_DROPOUT, HP_INPUT_DROPOUT, HP_LABEL_SMOOTHING, HP_LEARNING_RATE,
-                         HP_SEED, HP_TOTAL_STEPS, HP_WARMUP_STEPS, optimizer_update)
+from .optimizers import optimizer_update
 from .random import STREAM_DROPOUT, STREAM_FLIP, STREAM_INPUT_DROPOUT, STREAM_SHIFT_X, \
     STREAM_SHIFT_Y, uniform
 from .schedules import scheduled_lr
-
-BUFFERS = ("params", "state1", "state2", "grads")
-# The entries of `codes`. The first four are the index of a name in its kernel's table;
-# shift (pixels, 0: none), flip (0/1) and image_width (pixels per image row) describe the
-# augmentation of image inputs.
-CODES = ("activation", "loss", "optimizer", "lr_schedule", "shift", "flip", "image_width")
-(CODE_ACTIVATION, CODE_LOSS, CODE_OPTIMIZER, CODE_SCHEDULE, CODE_SHIFT, CODE_FLIP,
- CODE_IMAGE_WIDTH) = range(len(CODES))
 
 
 def input_divisor(inputs) -> float:
@@ -214,6 +209,7 @@ def train_epoch(buffers, progress, t, pixels, labels, order, batch_size, net, co
     losses, correct predictions, batches run, step count t after the epoch, learning rate of
     the last step); stops early at a non-finite loss, so fewer batches than expected tells
     the caller it diverged."""
+    check_codes(codes)
     params = buffers[0]  # one statement each: see the module docstring on tuples
     state1 = buffers[1]
     state2 = buffers[2]
@@ -298,27 +294,49 @@ def train_epoch(buffers, progress, t, pixels, labels, order, batch_size, net, co
     return loss_sum, correct, batches, t, lr
 
 
-EVALUATION_CHUNK = 1024  # rows per forward pass of the evaluation
+INFERENCE_CHUNK = 1024  # rows per forward pass of inference
+
+
+@kernel()
+def softmax_rows(probabilities, logits):
+    """probabilities (B, K) <- softmax of each row of logits (B, K), in their dtype."""
+    rows, classes = logits.shape
+    for i in range(rows):
+        top = logits[i, 0]
+        for k in range(1, classes):
+            top = max(top, logits[i, k])
+        total = scalar_like(0.0, probabilities)
+        for k in range(classes):
+            probabilities[i, k] = np.exp(logits[i, k] - top)
+            total += probabilities[i, k]
+        for k in range(classes):
+            probabilities[i, k] /= total
 
 
 @kernel(nogil=True, parallel=True)
-def evaluate(predictions, x, labels, params, net, codes, workers):
-    """predictions (N,) <- argmax of the logits; returns the mean loss over all N rows.
+def infer(outputs, predictions, x, labels, params, net, codes, workers):
+    """The one forward pass of inference, over all N rows of x (in the parameters' dtype):
+    predictions (N,) <- the argmax of each row's logits; outputs (N, K) <- the output
+    layer's values (softmax probabilities), unless outputs has no rows; returns the mean
+    loss over the N rows when labels has N entries (else 0).
 
     The rows go forward in chunks; `workers` threads take every workers-th chunk, each with
     its own buffers (single-threaded BLAS inside: the caller limits it), so one thread pool
     owns the cores. Chunk losses are summed in chunk order: the result does not depend on
     the number of workers."""
+    check_codes(codes)
     sizes, w_offsets, _ = net
     act_code, loss_code = codes[CODE_ACTIVATION], codes[CODE_LOSS]
     n = x.shape[0]
-    chunk = EVALUATION_CHUNK
+    want_outputs = outputs.shape[0] == n
+    want_loss = labels.shape[0] == n
+    chunk = INFERENCE_CHUNK
     chunks = -(-n // chunk)
     workers = max(1, min(workers, chunks))
     act_offsets = _activation_offsets(sizes, chunk)
     classes = sizes[len(sizes) - 1]
     acts = np.empty((workers, act_offsets[-1]), dtype=params.dtype)
-    dlogits_bufs = np.empty((workers, chunk * classes), dtype=params.dtype)
+    dlogits_bufs = np.empty((workers, chunk * classes if want_loss else 1), dtype=params.dtype)
     chunk_losses = np.zeros(chunks)
     for w in prange(workers):
         thread_mode = flush_denormals()
@@ -327,11 +345,14 @@ def evaluate(predictions, x, labels, params, net, codes, workers):
             rows = min(chunk, n - start)
             logits = _forward(acts[w], act_offsets, x[start:start + rows], params, w_offsets,
                               sizes, act_code)
-            dlogits = dlogits_bufs[w, :rows * classes].reshape(rows, classes)
-            chunk_losses[c], _ = softmax_loss_backward(
-                dlogits, logits, labels[start:start + rows], loss_code, n, 0.0)
             for i in range(rows):
                 predictions[start + i] = np.argmax(logits[i])
+            if want_outputs:
+                softmax_rows(outputs[start:start + rows], logits)
+            if want_loss:
+                dlogits = dlogits_bufs[w, :rows * classes].reshape(rows, classes)
+                chunk_losses[c], _ = softmax_loss_backward(
+                    dlogits, logits, labels[start:start + rows], loss_code, n, 0.0)
         restore_denormals(thread_mode)
     loss_sum = 0.0
     for c in range(chunks):

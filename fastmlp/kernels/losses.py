@@ -1,5 +1,5 @@
-"""Softmax output and the two losses. LOSSES is the one table of loss names; a name's
-code (what the kernel branches on) is its index.
+"""Softmax output and the two losses. The names and codes are in kernels/interface.py
+(LOSSES); every branch names its code, and an unknown code raises.
 
 cross_entropy      = -(1/B) sum_b sum_k q_bk log softmax(z_b)[k],
                      q = (1 - e) onehot(y_b) + e / K  (label smoothing e; e = 0: -log p[y_b])
@@ -7,9 +7,7 @@ mean_squared_error =  (1/B) sum_b sum_k (softmax(z_b)[k] - onehot(y_b)[k])^2
 """
 import numpy as np
 from . import kernel
-
-LOSSES = ("mean_squared_error", "cross_entropy")
-MEAN_SQUARED_ERROR, CROSS_ENTROPY = range(len(LOSSES))
+from .interface import CROSS_ENTROPY, LOSSES, MEAN_SQUARED_ERROR  # noqa: F401 (re-exported)
 
 
 @kernel()
@@ -49,7 +47,7 @@ def softmax_loss_backward(dlogits, logits, labels, loss_code, batch_rows, smooth
             dlogits[i, y] -= 1.0 - smoothing
             for k in range(classes):
                 dlogits[i, k] /= batch_rows
-        else:
+        elif loss_code == MEAN_SQUARED_ERROR:
             # g_k = 2 (p_k - y_k) / B;  dz_j = p_j (g_j - sum_k g_k p_k)
             g_dot_p = 0.0
             for k in range(classes):
@@ -60,4 +58,6 @@ def softmax_loss_backward(dlogits, logits, labels, loss_code, batch_rows, smooth
                 p = dlogits[i, k]
                 g = 2.0 * (p - (1.0 if k == y else 0.0)) / batch_rows
                 dlogits[i, k] = p * (g - g_dot_p)
+        else:
+            raise ValueError("unknown loss code")
     return loss_sum / batch_rows, correct

@@ -1,10 +1,8 @@
 """One fused update per optimizer over the whole flat parameter buffer.
 
-OPTIMIZERS is the one table of optimizer names; a name's code (what `optimizer_update`
-branches on) is its index. HYPERPARAMETERS names the entries of the one float64 array
-`hyper` that carries every float setting into the kernels (and, by name, into the NumPy
-twin `fastmlp.reference`). To add an optimizer: a name here, a branch below, a branch in
-the twin (docs/ARCHITECTURE.md).
+The names and codes (OPTIMIZERS) and the entries of the float64 array `hyper` (HP_*) are
+in kernels/interface.py. To add an optimizer: a name there, a branch below, a branch in the
+twin `fastmlp.reference` (docs/ARCHITECTURE.md). An unknown code raises.
 
 g = grad + weight_decay * param on weight segments (not biases), except for adamw, whose
 decay is decoupled (applied to the weights directly); t counts steps from 1; lr is the
@@ -18,24 +16,9 @@ buffer is updated in float32 arithmetic and each loop is a straight SIMD-friendl
 import numpy as np
 from . import kernel
 from .fastmath import scalar_like
-
-OPTIMIZERS = ("sgd", "momentum", "nag", "rmsprop", "adam", "nadam", "adamw")
-SGD, MOMENTUM, NAG, RMSPROP, ADAM, NADAM, ADAMW = range(len(OPTIMIZERS))
-
-# The float settings the kernels read, in the order of the `hyper` array: TrainConfig field
-# names, and two the engine derives from them (total_steps, warmup_steps: schedules).
-HYPERPARAMETERS = ("learning_rate", "momentum", "beta", "beta1", "beta2", "epsilon",
-                   "weight_decay", "dropout", "input_dropout", "label_smoothing", "seed",
-                   "total_steps", "warmup_steps")
-(HP_LEARNING_RATE, HP_MOMENTUM, HP_BETA, HP_BETA1, HP_BETA2, HP_EPSILON, HP_WEIGHT_DECAY,
- HP_DROPOUT, HP_INPUT_DROPOUT, HP_LABEL_SMOOTHING, HP_SEED, HP_TOTAL_STEPS,
- HP_WARMUP_STEPS) = range(len(HYPERPARAMETERS))
-
-
-def hyperparameters(settings) -> np.ndarray:
-    """The `hyper` array of a TrainConfig (or of any object or mapping with those names)."""
-    values = settings if isinstance(settings, dict) else vars(settings)
-    return np.array([values.get(name, 0.0) for name in HYPERPARAMETERS], dtype=np.float64)
+from .interface import (ADAM, ADAMW, HP_BETA, HP_BETA1, HP_BETA2, HP_EPSILON, HP_MOMENTUM,
+                        HP_WEIGHT_DECAY, MOMENTUM, NADAM, NAG, OPTIMIZERS, RMSPROP,  # noqa: F401
+                        SGD)
 
 
 @kernel()
@@ -98,9 +81,11 @@ def optimizer_update(params, state1, state2, grads, segments, t, opt_code, hyper
                 s1[i] = b1 * s1[i] + (one - b1) * g
                 s2[i] = b2 * s2[i] + (one - b2) * g * g
                 p[i] -= step_size * s1[i] / (np.sqrt(s2[i]) + eps_hat) + lr_ * decay * p[i]
-        else:  # NADAM
+        elif opt_code == NADAM:
             for i in range(p.size):
                 g = g_raw[i] + decay * p[i]
                 s1[i] = b1 * s1[i] + (one - b1) * g
                 s2[i] = b2 * s2[i] + (one - b2) * g * g
                 p[i] -= step_size * (b1 * s1[i] + (one - b1) * g) / (np.sqrt(s2[i]) + eps_hat)
+        else:
+            raise ValueError("unknown optimizer code")

@@ -1,7 +1,7 @@
 """Learning-rate schedules: the rate of optimizer step t (1-based) of T, one function that
 the compiled epoch and the NumPy reference both call.
 
-SCHEDULES is the one table of schedule names; a name's code is its index.
+The names and codes (SCHEDULES) are in kernels/interface.py; an unknown code raises.
     warm-up (constant, cosine, step): lr * t / W for t <= W (W = warm-up steps)
     constant: lr
     cosine:   lr * (1 + cos(pi * (t - W) / (T - W))) / 2
@@ -12,9 +12,7 @@ SCHEDULES is the one table of schedule names; a name's code is its index.
 import numpy as np
 
 from . import kernel
-
-SCHEDULES = ("constant", "cosine", "step", "onecycle")
-CONSTANT, COSINE, STEP, ONECYCLE = range(len(SCHEDULES))
+from .interface import CONSTANT, COSINE, ONECYCLE, SCHEDULES, STEP  # noqa: F401 (re-exported)
 ONECYCLE_RISE = 0.3
 ONECYCLE_START = 1.0 / 25.0
 ONECYCLE_END = 1e-4
@@ -30,6 +28,8 @@ def scheduled_lr(lr, code, t, total, warmup):
         fall = max(total - rise, 1.0)
         progress = min((t - rise) / fall, 1.0)
         return lr * (ONECYCLE_END + (1.0 - ONECYCLE_END) * 0.5 * (1.0 + np.cos(np.pi * progress)))
+    if code != CONSTANT and code != COSINE and code != STEP:
+        raise ValueError("unknown lr_schedule code")
     if t <= warmup:
         return lr * t / warmup
     if code == COSINE:
@@ -40,4 +40,4 @@ def scheduled_lr(lr, code, t, total, warmup):
             return lr * 0.01
         if t > 0.5 * total:
             return lr * 0.1
-    return lr
+    return lr  # CONSTANT, and STEP before its first drop

@@ -1,0 +1,101 @@
+"""The kernels' interface, in one place: the name tables of every choice, the integer
+`codes` and float `hyper` arrays the kernels read, and the one function that builds them
+from a validated TrainConfig.
+
+    ACTIVATIONS, LOSSES, OPTIMIZERS, SCHEDULES   name tables: a name's code is its index
+    CODES, CODE_*                                the entries of `codes` (int64)
+    HYPERPARAMETERS, HP_*                        the entries of `hyper` (float64)
+    BUFFERS                                      the rows of the (4, P) `buffers` array
+    kernel_inputs(config, steps_per_epoch, image_width) -> (codes, hyper)
+    check_codes(codes)                           the kernels' own check at their entry
+
+A name the kernels read that a TrainConfig lacks is an error at once (no default), and a
+code outside its table makes a kernel raise before any work (check_codes), so a new choice
+can never train silently as another. To add a choice (an activation, a loss, an output
+kind): its name at the end of its table here, its code constant below it, and its branch in
+the kernel that branches on it (docs/ARCHITECTURE.md, "To add ...").
+
+Plain Python and NumPy only: config.py, the engine and the kernels all import from here.
+"""
+import numpy as np
+
+from . import kernel
+
+# ----------------------------------------------------------------------------- name tables
+
+ACTIVATIONS = ("identity", "sigmoid", "tanh", "ReLU")
+IDENTITY, SIGMOID, TANH, RELU = range(len(ACTIVATIONS))
+
+LOSSES = ("mean_squared_error", "cross_entropy")
+MEAN_SQUARED_ERROR, CROSS_ENTROPY = range(len(LOSSES))
+
+OPTIMIZERS = ("sgd", "momentum", "nag", "rmsprop", "adam", "nadam", "adamw")
+SGD, MOMENTUM, NAG, RMSPROP, ADAM, NADAM, ADAMW = range(len(OPTIMIZERS))
+
+SCHEDULES = ("constant", "cosine", "step", "onecycle")
+CONSTANT, COSINE, STEP, ONECYCLE = range(len(SCHEDULES))
+
+# ----------------------------------------------------------------------------- the bundles
+
+BUFFERS = ("params", "state1", "state2", "grads")
+
+# The integer choices, in the order of `codes`, each with the name table it indexes (None:
+# a whole number >= 0 itself: the augmentation's shift in pixels, flip 0/1, and the image
+# width in pixels, which the caller gives).
+CODE_TABLES = {"activation": ACTIVATIONS, "loss": LOSSES, "optimizer": OPTIMIZERS,
+               "lr_schedule": SCHEDULES, "shift": None, "flip": None, "image_width": None}
+CODES = tuple(CODE_TABLES)
+(CODE_ACTIVATION, CODE_LOSS, CODE_OPTIMIZER, CODE_SCHEDULE, CODE_SHIFT, CODE_FLIP,
+ CODE_IMAGE_WIDTH) = range(len(CODES))
+# codes[i] must be below CODE_LIMITS[i] (-1: no upper limit); check_codes reads this
+CODE_LIMITS = np.array([len(table) if table is not None else -1
+                        for table in CODE_TABLES.values()], dtype=np.int64)
+
+# The float settings, in the order of `hyper`: TrainConfig field names, and the two
+# derived from them and the epoch's length (the schedule's total and warm-up steps).
+HYPERPARAMETERS = ("learning_rate", "momentum", "beta", "beta1", "beta2", "epsilon",
+                   "weight_decay", "dropout", "input_dropout", "label_smoothing", "seed",
+                   "total_steps", "warmup_steps")
+(HP_LEARNING_RATE, HP_MOMENTUM, HP_BETA, HP_BETA1, HP_BETA2, HP_EPSILON, HP_WEIGHT_DECAY,
+ HP_DROPOUT, HP_INPUT_DROPOUT, HP_LABEL_SMOOTHING, HP_SEED, HP_TOTAL_STEPS,
+ HP_WARMUP_STEPS) = range(len(HYPERPARAMETERS))
+
+
+def kernel_inputs(config, steps_per_epoch: int = 0, image_width: int = 0):
+    """(codes, hyper) of a validated TrainConfig (TrainConfig.validated()).
+
+    steps_per_epoch: optimizer steps in one epoch (the schedule's total and warm-up steps
+    follow from it); image_width: pixels per image row (augmentation needs it; 0 for a
+    table). Anything else, a mapping or an unvalidated config, is a TypeError; a name the
+    kernels read that the config lacks is an AttributeError naming it."""
+    if not getattr(config, "is_validated", False):
+        raise TypeError(f"the kernels' inputs come from a validated TrainConfig "
+                        f"(TrainConfig(...).validated()), not {type(config).__name__}")
+    shift, flip = config.augmentation  # (pixels, bool) of --augment
+    derived = {"shift": shift, "flip": int(flip), "image_width": image_width,
+               "total_steps": config.epochs * steps_per_epoch,
+               "warmup_steps": config.warmup_epochs * steps_per_epoch}
+
+    def value(name):
+        if name in derived:
+            return derived[name]
+        if not hasattr(config, name):
+            raise AttributeError(f"the kernels read {name!r}, which the config lacks")
+        return getattr(config, name)
+
+    codes = np.array([CODE_TABLES[name].index(value(name)) if CODE_TABLES[name] is not None
+                      else int(value(name)) for name in CODES], dtype=np.int64)
+    hyper = np.array([float(value(name)) for name in HYPERPARAMETERS], dtype=np.float64)
+    return codes, hyper
+
+
+@kernel()
+def check_codes(codes):
+    """Raise (before any work, outside the kernels' parallel loops) on a code outside its
+    table: the kernels' branches name every code, and none falls through to another."""
+    if codes.shape[0] != CODE_LIMITS.shape[0]:
+        raise ValueError("codes: wrong number of entries")
+    for i in range(codes.shape[0]):
+        if codes[i] < 0 or (CODE_LIMITS[i] >= 0 and codes[i] >= CODE_LIMITS[i]):
+            raise ValueError("codes: a choice's code is outside its table "
+                             "(see fastmlp/kernels/interface.py)")
