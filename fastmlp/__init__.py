@@ -3,7 +3,7 @@
 `fastmlp.MLPClassifier` (a scikit-learn estimator, fastmlp/estimator.py) is imported on
 first use, so `fastmlp train` never loads scikit-learn."""
 
-__version__ = "0.1.0"
+from .version import __version__
 __all__ = ["MLPClassifier"]
 
 

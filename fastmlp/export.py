@@ -30,7 +30,7 @@ def to_onnx(layout, params: np.ndarray, activation: str, class_names) -> "onnx.M
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from . import __version__
+    from .version import __version__
 
     elem = TensorProto.FLOAT if params.dtype == np.float32 else TensorProto.DOUBLE
     nodes, initializers = [], []
