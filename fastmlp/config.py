@@ -246,9 +246,8 @@ class TrainConfig:
                                    help="Dropout probability on the inputs (pixels).")
     augment: str = setting(NO_AUGMENTATION, "--augment", rule=AUGMENT_RULE,
                            help="Augment each training image as its batch is gathered: "
-                                "shift:N moves it by up to N pixels each way (zero-filled "
-                                "border), flip mirrors it with probability 1/2; combine with "
-                                "a comma.")
+                                "shift:N moves it up to N pixels each way (zero-filled), "
+                                "flip mirrors it with probability 1/2; combine with a comma.")
     lr_schedule: str = setting("constant", "--lr-schedule", choices=SCHEDULES,
                                help="Learning rate over the run's steps: constant, cosine to "
                                     "0, step (x0.1 at 50 % and 75 %), onecycle.")
@@ -273,10 +272,10 @@ class TrainConfig:
     # -- your own data (fastmlp/owndata.py)
     data: Optional[str] = setting(None, "--data", kind=str, sweep=False,
                                   shown_default="-d/--dataset",
-                                  help="Train on your own data instead of -d: a .npz (x_train, "
-                                       "y_train, x_test, y_test, optional class_names), a CSV "
-                                       "file (a header row, a label column) or a folder of the "
-                                       "four IDX files (EMNIST, KMNIST, ...).")
+                                  help="Train on your own data instead of -d: a .npz "
+                                       "(x_train, y_train, x_test, y_test, optional "
+                                       "class_names), a CSV file (a header row, a label column) "
+                                       "or a folder of the four IDX files (EMNIST, KMNIST, ...).")
     label_column: str = setting("label", "--label-column", sweep=False,
                                 help="The CSV column holding the class (every other column is "
                                      "a number).")

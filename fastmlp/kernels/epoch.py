@@ -18,7 +18,7 @@ from numba.extending import overload
 from . import kernel
 
 from .dense import dense_backward, dense_forward
-from .fastmath import flush_denormals, restore_denormals, scalar_like
+from .fastmath import fast_exp, flush_denormals, restore_denormals, scalar_like
 from .interface import (CODE_ACTIVATION, CODE_FLIP, CODE_IMAGE_WIDTH, CODE_LOSS,
                         CODE_OPTIMIZER, CODE_SCHEDULE, CODE_SHIFT, HP_DROPOUT,
                         HP_INPUT_DROPOUT, HP_LABEL_SMOOTHING, HP_LEARNING_RATE, HP_SEED,
@@ -307,7 +307,7 @@ def softmax_rows(probabilities, logits):
             top = max(top, logits[i, k])
         total = scalar_like(0.0, probabilities)
         for k in range(classes):
-            probabilities[i, k] = np.exp(logits[i, k] - top)
+            probabilities[i, k] = fast_exp(logits[i, k] - top)  # float32: vectorised
             total += probabilities[i, k]
         for k in range(classes):
             probabilities[i, k] /= total
