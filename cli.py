@@ -255,10 +255,11 @@ def _print_confusion_matrix(matrix, class_names):
               help="Also write every figure as JSON to PATH.")
 @click.option("--group", "groups", multiple=True,
               type=click.Choice(["dense_forward", "dense_backward", "activation", "loss",
-                                 "optimizer", "inference"]),
+                                 "optimizer", "inference", "regression"]),
               help="Only these kernel groups (repeatable; default: all); inference: 10,000 "
                    "test images through the compiled forward pass, against scikit-learn's "
-                   "predict_proba.")
+                   "predict_proba; regression: one epoch on a generated 100,000 x 50 table "
+                   "at batch 32 and 200, against scikit-learn's MLPRegressor.")
 @click.option("--epochs/--no-epochs", default=True, show_default=True,
               help="Also time whole epochs on Fashion-MNIST (seed config, batch 256, wide).")
 @click.option("--anchor", "anchors", multiple=True, type=click.Choice(list(ANCHORS)),

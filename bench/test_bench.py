@@ -3,14 +3,17 @@
     python -m pytest bench/ --benchmark-only --benchmark-group-by=group \
         --benchmark-json=bench-results/bench.json
 
-Each group holds the `numba` and `reference` (and, for epochs, `torch`) timings of one case,
-so ratios are taken within one run. The cases come from fastmlp/benchmarks.py, the same list
+Each group holds the `numba` and `reference` (and, for epochs, the anchors') timings of one
+case, so ratios are taken within one run; the regression epochs' reference runs on a slice
+(its extra_info's reference_scale). The cases come from fastmlp/benchmarks.py, the same list
 `fastmlp bench` times. No assertions on time: parity is checked in tests/.
 """
 import pytest
 
-from fastmlp.benchmarks import (ANCHORS, EPOCH_CONFIGS, INSTALL_HINTS, REAL_RUNS, epoch_case,
-                                gemm_flops_per_second, kernel_cases, real_run)
+from fastmlp.benchmarks import (ANCHOR_TASKS, ANCHORS, EPOCH_CONFIGS, INSTALL_HINTS,
+                                REAL_RUNS, REGRESSION_BATCH_SIZES, epoch_case,
+                                gemm_flops_per_second, kernel_cases, real_run, regression_case,
+                                regression_table)
 
 KERNEL_CASES = kernel_cases()
 
@@ -42,6 +45,30 @@ def test_epoch(benchmark, splits, overrides, rows, impl):
         pytest.skip(f"{impl} is not installed ({INSTALL_HINTS[impl]})")
     benchmark.group = f"epoch: {case.label}"
     benchmark.extra_info["flop"] = case.work
+    benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
+
+
+REGRESSION_ANCHORS = [name for name in ANCHORS if "regression" in ANCHOR_TASKS[name]]
+
+
+@pytest.fixture(scope="module")
+def table():
+    return regression_table()
+
+
+@pytest.mark.parametrize("impl", ["numba", "reference", *REGRESSION_ANCHORS])
+@pytest.mark.parametrize("batch_size", REGRESSION_BATCH_SIZES)
+def test_regression_epoch(benchmark, table, batch_size, impl):
+    """The generated 100,000-row regression table; the reference runs on a slice of each epoch
+    (extra_info's reference_scale turns its time into the whole epoch's)."""
+    case = regression_case(*table, batch_size)
+    run = getattr(case, impl, None) or case.anchors.get(impl)
+    if run is None:
+        pytest.skip(f"{impl} is not installed ({INSTALL_HINTS[impl]})")
+    benchmark.group = f"regression epoch: {case.label}"
+    benchmark.extra_info["flop"] = case.work
+    if impl == "reference":
+        benchmark.extra_info["reference_scale"] = case.reference_scale
     benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
 
 

@@ -30,8 +30,12 @@ class Case:
     reference: Callable[[], object]
     work: float = 0.0                # FLOPs (dense, epoch) or parameters (optimizers) per call
     unit: str = "FLOP"
-    # epochs: the same epoch in other libraries, by ANCHORS name (absent: not installed)
+    # epochs: the same epoch in other libraries, by ANCHORS name (absent: not installed, or
+    # no epoch of this task: ANCHOR_TASKS)
     anchors: dict = field(default_factory=dict)
+    # the reference's seconds times this are its time for the numba call's work (it runs on
+    # a slice of the rows when the whole would take too long); 1: the same work
+    reference_scale: float = 1.0
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -188,8 +192,97 @@ def epoch_case(splits, rows=None, **overrides) -> Case:
         lambda: ref.train_epoch(layers, gold, x, labels, order, config.batch_size,
                                 config.activation, config.loss),
         flops_per_sample(config.layer_sizes) * len(labels), "FLOP",
-        anchors={name: run for name, build in ANCHORS.items()
-                 if (run := build(config, x, labels, order)) is not None})
+        anchors=anchor_epochs(config, x, labels, order))
+
+
+# ----------------------------------------------------------------------------- regression
+# Issue K's speed target: one regression epoch on a generated 100,000 x 50 table, against
+# scikit-learn's MLPRegressor at the same settings.
+
+REGRESSION_ROWS, REGRESSION_FEATURES = 100_000, 50
+REGRESSION_NOISE = 0.2  # the noise's spread, as a share of the signal's
+REGRESSION_CONFIG = dict(task="regression", loss="squared_error", hidden_size=256,
+                         num_layers=2, activation="ReLU", optimizer="adam", learning_rate=1e-3,
+                         weight_init="Xavier", dtype="float32")
+REGRESSION_BATCH_SIZES = (32, 200)  # 200: scikit-learn's batch_size="auto", min(200, rows)
+# The reference (seconds per epoch at batch 32) runs on this many rows of each epoch, its
+# time scaled to the whole table: a multiple of every batch size above, so the batches are
+# the same full batches
+REGRESSION_REFERENCE_ROWS = 20_000
+# the issue's target: fastmlp's epoch this many times faster than scikit-learn's, per batch
+REGRESSION_TARGETS = {32: 10.0, 200: 4.0}
+
+
+def regression_table(rows=REGRESSION_ROWS, features=REGRESSION_FEATURES, seed=0,
+                     dtype="float32"):
+    """(x (rows, features), y (rows,)) of a generated regression table, made in memory: x
+    standard normal; y a smooth nonlinear function of six random unit projections
+    p = x @ D of x (tanh, sin, a product of two tanh, a linear part) plus Gaussian noise of
+    REGRESSION_NOISE times the signal's spread, standardized (mean 0, variance 1), so the
+    best possible RMSE is regression_noise_floor(). Seeded: x, the directions and the noise
+    draw from their own streams, so row i is the same in a table of any length (up to the
+    standardization)."""
+    directions_seed, x_seed, noise_seed = np.random.SeedSequence(seed).spawn(3)
+    directions = np.random.default_rng(directions_seed).standard_normal((features, 6))
+    directions /= np.linalg.norm(directions, axis=0)
+    x = np.random.default_rng(x_seed).standard_normal((rows, features))
+    p = x @ directions  # each column ~ N(0, 1)
+    signal = (1.5 * np.tanh(p[:, 0]) + np.sin(1.5 * p[:, 1])
+              + np.tanh(p[:, 2]) * np.tanh(p[:, 3]) + 0.5 * np.sin(p[:, 4] + p[:, 5])
+              + 0.5 * p[:, 5])
+    noise = np.random.default_rng(noise_seed).standard_normal(rows)
+    y = signal + REGRESSION_NOISE * signal.std() * noise
+    y = (y - y.mean()) / y.std()
+    return x.astype(dtype), y.astype(dtype)
+
+
+def regression_noise_floor() -> float:
+    """The RMSE of the noiseless signal itself on regression_table's standardized target."""
+    return REGRESSION_NOISE / np.sqrt(1 + REGRESSION_NOISE ** 2)
+
+
+def regression_case(x, y, batch_size, reference_rows=REGRESSION_REFERENCE_ROWS,
+                    **overrides) -> Case:
+    """One epoch of REGRESSION_CONFIG at this batch size on the table (x, y): Numba
+    (engine.run_epoch) and scikit-learn's MLPRegressor on every row, the reference on the
+    first reference_rows of the same epoch's order (None: all of them), its time scaled to
+    the whole epoch (Case.reference_scale). overrides: other settings (e.g. dtype)."""
+    from .engine import TrainState, run_epoch
+
+    config = TrainConfig(**{**REGRESSION_CONFIG, "batch_size": batch_size,
+                            **overrides}).validated()
+    dtype = np.dtype(config.dtype)
+    x, y = x.astype(dtype, copy=False), y.astype(dtype, copy=False)
+    targets = y.reshape(len(y), -1)  # (N, T), as the reference takes them
+    layout = Layout((x.shape[1], *config.hidden_widths, targets.shape[1]))
+    order = np.random.default_rng(0).permutation(len(y))
+    reference_order = order[:reference_rows]
+    start = init_params(layout, config.weight_init, np.random.default_rng(0), dtype)
+    state = TrainState.fresh(start.copy())
+    layers = layout.views(start.copy())
+    gold = ref.Optimizer(config.optimizer, layers, vars(config))
+    label = (f"b{config.batch_size} {'-'.join(map(str, layout.sizes))} {config.activation} "
+             f"{config.optimizer} {config.dtype} {len(y):,} rows")
+    scale = len(order) / len(reference_order)
+    if scale != 1:
+        label += f"; reference on {len(reference_order):,} rows, its time x{scale:g}"
+    if config.batch_size in REGRESSION_TARGETS:
+        label += f"; target {REGRESSION_TARGETS[config.batch_size]:g}x sklearn"
+    return Case(
+        "regression", label,
+        lambda: run_epoch(state, layout, x, y, order, config.batch_size, config),
+        lambda: ref.train_epoch(layers, gold, x, targets, reference_order, config.batch_size,
+                                config.activation, config.loss),
+        flops_per_sample(layout.sizes) * len(y), "FLOP",
+        anchors=anchor_epochs(config, x, y, order), reference_scale=scale)
+
+
+def regression_cases(rows=REGRESSION_ROWS, reference_rows=REGRESSION_REFERENCE_ROWS,
+                     batch_sizes=REGRESSION_BATCH_SIZES, **overrides) -> list:
+    """regression_case at every batch size, on one regression_table of `rows` rows."""
+    x, y = regression_table(rows)
+    return [regression_case(x, y, batch_size, reference_rows, **overrides)
+            for batch_size in batch_sizes]
 
 
 # ----------------------------------------------------------------------------- inference
@@ -238,8 +331,8 @@ def sklearn_predictor(config, layers):
 
     sizes = [weights.shape[1] for weights, _ in layers[:-1]]
     classes = layers[-1][0].shape[1]
-    model = MLPClassifier(hidden_layer_sizes=sizes, activation=config.activation.lower(),
-                          max_iter=1)
+    model = MLPClassifier(hidden_layer_sizes=sizes,
+                          activation=SKLEARN_ACTIVATIONS[config.activation], max_iter=1)
     x = np.zeros((classes, layers[0][0].shape[0]), dtype=layers[0][0].dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -249,30 +342,51 @@ def sklearn_predictor(config, layers):
     return model
 
 
-def sklearn_epoch(config, x, labels, order):
-    """One epoch of scikit-learn's MLPClassifier (partial_fit: one pass in batches) at the same
-    settings (Adam, widths, batch, learning rate; float32 in, float32 weights), or None when
-    scikit-learn is not installed. Its alpha is fastmlp's weight decay times the batch size
-    (fastmlp/estimator.py explains the two L2 conventions)."""
+# fastmlp's activation names -> scikit-learn's
+SKLEARN_ACTIVATIONS = {"ReLU": "relu", "sigmoid": "logistic", "tanh": "tanh",
+                       "identity": "identity"}
+
+
+def sklearn_mlp(config):
+    """scikit-learn's MLPClassifier, or MLPRegressor for a regression config, at the config's
+    settings (Adam, hidden widths, activation, batch, learning rate, Adam's betas and
+    epsilon; its own Glorot-uniform init, fastmlp's Xavier for these activations, biases
+    included), random_state 0, or None when scikit-learn is not installed. Its alpha is
+    fastmlp's weight decay times the batch size (fastmlp/estimator.py explains the two L2
+    conventions)."""
     try:
-        from sklearn.neural_network import MLPClassifier
+        from sklearn.neural_network import MLPClassifier, MLPRegressor
     except ImportError:
+        return None
+    settings = dict(hidden_layer_sizes=config.hidden_widths,
+                    activation=SKLEARN_ACTIVATIONS[config.activation], solver="adam",
+                    alpha=config.weight_decay * config.batch_size, batch_size=config.batch_size,
+                    learning_rate_init=config.learning_rate, beta_1=config.beta1,
+                    beta_2=config.beta2, epsilon=config.epsilon, random_state=0)
+    if config.task != "regression":
+        return MLPClassifier(**settings)
+    # squared_error is MLPRegressor's default (its `loss` parameter is newer than 1.6), and
+    # is fastmlp's 0.5 * mean squared residual too
+    return MLPRegressor(**settings, **({} if config.loss == "squared_error"
+                                       else {"loss": config.loss}))
+
+
+def sklearn_epoch(config, x, y, order):
+    """One epoch of sklearn_mlp(config) (partial_fit: one pass in batches, in its own
+    shuffled order) on x (float32 in, float32 weights) and y (classes, or targets of x's
+    dtype), or None when scikit-learn is not installed."""
+    model = sklearn_mlp(config)
+    if model is None:
         return None
     import warnings
 
-    activation = {"ReLU": "relu", "sigmoid": "logistic", "tanh": "tanh",
-                  "identity": "identity"}[config.activation]
-    model = MLPClassifier(hidden_layer_sizes=config.hidden_widths, activation=activation,
-                          solver="adam", alpha=config.weight_decay * config.batch_size,
-                          batch_size=config.batch_size, learning_rate_init=config.learning_rate,
-                          beta_1=config.beta1, beta_2=config.beta2, epsilon=config.epsilon,
-                          random_state=0)
-    classes = np.arange(config.layer_sizes[-1])
+    classes = ({} if config.task == "regression"
+               else {"classes": np.arange(config.layer_sizes[-1])})
 
     def run():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model.partial_fit(x, labels, classes=classes)
+            model.partial_fit(x, y, **classes)
     return run
 
 
@@ -366,8 +480,18 @@ def jax_epoch(config, x, labels, order):
 # The other libraries an epoch is timed against (each optional), by name: a builder
 # (config, x, labels, order) -> a zero-argument epoch, or None when not installed.
 ANCHORS = {"jax": jax_epoch, "torch": torch_epoch, "sklearn": sklearn_epoch}
+# the tasks each builder has an epoch of (jax's and torch's learn classes only)
+ANCHOR_TASKS = {"jax": ("classification",), "torch": ("classification",),
+                "sklearn": ("classification", "regression")}
 INSTALL_HINTS = {"jax": "pip install -e '.[jax]'", "torch": "pip install -e '.[torch]'",
                  "sklearn": "pip install scikit-learn"}
+
+
+def anchor_epochs(config, x, y, order) -> dict:
+    """{name: the same epoch in that library} of every anchor installed that has an epoch of
+    the config's task."""
+    return {name: run for name, build in ANCHORS.items() if config.task in ANCHOR_TASKS[name]
+            and (run := build(config, x, y, order)) is not None}
 
 
 # ----------------------------------------------------------------------------- timing
@@ -418,7 +542,7 @@ def _timed(fn) -> float:
 # ----------------------------------------------------------------------------- `fastmlp bench`
 
 # Timed on all cores, against the anchors and the FLOP bound (the kernels: one thread each)
-WHOLE_MACHINE_GROUPS = ("epoch", "inference")
+WHOLE_MACHINE_GROUPS = ("epoch", "regression", "inference")
 # (config overrides, training rows used): wide nets on a slice so the reference stays bearable
 EPOCH_CONFIGS = (
     ({}, None),                                      # the seed configuration, full epoch
@@ -430,7 +554,9 @@ EPOCH_CONFIGS = (
 def run_bench(splits, groups=None, epochs=True, anchors=tuple(ANCHORS), progress=None,
               real_runs=True, data_dir=None) -> dict:
     """Time every case (numba vs reference, and the `anchors` libraries for epochs, all
-    interleaved), and real multi-epoch `train` runs; returns a JSON-ready dict."""
+    interleaved), and real multi-epoch `train` runs; returns a JSON-ready dict. groups:
+    the kernel groups, "inference" and "regression" (the regression epochs) to time (None:
+    all of them); epochs: the Fashion-MNIST epochs too."""
     from threadpoolctl import threadpool_limits
 
     gemm_rate = gemm_flops_per_second()
@@ -443,6 +569,8 @@ def run_bench(splits, groups=None, epochs=True, anchors=tuple(ANCHORS), progress
             if progress and not any(name in case.anchors for case in cases):
                 progress(f"note: {name} is not installed ({INSTALL_HINTS[name]}): no {name} "
                          "column")
+    if groups is None or "regression" in groups:
+        cases += regression_cases()
     rows = []
     for case in cases:
         if progress:
@@ -460,9 +588,12 @@ def run_bench(splits, groups=None, epochs=True, anchors=tuple(ANCHORS), progress
             # the busy one, which would distort small GEMMs by 10x or more.
             with threadpool_limits(limits=1):
                 best = best_seconds(contenders)
+        reference = best["reference"] * case.reference_scale
         row = {"group": case.group, "case": case.label, "unit": case.unit, "work": case.work,
-               "numba_seconds": best["numba"], "reference_seconds": best["reference"],
-               "speedup": best["reference"] / best["numba"]}
+               "numba_seconds": best["numba"], "reference_seconds": reference,
+               "speedup": reference / best["numba"]}
+        if case.reference_scale != 1:
+            row["reference_scale"] = case.reference_scale
         if is_epoch:
             row["flop_bound_seconds"] = case.work / gemm_rate
             row["times_flop_bound"] = row["numba_seconds"] / row["flop_bound_seconds"]
@@ -518,9 +649,10 @@ def print_bench_table(results: dict) -> None:
     kernels = Table(title="kernels: Numba vs the NumPy reference (float32, one thread each)")
     for column in ("kernel", "case", "numba", "reference", "speed-up", "numba throughput"):
         kernels.add_column(column, justify="left" if column in ("kernel", "case") else "right")
-    epochs = Table(title=f"one training epoch, or inference on 10,000 rows (all cores; FLOP "
-                         f"bound at the measured GEMM rate, {results['gemm_gflops']:.0f} "
-                         "GFLOP/s)")
+    epochs = Table(title=f"one training epoch (Fashion-MNIST, or regression on a generated "
+                         f"{REGRESSION_ROWS:,} x {REGRESSION_FEATURES} table), or inference on "
+                         f"10,000 rows (all cores; FLOP bound at the measured GEMM rate, "
+                         f"{results['gemm_gflops']:.0f} GFLOP/s)")
     anchor_columns = [name for name in ANCHORS
                       if any(f"{name}_seconds" in row for row in results["rows"])]
     for column in ("configuration", "numba", "reference", "speed-up", "x FLOP bound",
@@ -538,7 +670,7 @@ def print_bench_table(results: dict) -> None:
                 timed = f"{name}_seconds" in row
                 anchor_cells += [_seconds(row[f"{name}_seconds"]) if timed else "-",
                                  f"{row[f'speedup_vs_{name}']:.1f}x" if timed else "-"]
-            name = row["case"] if row["group"] == "epoch" else f"inference {row['case']}"
+            name = row["case"] if row["group"] == "epoch" else f"{row['group']} {row['case']}"
             epochs.add_row(name, *times, f"{row['times_flop_bound']:.2f}", *anchor_cells)
         else:
             kernels.add_row(row["group"], row["case"], *times, throughput)

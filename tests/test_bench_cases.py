@@ -30,3 +30,40 @@ def test_epoch_case_trains_like_its_reference():
     case.numba()
     case.reference()
     assert case.work == benchmarks.flops_per_sample((784, 64, 64, 64, 10)) * 256
+
+
+def test_regression_table_is_seeded_and_standardized():
+    x, y = benchmarks.regression_table(rows=500)
+    assert x.shape == (500, benchmarks.REGRESSION_FEATURES) and y.shape == (500,)
+    assert x.dtype == y.dtype == np.float32
+    assert abs(float(y.mean())) < 1e-5 and abs(float(y.std()) - 1) < 1e-5
+    again, _ = benchmarks.regression_table(rows=800)
+    np.testing.assert_array_equal(x, again[:500])  # a row is the same in any length of table
+
+
+def test_regression_case_trains_like_its_reference_beside_sklearn():
+    x, y = benchmarks.regression_table(rows=300)
+    case = benchmarks.regression_case(x, y, 32, reference_rows=None, dtype="float64")
+    assert case.group == "regression" and case.reference_scale == 1
+    assert case.work == benchmarks.flops_per_sample((50, 256, 256, 1)) * 300
+    for _ in range(2):  # the second epoch starts from each one's own updated weights
+        loss, _, batches = case.numba()
+        gold_loss, _ = case.reference()
+        assert batches == 10
+        np.testing.assert_allclose(loss, gold_loss, rtol=1e-10)
+    assert set(case.anchors) == {"sklearn"}  # jax and torch have no regression epoch
+    case.anchors["sklearn"]()
+
+
+def test_regression_cases_scale_the_reference_and_match_sklearn_settings():
+    cases = benchmarks.regression_cases(rows=400, reference_rows=100)
+    assert [case.label.split()[0] for case in cases] == ["b32", "b200"]
+    assert [case.reference_scale for case in cases] == [4, 4]
+    assert all("reference on 100 rows, its time x4" in case.label for case in cases)
+    config = benchmarks.TrainConfig(**benchmarks.REGRESSION_CONFIG, batch_size=200).validated()
+    model = benchmarks.sklearn_mlp(config)
+    assert type(model).__name__ == "MLPRegressor"
+    assert model.get_params() | dict(hidden_layer_sizes=(256, 256), activation="relu",
+                                     solver="adam", batch_size=200, learning_rate_init=1e-3,
+                                     loss="squared_error") == model.get_params()
+    np.testing.assert_allclose(model.alpha, config.weight_decay * 200)
