@@ -61,20 +61,38 @@ class _Widths(click.ParamType):
                       ctx)
 
 
+NAMES_SEPARATOR = "\x1f"  # joins the names of a many-valued text flag (names may hold commas)
+
+
+class _Names(click.ParamType):
+    """One or more names: `--target price` or `--target x y z` (joined by main(), like
+    _Widths's numbers)."""
+
+    name = "NAME [NAME ...]"
+
+    def convert(self, value, param, ctx):
+        return tuple(value.split(NAMES_SEPARATOR)) if isinstance(value, str) else value
+
+
 def _join_many_values(argv: list) -> list:
-    """`-sz 512 256 128 ...` -> `-sz 512,256,128 ...` for every many-valued setting."""
-    many = {flag for entry in SETTINGS if entry.many for flag in (entry.short, entry.long) if flag}
+    """`-sz 512 256 128 ...` -> `-sz 512,256,128 ...` and `--target a b` -> one value, for
+    every many-valued setting: numbers for a numeric one, every value up to the next flag
+    for a text one."""
     joined, i = [], 0
+    kinds = {flag: entry.kind for entry in SETTINGS if entry.many
+             for flag in (entry.short, entry.long) if flag}
     while i < len(argv):
         joined.append(argv[i])
         i += 1
-        if joined[-1] in many:
+        kind = kinds.get(joined[-1])
+        if kind is not None:
             values = []
-            while i < len(argv) and argv[i].lstrip("-").isdigit():
+            while i < len(argv) and (argv[i].lstrip("-").isdigit() if kind is not str
+                                     else not argv[i].startswith("-")):
                 values.append(argv[i])
                 i += 1
             if values:
-                joined.append(",".join(values))
+                joined.append((NAMES_SEPARATOR if kind is str else ",").join(values))
     return joined
 
 
@@ -84,7 +102,7 @@ def setting_option(name: str, **overrides):
     entry = SETTING[name]
     flags = [flag for flag in (entry.short, entry.long) if flag]
     kind = (_SpecChoice(entry.choices, case_sensitive=False) if entry.choices
-            else _Widths() if entry.many else entry.kind)
+            else (_Names() if entry.kind is str else _Widths()) if entry.many else entry.kind)
     options = dict(type=kind, default=entry.default, show_default=entry.default is not None,
                    help=entry.help)
     options.update(overrides)
@@ -130,9 +148,12 @@ def train(progress, resume, plots, **flags):
     else:  # only the flags typed on the line; the rest come from the run's checkpoint
         result = run_training(typed, progress=progress, resume_dir=resume, plots=plots)
     summary = result.summary
-    click.echo(f"test accuracy {summary['test_accuracy']:.4f}  test loss "
-               f"{summary['test_loss']:.4f}  ->  {result.run_dir}")
-    _print_confusion_matrix(summary["confusion_matrix"], summary["class_names"])
+    figures = "  ".join(f"test {key.removeprefix('test_')} {value:.4f}"
+                        for key, value in summary.items()
+                        if key.startswith("test_") and key != "test_loss")
+    click.echo(f"{figures}  test loss {summary['test_loss']:.4f}  ->  {result.run_dir}")
+    if "confusion_matrix" in summary:
+        _print_confusion_matrix(summary["confusion_matrix"], summary["class_names"])
 
 
 @cli.command()
@@ -141,36 +162,47 @@ def train(progress, resume, plots, **flags):
                 help="Test set to evaluate on (default: the dataset the model was trained on).")
 @setting_option("data_dir")
 @click.option("--plot", metavar="PATH", default=None,
-              help="Confusion-matrix PNG to write (default: beside the model, "
-                   "evaluate_<dataset>_confusion_matrix.png).")
+              help="PNG to write (default: beside the model): the confusion matrix "
+                   "(evaluate_<dataset>_confusion_matrix.png), or for regression predicted "
+                   "against true values and the residuals (evaluate_<dataset>_regression.png).")
 @click.option("--no-plot", is_flag=True, help="Write no PNG.")
 def evaluate(model, dataset, data_dir, plot, no_plot):
-    """Test loss, accuracy, per-class accuracy and confusion matrix of a saved model."""
+    """Test loss and figures of a saved model: accuracy, per-class accuracy and confusion
+    matrix (classes); RMSE, MAE and R^2 per target (regression); accuracy and F1 per label
+    (multilabel)."""
     from pathlib import Path
 
     from fastmlp.inference import evaluate_model
-    from fastmlp.plots import confusion_matrix_png
+    from fastmlp.plots import confusion_matrix_png, regression_png
 
     result = evaluate_model(model, dataset, data_dir)
-    if not no_plot:
+    picture = {"classification": "confusion_matrix", "regression": "regression"}.get(result.task)
+    if not no_plot and picture:
         chosen = plot
         plot = Path(plot) if plot else (Path(model).parent /
-                                        f"evaluate_{result.dataset}_confusion_matrix.png")
+                                        f"evaluate_{result.dataset}_{picture}.png")
+        title = f"{result.dataset} test set: " + "  ".join(
+            f"{name} {value:.4f}" for name, value in result.figures.items())
         try:
-            confusion_matrix_png(result.matrix, result.class_names, plot,
-                                 f"{result.dataset} test set: accuracy {result.accuracy:.4f}")
+            if result.task == "classification":
+                confusion_matrix_png(result.matrix, result.class_names, plot, title)
+            else:
+                regression_png(result.truth, result.predicted, result.class_names, plot, title)
         except FastMLPError as exc:
             hint = "" if chosen else " (choose another place with --plot PATH, or --no-plot)"
             raise FastMLPError(f"{exc}{hint}") from None
     click.echo(f"model {model}  ({result.model.description})")
     click.echo(f"{result.dataset} test set: {result.count} {result.rows_called}  "
                f"loss {result.loss:.4f}  "
-               f"accuracy {result.accuracy:.4f}")
-    _print_per_class(result.matrix, result.class_names, result.per_class_accuracy,
-                     result.rows_called)
-    _print_confusion_matrix(result.matrix.tolist(), result.class_names)
-    if not no_plot:
-        click.echo(f"confusion matrix -> {plot}")
+               + "  ".join(f"{name} {value:.4f}" for name, value in result.figures.items()))
+    if result.task == "classification":
+        _print_per_class(result.matrix, result.class_names, result.per_class_accuracy,
+                         result.rows_called)
+        _print_confusion_matrix(result.matrix.tolist(), result.class_names)
+    else:
+        _print_per_output(result)
+    if not no_plot and picture:
+        click.echo(f"{picture.replace('_', ' ')} -> {plot}")
 
 
 @cli.command()
@@ -233,6 +265,21 @@ def _print_per_class(matrix, class_names, accuracy, rows_called):
     for index, name in enumerate(class_names):
         table.add_row(f"{index} {name}", str(int(matrix[index].sum())),
                       str(int(matrix[index, index])), f"{accuracy[index]:.4f}")
+    Console().print(table)
+
+
+def _print_per_output(result):
+    """The figures of each target (regression) or label (multilabel), one row each."""
+    from rich.console import Console
+    from rich.table import Table
+
+    per_output = result.per_output()
+    table = Table(title="per target" if result.task == "regression" else "per label")
+    table.add_column("target" if result.task == "regression" else "label")
+    for name in per_output:
+        table.add_column(name, justify="right")
+    for index, output in enumerate(result.class_names):
+        table.add_row(output, *(f"{values[index]:.4f}" for values in per_output.values()))
     Console().print(table)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import reference as ref
 from .config import TrainConfig, code_of
-from .kernels.interface import ACTIVATIONS, LOSSES, OPTIMIZERS, kernel_inputs
+from .kernels.interface import ACTIVATIONS, LOSS_OUTPUT, LOSSES, OPTIMIZERS, kernel_inputs
 from .model import Layout, init_params
 
 SEED_CONFIG = dict(batch_size=32, hidden_size=64, num_layers=3, activation="ReLU",
@@ -107,22 +107,42 @@ def activation_cases(dtype="float32", sizes=ELEMENTWISE_SIZES) -> list:
     return cases
 
 
+def sample_targets(loss: str, rng, rows: int, width: int):
+    """What a loss is learnt against, drawn at random: class indices (rows,) for the softmax
+    losses, 0/1 labels (rows, width) for binary cross-entropy, counts for poisson, numbers
+    for the other regression losses."""
+    output = LOSS_OUTPUT[loss]
+    if output == "softmax":
+        return rng.integers(0, width, rows)
+    if output == "sigmoid":
+        return (rng.random((rows, width)) < 0.4).astype(np.float64)
+    if output == "exp":
+        return rng.poisson(2.0, size=(rows, width)).astype(np.float64)
+    return rng.normal(size=(rows, width)) * 2
+
+
 def loss_cases(dtype="float32") -> list:
-    from .kernels.losses import softmax_loss_backward
+    from .engine import kernel_targets
+    from .kernels.losses import loss_backward
 
     rng = np.random.default_rng(2)
     cases = []
     for name in LOSSES:
         for batch in (32, 256, 4096):
             logits = rng.normal(size=(batch, 10)).astype(dtype)
-            labels = rng.integers(0, 10, batch)
+            y = sample_targets(name, rng, batch, 10)
+            labels, targets, weights = kernel_targets(y)
             dlogits = np.empty_like(logits)
             code = code_of(name, LOSSES)
-            cases.append(Case(
-                "loss", f"{name} b{batch}",
-                lambda d=dlogits, z=logits, y=labels, code=code: softmax_loss_backward(d, z, y, code, len(y), 0.0),
-                lambda z=logits, y=labels, name=name: ref.loss_and_grad(name, z, y),
-                float(batch), "rows"))
+
+            def mine(d=dlogits, z=logits, labels=labels, targets=targets, weights=weights,
+                     code=code, rows=np.arange(batch)):
+                loss_backward(d, z, rows, labels, targets, weights, code, float(len(z)), 0.0,
+                              1.0)
+
+            cases.append(Case("loss", f"{name} b{batch}", mine,
+                              lambda z=logits, y=y, name=name: ref.loss_and_grad(name, z, y),
+                              float(batch), "rows"))
     return cases
 
 

@@ -21,10 +21,13 @@ from typing import Callable, Optional
 
 from .data import DATASETS, REGISTRY as DATASET_REGISTRY
 from .errors import ConfigError
-from .kernels.interface import ACTIVATIONS, LOSSES, OPTIMIZERS, SCHEDULES
+from .metrics import AUTO_MONITOR, DEFAULT_MONITOR, MONITORS, monitors_of
+from .kernels.interface import (ACTIVATIONS, LOSS_TASK, LOSSES, OPTIMIZERS, SCHEDULES,
+                                TASK_LOSSES, TASKS)
 from .model import WEIGHT_INITS
 
 DTYPES = ("float32", "float64")
+AUTO_TASK = "auto"
 WANDB_MODES = ("offline", "online", "disabled")
 KEEP = ("best", "last")
 NO_AUGMENTATION = "none"
@@ -115,6 +118,13 @@ def widths_text(widths) -> str:
     return " ".join(map(str, widths)) if isinstance(widths, (tuple, list)) else str(widths)
 
 
+def _is_names(value) -> bool:
+    return (isinstance(value, (tuple, list)) and len(value) >= 1
+            and all(isinstance(v, str) and v.strip() for v in value))
+
+
+NAMES_RULE = Rule(_is_names, "must be one or more column names", "one or more column names")
+
 WIDTHS_RULE = Rule(_is_widths, "must be whole numbers >= 1 (one per hidden layer, or one for all)",
                    "whole numbers >= 1: one for every hidden layer, or one each")
 
@@ -192,8 +202,12 @@ class TrainConfig:
                           help="Passes over the training set.")
     batch_size: int = setting(32, "--batch_size", "-b", rule=whole(1),
                               help="Training examples per optimizer step.")
-    loss: str = setting("cross_entropy", "--loss", "-l", choices=LOSSES,
-                        help="Loss on the softmax output.")
+    loss: Optional[str] = setting(None, "--loss", "-l", kind=str, choices=LOSSES,
+                                  shown_default="by task",
+                                  help="Loss: cross_entropy (the default) or mean_squared_error "
+                                       "on a softmax over classes; squared_error (the "
+                                       "default), absolute_error, huber or poisson for "
+                                       "regression; binary_cross_entropy for multilabel.")
     optimizer: str = setting("adam", "--optimizer", "-o", choices=OPTIMIZERS,
                              help="Update rule.")
     learning_rate: float = setting(1e-3, "--learning_rate", "-lr", rule=positive(),
@@ -254,15 +268,21 @@ class TrainConfig:
     warmup_epochs: float = setting(0.0, "--warmup-epochs", rule=non_negative(),
                                    help="Linear warm-up of the learning rate over the first "
                                         "epochs (constant, cosine, step).")
+    huber_delta: float = setting(1.0, "--huber-delta", rule=positive(),
+                                 help="huber loss: residuals larger than this count linearly.")
     label_smoothing: float = setting(0.0, "--label-smoothing", rule=fraction(True),
                                      help="Label smoothing of cross_entropy: targets "
                                           "(1 - e) onehot + e / classes.")
     patience: int = setting(0, "--patience", rule=whole(0),
-                            help="Stop after this many epochs without a better validation "
-                                 "accuracy (0: never stop early).")
+                            help="Stop after this many epochs without a better --monitor "
+                                 "figure (0: never stop early).")
     keep: str = setting("best", "--keep", choices=KEEP,
                         help="Which epoch's parameters become model.npz and the test figures: "
-                             "the best validation accuracy, or the last epoch.")
+                             "the best --monitor figure, or the last epoch.")
+    monitor: str = setting(AUTO_MONITOR, "--monitor", choices=MONITORS,
+                           help="The validation figure --keep best and --patience watch; "
+                                "auto: val_accuracy for classes, val_f1 for multilabel, "
+                                "val_loss for regression.")
     data_dir: Optional[str] = setting(None, "--data-dir", kind=str, sweep=False,
                                       resume=MAY_CHANGE, in_command=False,
                                       shown_default="look-up",
@@ -279,6 +299,20 @@ class TrainConfig:
     label_column: str = setting("label", "--label-column", sweep=False,
                                 help="The CSV column holding the class (every other column is "
                                      "a number).")
+    task: str = setting(AUTO_TASK, "--task", choices=(AUTO_TASK,) + TASKS, sweep=False,
+                        help="What the network learns: classification (a softmax over "
+                             "classes), regression (numbers) or multilabel (several 0/1 "
+                             "labels a row); auto decides from the loss or the data's targets "
+                             "and says why.")
+    target: Optional[tuple] = setting(None, "--target", kind=str, many=True, sweep=False,
+                                      rule=NAMES_RULE, shown_default="--label-column",
+                                      help="The column(s) of a CSV to learn: one, or several "
+                                           "(multi-target regression, multilabel); the other "
+                                           "columns are the inputs.")
+    weight_column: Optional[str] = setting(None, "--weight-column", kind=str, sweep=False,
+                                           help="A CSV column of row weights (weight 2 counts "
+                                                "as the row given twice); an .npz gives "
+                                                "w_train and w_test.")
     test_data: Optional[str] = setting(None, "--test-data", kind=str, sweep=False,
                                        shown_default="--test-fraction",
                                        help="A CSV test set with the same columns as --data.")
@@ -293,6 +327,8 @@ class TrainConfig:
         values = dataclasses.asdict(self)
         for entry in SETTINGS:
             value = values[entry.name]
+            if value is None and entry.default is None:
+                continue  # not given: its own default (e.g. the loss follows the task)
             if entry.choices is not None:
                 values[entry.name] = canonical_choice(value, entry.choices, entry.flag,
                                                       setting=entry.name)
@@ -307,6 +343,9 @@ class TrainConfig:
                                   f"({_shown(widths)}) for {values['num_layers']} hidden layers "
                                   f"({flag_name('num_layers')}); give one width per layer")
             values["hidden_size"] = widths
+        if isinstance(values["target"], list):  # as a JSON file gives it back
+            values["target"] = tuple(values["target"])
+        _resolve_task(values)
         if values["label_smoothing"] > 0 and values["loss"] != "cross_entropy":
             raise ConfigError(f"{flag_name('label_smoothing')}: label smoothing is for "
                               f"cross_entropy, not {values['loss']}")
@@ -382,6 +421,32 @@ class TrainConfig:
 
 
 RUN_NAME = "hl_{num_layers}_bs_{batch_size}_ac_{activation}"  # the assignment's style
+
+
+def _resolve_task(values: dict) -> None:
+    """The task and the loss of validated settings, in place: an auto task is the loss's task
+    when a loss is given, classification for a registry dataset, else left to the trainer
+    (which decides from the data's targets, trainer.resolved_task); a missing loss is its
+    task's default; a loss of another task is a ConfigError."""
+    task, loss = values["task"], values["loss"]
+    if task == AUTO_TASK:
+        if loss is not None:
+            task = LOSS_TASK[loss]
+        elif values["data"] is None:
+            task = "classification"  # the registry's datasets are images of classes
+    if task != AUTO_TASK:
+        if loss is None:
+            loss = TASK_LOSSES[task][0]
+        elif loss not in TASK_LOSSES[task]:
+            raise ConfigError(f"{flag_name('loss')}: {loss} is a loss for {LOSS_TASK[loss]}; "
+                              f"{task} takes {', '.join(TASK_LOSSES[task])}", setting="loss")
+    monitor = values["monitor"]
+    if task != AUTO_TASK and monitor == AUTO_MONITOR:
+        monitor = DEFAULT_MONITOR[task]
+    elif task != AUTO_TASK and monitor not in monitors_of(task):
+        raise ConfigError(f"{flag_name('monitor')}: {task} records "
+                          f"{', '.join(monitors_of(task))}, not {monitor}", setting="monitor")
+    values["task"], values["loss"], values["monitor"] = task, loss, monitor
 
 
 def _shown(value) -> str:
@@ -469,13 +534,22 @@ def resume_config(saved: TrainConfig, overrides: dict) -> TrainConfig:
     IGNORED ones are dropped."""
     values = {name: value for name, value in overrides.items()
               if name in SETTING and SETTING[name].resume != IGNORED}
+
+    def refuse(name):
+        local = ", ".join(entry.short or entry.long for entry in SETTINGS
+                          if entry.resume == MAY_CHANGE)
+        raise ConfigError(f"{flag_name(name)}: --resume continues a run with the settings it "
+                          f"started with ({getattr(saved, name)!r}); only {local} may change "
+                          "(drop the flag, or start a new run)", setting=name)
+
+    for name, value in values.items():  # before the rules that tie settings together
+        entry = SETTING[name]
+        if entry.resume == FIXED and entry.choices and value is not None \
+                and canonical_choice(value, entry.choices, entry.flag) != getattr(saved, name):
+            refuse(name)
     candidate = dataclasses.replace(saved, **values).validated()
     for name in values:
         if SETTING[name].resume == FIXED and getattr(candidate, name) != getattr(saved, name):
-            local = ", ".join(entry.short or entry.long for entry in SETTINGS
-                              if entry.resume == MAY_CHANGE)
-            raise ConfigError(f"{flag_name(name)}: --resume continues a run with the settings it "
-                              f"started with ({getattr(saved, name)!r}); only {local} may change "
-                              "(drop the flag, or start a new run)")
+            refuse(name)
     return dataclasses.replace(candidate,
                                group=overrides.get("group", saved.group)).validated()

@@ -106,7 +106,8 @@ DATASETS = tuple(REGISTRY)
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """One dataset in memory: uint8 pixels flattened to (N, 784), uint8 labels."""
+    """One dataset in memory: uint8 pixels flattened to (N, 784), uint8 labels (a registry
+    dataset); features, class indices or targets, weights (own data)."""
 
     name: str
     class_names: tuple
@@ -115,6 +116,12 @@ class Dataset:
     x_test: np.ndarray = field(repr=False)
     y_test: np.ndarray = field(repr=False)
     image_shape: tuple | None = None  # own data: (height, width) of IDX images, else None
+    # own data (owndata.py): the task it was decided to be and why; for regression and
+    # multilabel, y holds float targets (N, T) and class_names the targets' names
+    task: str = "classification"
+    task_reason: str | None = None
+    w_train: np.ndarray | None = field(default=None, repr=False)  # row weights, or None
+    w_test: np.ndarray | None = field(default=None, repr=False)
 
 
 # --------------------------------------------------------------------------- IDX files
@@ -466,12 +473,25 @@ class Splits:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-    class_names: tuple
+    class_names: tuple  # the outputs' names: classes, or targets (regression, multilabel)
     image_shape: tuple | None = None  # (height, width) of image data; None for a table
+    task: str = "classification"
+    w_train: np.ndarray | None = None  # row weights of each set, or None (unweighted)
+    w_val: np.ndarray | None = None
+    w_test: np.ndarray | None = None
+    # regression: the y above are (y - target_mean) / target_scale, per target, from the
+    # training rows (None: as they are); the network learns in those units
+    target_mean: np.ndarray | None = None
+    target_scale: np.ndarray | None = None
 
     def layer_sizes(self, hidden_widths) -> tuple:
-        """Units per layer: the data's input width, the hidden widths, its classes."""
+        """Units per layer: the data's input width, the hidden widths, its outputs."""
         return (self.pixels_train.shape[1],) + tuple(hidden_widths) + (len(self.class_names),)
+
+    @property
+    def target_scaling(self):
+        """(mean, scale) of the targets' standardisation, or None."""
+        return None if self.target_mean is None else (self.target_mean, self.target_scale)
 
 
 def load_splits(config, own: Dataset | None = None) -> Splits:
@@ -487,13 +507,28 @@ def load_splits(config, own: Dataset | None = None) -> Splits:
         image_shape = REGISTRY[dataset.name].image_shape
     train_rows, val_rows = train_val_split(len(dataset.y_train), config.val_fraction, config.seed)
     dtype = np.dtype(config.dtype)
-    labels = dataset.y_train.astype(np.int64)
+    classes = dataset.task == "classification"
+    y, y_test = ((dataset.y_train.astype(np.int64), dataset.y_test.astype(np.int64)) if classes
+                 else (dataset.y_train, dataset.y_test))
+    mean = scale = None
+    if dataset.task == "regression" and config.loss in STANDARDISED_LOSSES:
+        mean, scale = y[train_rows].mean(axis=0), y[train_rows].std(axis=0)
+        scale = np.where(scale > 0, scale, 1.0)
+        y, y_test = (y - mean) / scale, (y_test - mean) / scale
+    w = dataset.w_train
     return Splits(
-        pixels_train=dataset.x_train[train_rows], y_train=labels[train_rows],
-        x_val=model_inputs(dataset.x_train[val_rows], dtype), y_val=labels[val_rows],
-        x_test=model_inputs(dataset.x_test, dtype), y_test=dataset.y_test.astype(np.int64),
+        pixels_train=dataset.x_train[train_rows], y_train=y[train_rows],
+        x_val=model_inputs(dataset.x_train[val_rows], dtype), y_val=y[val_rows],
+        x_test=model_inputs(dataset.x_test, dtype), y_test=y_test,
         class_names=tuple(dataset.class_names),
-        image_shape=image_shape)
+        image_shape=image_shape, task=dataset.task,
+        w_train=None if w is None else w[train_rows], w_val=None if w is None else w[val_rows],
+        w_test=dataset.w_test, target_mean=mean, target_scale=scale)
+
+
+# Regression losses trained on standardised targets (poisson's counts keep their scale: its
+# log link would only shift the output's bias)
+STANDARDISED_LOSSES = ("squared_error", "absolute_error", "huber")
 
 
 def model_inputs(x, dtype) -> np.ndarray:

@@ -48,10 +48,19 @@ class EpochDisplay:
         print(text, file=self.stream, flush=True)
 
     def epoch_line(self, record: dict) -> None:
-        print(f"epoch {record['epoch']}/{self.epochs}  train loss {record['train_loss']:.4f}  "
-              f"acc {record['train_accuracy']:.4f}  |  val loss {record['val_loss']:.4f}  "
-              f"acc {record['val_accuracy']:.4f}  |  {record['train_seconds']:.2f} s",
-              file=self.stream, flush=True)
+        """`epoch 3/10  train loss L  acc A  |  val loss L  acc A  |  S s`; the validation
+        part lists the task's figures (rmse, mae, r2 for regression; acc, f1 multilabel)."""
+        train = f"train loss {record['train_loss']:.4f}"
+        if "train_accuracy" in record:
+            train += f"  acc {record['train_accuracy']:.4f}"
+        figures = "  ".join(f"{SHORT.get(name, name)} {value:.4f}"
+                            for key, value in record.items() if key.startswith("val_")
+                            for name in [key.removeprefix("val_")])
+        print(f"epoch {record['epoch']}/{self.epochs}  {train}  |  val {figures}  |  "
+              f"{record['train_seconds']:.2f} s", file=self.stream, flush=True)
+
+
+SHORT = {"accuracy": "acc"}  # how the epoch line names a figure
 
 
 def _console(stream):

@@ -2,8 +2,9 @@
 
     TrainState                  parameters, optimizer state, gradient buffer, step count
     run_epoch(state, ...)       one compiled epoch over the training pixels
-    evaluate_params(...)        loss, accuracy and predictions of a parameter buffer
-    predict_outputs(...)        output-layer values (probabilities) and predicted classes
+    score_params(...)           loss and the task's figures of a parameter buffer on a set
+    evaluate_params(...)        loss, accuracy and predicted classes (a classifier's view)
+    predict_outputs(...)        output-layer values (probabilities, numbers) and argmaxes
     warm_up(dtype)              compile (or load from the disk cache) every kernel
     thread_limits(threads)      Numba and BLAS thread counts for a block
     single_threaded_blas(...)   BLAS on one thread while Numba's threads split the work
@@ -22,7 +23,28 @@ import numpy as np
 
 from .config import TrainConfig
 from .kernels.interface import BUFFERS, kernel_inputs
+from .metrics import task_metrics
 from .model import Layout, init_params
+
+NO_LABELS = np.empty(0, dtype=np.int64)
+NO_TARGETS = np.empty((0, 0), dtype=np.float64)
+NO_WEIGHTS = np.empty(0, dtype=np.float64)
+
+
+def kernel_targets(y, weights=None, classes=None) -> tuple:
+    """(labels, targets, weights) as the kernels take them from what a set is learnt against:
+    class indices (N,) give labels, targets ((N,) or (N, T) numbers, 0/1 labels) give
+    targets; weights (N,) or None. The unused arrays are empty. classes: whether y holds
+    class indices (the config's task says; None: integers of one dimension do)."""
+    w = NO_WEIGHTS if weights is None else np.require(weights, np.float64, ["C"])
+    if y is None:
+        return NO_LABELS, NO_TARGETS, w
+    y = np.asarray(y)
+    if classes is None:
+        classes = y.ndim == 1 and y.dtype.kind in "iu"
+    if classes:
+        return np.require(y, np.int64, ["C"]), NO_TARGETS, w
+    return NO_LABELS, np.require(y.reshape(len(y), -1), np.float64, ["C"]), w
 
 
 class TrainState:
@@ -132,15 +154,19 @@ def warm_up(dtype="float32") -> float:
     labels = np.zeros(2, dtype=np.int64)
     run_epoch(TrainState.fresh(params), layout, pixels, labels, np.arange(2), 2, config)
     evaluate_params(params, layout, pixels.astype(dtype), labels, config)
+    predict_outputs(params, layout, pixels.astype(dtype), config)
     return time.perf_counter() - start
 
 
-def run_epoch(state: TrainState, layout: Layout, pixels, labels, order, batch_size,
-              config: TrainConfig, progress=None, shards=None, image_width: int = 0):
+def run_epoch(state: TrainState, layout: Layout, pixels, y, order, batch_size,
+              config: TrainConfig, progress=None, shards=None, image_width: int = 0,
+              weights=None):
     """One compiled epoch over pixels[order] (uint8 images, scaled to [0, 1] in the kernel,
-    or float features); returns (mean batch loss, accuracy, batches run). config: a
-    validated TrainConfig (the choices, the hyperparameters, the schedule's length in
-    epochs); image_width: pixels per image row, for --augment.
+    or float features); returns (mean batch loss, accuracy, batches run). y: class indices
+    or float targets (kernel_targets), weights: per row or None; accuracy is the weighted
+    share of rows predicted right (0 for regression). config: a validated TrainConfig (the
+    choices, the hyperparameters, the schedule's length in epochs); image_width: pixels per
+    image row, for --augment.
 
     shards: how many threads split each batch by rows (default: Numba's thread count). With
     more than one, BLAS runs single-threaded inside them: on these small matrices a thread
@@ -154,49 +180,71 @@ def run_epoch(state: TrainState, layout: Layout, pixels, labels, order, batch_si
         progress = np.zeros(1, dtype=np.int64)
     batch_size = min(batch_size, len(order))  # the same batches; buffers no bigger than the data
     codes, hyper = kernel_inputs(config, -(-len(order) // batch_size), image_width)
+    labels, targets, weights = kernel_targets(y, weights, config.task == "classification")
     with single_threaded_blas(shards > 1):
         loss_sum, correct, batches, state.step, state.lr = train_epoch(
-            state.buffers, progress, state.step, pixels, labels, order, batch_size,
-            layout.arrays(), codes, hyper, shards)
-    return loss_sum / max(batches, 1), correct / len(order), batches
+            state.buffers, progress, state.step, pixels, labels, targets, weights, order,
+            batch_size, layout.arrays(), codes, hyper, shards)
+    total_weight = weights[order].sum() if len(weights) else len(order)
+    return loss_sum / max(batches, 1), correct / total_weight, batches
 
 
-def _infer(params, layout: Layout, x, labels, config: TrainConfig, want_outputs: bool):
+def _infer(params, layout: Layout, x, y, weights, config: TrainConfig, want_outputs: bool):
     """The compiled forward pass of inference (kernels.epoch.infer) on every row of x, in
-    the parameters' dtype: (mean loss or 0, predictions, outputs or None)."""
+    the parameters' dtype: (loss, or 0 when y is None; argmaxes; outputs or None)."""
     import numba
 
     from .kernels.epoch import infer
 
-    codes, _ = kernel_inputs(config)
+    codes, hyper = kernel_inputs(config)
     # writeable too: a read-only array would compile the kernel again for its own Numba type
     x = np.require(x, dtype=params.dtype, requirements=["C", "W"])
-    n, classes = len(x), layout.sizes[-1]
-    outputs = np.empty((n if want_outputs else 0, classes), dtype=params.dtype)
+    n, width = len(x), layout.sizes[-1]
+    outputs = np.empty((n if want_outputs else 0, width), dtype=params.dtype)
     predictions = np.empty(n, dtype=np.int64)
-    if labels is None:
-        labels = np.empty(0, dtype=np.int64)
+    labels, targets, weights = kernel_targets(y, weights, config.task == "classification")
     workers = numba.get_num_threads()
     # Numba's threads split the rows; BLAS stays single-threaded inside them, so no idle
     # BLAS threads are left spinning into the next epoch.
     with single_threaded_blas(workers > 1):
-        mean_loss = infer(outputs, predictions, x, labels, params, layout.arrays(), codes,
-                          workers)
+        mean_loss = infer(outputs, predictions, x, labels, targets, weights, params,
+                          layout.arrays(), codes, hyper, workers)
     return float(mean_loss), predictions, outputs if want_outputs else None
 
 
-def evaluate_params(params, layout: Layout, x, labels, config: TrainConfig):
-    """(mean loss, accuracy, predicted labels) of a parameter buffer on a whole set; config:
-    a validated TrainConfig (its activation and loss)."""
+def score_params(params, layout: Layout, x, y, config: TrainConfig, weights=None,
+                 target_scaling=None) -> dict:
+    """{"loss": the set's loss, and the task's figures (metrics.TASK_METRICS), "predictions":
+    argmaxes, "outputs": the output layer's values or None, "truth": y in the outputs'
+    units} of a parameter buffer on a set;
+    y: class indices or float targets; weights: per row or None; config: validated.
+    target_scaling: (mean, scale) when the network learns standardised targets (y given in
+    those units): the loss stays in them, the figures and outputs are in the data's units."""
+    want_outputs = config.task != "classification"
+    loss, predictions, outputs = _infer(params, layout, x, y, weights, config, want_outputs)
+    if target_scaling is not None:
+        mean, scale = target_scaling
+        outputs = outputs * scale + mean
+        y = np.asarray(y).reshape(len(y), -1) * scale + mean
+    figures = task_metrics(config.task, y, outputs, predictions, weights)
+    return {"loss": loss, **figures, "predictions": predictions, "outputs": outputs,
+            "truth": y}
+
+
+def evaluate_params(params, layout: Layout, x, labels, config: TrainConfig, weights=None):
+    """(loss, accuracy, predicted classes) of a parameter buffer on a set of classes;
+    config: a validated TrainConfig (its activation and loss)."""
     mean_loss, predictions, _ = _infer(params, layout, x, np.asarray(labels, dtype=np.int64),
-                                       config, want_outputs=False)
-    return mean_loss, float((predictions == labels).mean()), predictions
+                                       weights, config, want_outputs=False)
+    return mean_loss, task_metrics("classification", labels, None, predictions,
+                                   weights)["accuracy"], predictions
 
 
 def predict_outputs(params, layout: Layout, x, config: TrainConfig):
-    """(output-layer values (N, K): softmax probabilities, predicted classes (N,)) for the
-    rows of x, in the parameters' dtype; config: a validated TrainConfig (its activation)."""
-    _, predictions, outputs = _infer(params, layout, x, None, config, want_outputs=True)
+    """(the output layer's values (N, K): probabilities, or regression values; the argmax of
+    each row (N,)) for the rows of x, in the parameters' dtype; config: a validated
+    TrainConfig (its activation and loss)."""
+    _, predictions, outputs = _infer(params, layout, x, None, None, config, want_outputs=True)
     return outputs, predictions
 
 

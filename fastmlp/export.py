@@ -4,9 +4,15 @@
                    in [0, 1], as `fastmlp train` feeds them; other features as they are)
     per layer      Gemm(A, W_l, b_l), then the hidden activation (Relu, Tanh, Sigmoid;
                    nothing for identity)
-    outputs        "probabilities" = Softmax(logits, axis=1), and "label" = ArgMax (int64,
-                   the index into the class names)
-    metadata       class_names (JSON), activation, fastmlp version
+    outputs        by the model's output kind (its loss):
+                   classes     "probabilities" = Softmax(logits, axis=1), and "label" =
+                               ArgMax (int64, the index into the class names)
+                   multilabel  "probabilities" = Sigmoid(logits), and "labels" = (p > 0.5)
+                               as int64 0/1, one column per label
+                   regression  "values" = logits * target_scale + target_mean (the data's
+                               units; no Mul/Add when the targets were not standardised),
+                               or Exp(logits) for the poisson loss; one column per target
+    metadata       class_names (JSON: the outputs' names), activation, task, loss, version
 
 The weights keep the model's dtype (float32 or float64). The graph is checked by
 onnx.checker and written atomically: a failure leaves no partial file.
@@ -25,8 +31,13 @@ IR_VERSION = 8  # read by every onnxruntime since 1.10
 ONNX_ACTIVATIONS = {"ReLU": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid", "identity": None}
 
 
-def to_onnx(layout, params: np.ndarray, activation: str, class_names) -> "onnx.ModelProto":
-    """The ONNX model of a parameter buffer (fastmlp.model.Layout's flat layout)."""
+def to_onnx(layout, params: np.ndarray, activation: str, class_names, loss="cross_entropy",
+            target_scaling=None) -> "onnx.ModelProto":
+    """The ONNX model of a parameter buffer (fastmlp.model.Layout's flat layout); loss says
+    the output kind (kernels/interface.py LOSS_OUTPUT); target_scaling: (mean, scale) of
+    standardised regression targets, or None."""
+    from .kernels.interface import LOSS_OUTPUT
+
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -48,21 +59,49 @@ def to_onnx(layout, params: np.ndarray, activation: str, class_names) -> "onnx.M
         if not last and op is not None:
             nodes.append(helper.make_node(op, [out], [f"a{l}"], name=f"{op.lower()}{l}"))
             current = f"a{l}"
-    nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1,
-                                  name="softmax"))
-    nodes.append(helper.make_node("ArgMax", ["logits"], ["label"], axis=1, keepdims=0,
-                                  name="argmax"))
+    width = layout.sizes[-1]
+    kind = LOSS_OUTPUT[loss]
+    if kind == "softmax":
+        nodes += [helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1,
+                                   name="softmax"),
+                  helper.make_node("ArgMax", ["logits"], ["label"], axis=1, keepdims=0,
+                                   name="argmax")]
+        outputs = [helper.make_tensor_value_info("probabilities", elem, ["N", width]),
+                   helper.make_tensor_value_info("label", TensorProto.INT64, ["N"])]
+    elif kind == "sigmoid":
+        half = numpy_helper.from_array(np.array(0.5, dtype=params.dtype), "half")
+        initializers.append(half)
+        nodes += [helper.make_node("Sigmoid", ["logits"], ["probabilities"], name="sigmoid"),
+                  helper.make_node("Greater", ["probabilities", "half"], ["on"], name="on"),
+                  helper.make_node("Cast", ["on"], ["labels"], to=TensorProto.INT64,
+                                   name="labels")]
+        outputs = [helper.make_tensor_value_info("probabilities", elem, ["N", width]),
+                   helper.make_tensor_value_info("labels", TensorProto.INT64, ["N", width])]
+    else:  # regression: the values in the data's units
+        if kind == "exp":
+            nodes.append(helper.make_node("Exp", ["logits"], ["values"], name="exp"))
+        elif target_scaling is None:
+            nodes.append(helper.make_node("Identity", ["logits"], ["values"], name="values"))
+        else:
+            mean, scale = (np.asarray(a, dtype=params.dtype).reshape(width) for a in
+                           target_scaling)
+            initializers += [numpy_helper.from_array(scale, "target_scale"),
+                             numpy_helper.from_array(mean, "target_mean")]
+            nodes += [helper.make_node("Mul", ["logits", "target_scale"], ["scaled"],
+                                       name="unscale"),
+                      helper.make_node("Add", ["scaled", "target_mean"], ["values"],
+                                       name="unshift")]
+        outputs = [helper.make_tensor_value_info("values", elem, ["N", width])]
     graph = helper.make_graph(
         nodes, "fastmlp_mlp",
-        [helper.make_tensor_value_info("input", elem, ["N", layout.sizes[0]])],
-        [helper.make_tensor_value_info("probabilities", elem, ["N", layout.sizes[-1]]),
-         helper.make_tensor_value_info("label", TensorProto.INT64, ["N"])],
+        [helper.make_tensor_value_info("input", elem, ["N", layout.sizes[0]])], outputs,
         initializers)
     model = helper.make_model(graph, producer_name="fastmlp", producer_version=__version__,
                               opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = IR_VERSION
+    task = {"softmax": "classification", "sigmoid": "multilabel"}.get(kind, "regression")
     helper.set_model_props(model, {"class_names": json.dumps(list(class_names)),
-                                   "activation": activation})
+                                   "activation": activation, "task": task, "loss": loss})
     onnx.checker.check_model(model)
     return model
 
@@ -77,8 +116,11 @@ def export_onnx(model_path, onnx_path) -> Path:
     except ImportError:
         raise FastMLPError("export needs the onnx package: pip install 'fastmlp[onnx]'") \
             from None
+    from .model import load_target_scaling
+
     layout, params, config, class_names = load_model(model_path)
-    model = to_onnx(layout, np.ascontiguousarray(params), config["activation"], class_names)
+    model = to_onnx(layout, np.ascontiguousarray(params), config["activation"], class_names,
+                    config["loss"], load_target_scaling(model_path))
     onnx_path = Path(onnx_path)
     if onnx_path.is_dir():
         raise FastMLPError(f"{onnx_path}: is a directory; give the .onnx file to write")

@@ -56,12 +56,30 @@ class Model:
 
         return TrainConfig.from_saved(self.config)
 
-    def probabilities(self, x: np.ndarray) -> np.ndarray:
-        """Softmax outputs (N, classes), in the model's dtype, for inputs x (N, inputs) as
-        the network reads them (images scaled to [0, 1])."""
+    @property
+    def task(self) -> str:
+        return self.config.get("task", "classification")
+
+    @functools.cached_property
+    def target_scaling(self):
+        """(mean, scale) of standardised regression targets, or None."""
+        from .model import load_target_scaling
+
+        return load_target_scaling(self.path)
+
+    def outputs(self, x: np.ndarray) -> np.ndarray:
+        """The model's predictions for inputs x (N, inputs) as the network reads them (images
+        scaled to [0, 1]): class probabilities (softmax), label probabilities (multilabel) or
+        target values in the data's units (regression)."""
         from .engine import predict_outputs
 
-        return predict_outputs(self.params, self.layout, x, self.settings)[0]
+        outputs = predict_outputs(self.params, self.layout, x, self.settings)[0]
+        if self.target_scaling is not None:
+            mean, scale = self.target_scaling
+            outputs = outputs * scale + mean
+        return outputs
+
+    probabilities = outputs  # a classifier's outputs are its class probabilities
 
 
 def open_model(path) -> Model:
@@ -84,9 +102,25 @@ class Evaluation:
     model: Model
     dataset: str
     loss: float
-    accuracy: float
-    matrix: np.ndarray  # counts[true, predicted]
-    class_names: tuple
+    accuracy: float | None  # classification and multilabel
+    matrix: np.ndarray | None  # counts[true, predicted] (classification)
+    class_names: tuple  # the outputs' names: classes, targets, labels
+    figures: dict = None  # the task's figures (metrics.TASK_METRICS): accuracy, rmse, ...
+    truth: np.ndarray | None = None  # regression, multilabel: the test targets, data units
+    predicted: np.ndarray | None = None  # the model's outputs for them
+
+    @property
+    def task(self) -> str:
+        return self.model.task
+
+    def per_output(self) -> dict:
+        """{figure: one value per output} (regression: rmse, mae, r2 per target;
+        multilabel: f1 per label) for the test rows."""
+        from .metrics import task_metrics
+
+        columns = [task_metrics(self.task, self.truth[:, [t]], self.predicted[:, [t]], None)
+                   for t in range(self.truth.shape[1])]
+        return {name: [column[name] for column in columns] for name in columns[0]}
 
     @property
     def per_class_accuracy(self) -> np.ndarray:
@@ -101,7 +135,7 @@ class Evaluation:
 
     @property
     def count(self) -> int:
-        return int(self.matrix.sum())
+        return int(self.matrix.sum()) if self.matrix is not None else len(self.truth)
 
 
 def evaluate_model(model_path, dataset=None, data_dir=None) -> Evaluation:
@@ -126,7 +160,8 @@ def evaluate_model(model_path, dataset=None, data_dir=None) -> Evaluation:
     loss, accuracy, predictions = evaluate_params(
         np.ascontiguousarray(model.params), model.layout, x, labels, model.settings)
     return Evaluation(model, dataset, loss, accuracy,
-                      confusion_matrix(labels, predictions, classes), tuple(data.class_names))
+                      confusion_matrix(labels, predictions, classes), tuple(data.class_names),
+                      {"accuracy": accuracy})
 
 
 def _evaluate_own_data(model: Model) -> Evaluation:
@@ -135,31 +170,42 @@ def _evaluate_own_data(model: Model) -> Evaluation:
 
     from .config import TrainConfig
     from .data import model_inputs
-    from .engine import confusion_matrix, evaluate_params
+    from .engine import confusion_matrix, score_params
+    from .metrics import TASK_METRICS
     from .owndata import load_own_data
 
     settings = SimpleNamespace(**{**TrainConfig().to_dict(), **model.config,
                                   "dtype": model.params.dtype.name})
     data = load_own_data(settings)
     if tuple(data.class_names) != tuple(model.class_names) \
-            or data.x_test.shape[1] != model.layout.sizes[0]:
+            or data.x_test.shape[1] != model.layout.sizes[0] or data.task != model.task:
         raise DataError(f"{settings.data}: the data has changed since the model was trained "
-                        f"(its classes or its width differ from the model's)")
-    labels = data.y_test.astype(np.int64)
-    loss, accuracy, predictions = evaluate_params(
-        np.ascontiguousarray(model.params), model.layout,
-        model_inputs(data.x_test, model.params.dtype), labels, model.settings)
-    classes = len(model.class_names)
-    return Evaluation(model, data.name, loss, accuracy,
-                      confusion_matrix(labels, predictions, classes), tuple(model.class_names))
+                        f"(its classes, targets or width differ from the model's)")
+    x = model_inputs(data.x_test, model.params.dtype)
+    y = data.y_test
+    if model.target_scaling is not None:  # the loss in the units the network learnt
+        mean, scale = model.target_scaling
+        y = (y - mean) / scale
+    scores = score_params(np.ascontiguousarray(model.params), model.layout, x, y,
+                          model.settings, data.w_test, model.target_scaling)
+    figures = {name: scores[name] for name in TASK_METRICS[model.task]}
+    if model.task != "classification":
+        return Evaluation(model, data.name, scores["loss"], figures.get("accuracy"), None,
+                          tuple(model.class_names), figures, scores["truth"], scores["outputs"])
+    matrix = confusion_matrix(y, scores["predictions"], len(model.class_names))
+    return Evaluation(model, data.name, scores["loss"], figures["accuracy"], matrix,
+                      tuple(model.class_names), figures)
 
 
 # ----------------------------------------------------------------------------- predict
 
 @dataclass
 class Prediction:
-    source: str  # "image.png" or "file.idx[12]"
-    classes: list  # [(class name, probability), ...] most likely first, top_k long
+    source: str  # "image.png" or "file.idx[12]" or "table.csv[3]"
+    # [(class name, probability), ...] most likely first, top_k long (classification);
+    # [(label, probability), ...] for every label (multilabel), [(target, value), ...] for
+    # every target (regression), in the model's order
+    classes: list
 
 
 def read_inputs(path, image_shape, invert=None) -> tuple[list, np.ndarray]:
@@ -218,7 +264,8 @@ def _read_picture(path: Path, image_shape, invert) -> np.ndarray:
 
 
 def predict(model_path, inputs, top_k: int = 1, invert=None) -> list:
-    """The top_k classes and probabilities for every image in `inputs` (paths)."""
+    """For every image or row in `inputs` (paths): the top_k classes and probabilities (a
+    classifier), each label's probability (multilabel), each target's value (regression)."""
     from .data import model_inputs
     from .errors import ConfigError
 
@@ -231,11 +278,11 @@ def predict(model_path, inputs, top_k: int = 1, invert=None) -> list:
     results = []
     for path in inputs:  # read all inputs first: a bad one fails before any output
         if model.image_shape is None:  # trained on a table (--data): rows of features
-            from .owndata import read_table_inputs
+            from .owndata import read_table_inputs, target_columns
 
             results.append(read_table_inputs(path, model.layout.sizes[0],
-                                             model.config.get("label_column", "label"),
-                                             model.params.dtype))
+                                             target_columns(model.settings),
+                                             model.params.dtype, model.settings.weight_column))
         else:
             results.append(read_inputs(path, model.image_shape, invert))
     predictions = []
@@ -243,6 +290,11 @@ def predict(model_path, inputs, top_k: int = 1, invert=None) -> list:
         for start in range(0, len(images), 4096):
             probs = model.probabilities(model_inputs(images[start:start + 4096],
                                                      model.params.dtype))
+            if model.task != "classification":  # every output, in the model's order
+                for row, name in enumerate(names[start:start + 4096]):
+                    predictions.append(Prediction(name, list(zip(
+                        model.class_names, map(float, probs[row])))))
+                continue
             best = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
             for row, name in enumerate(names[start:start + 4096]):
                 predictions.append(Prediction(name, [(model.class_names[k], float(probs[row, k]))

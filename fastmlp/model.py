@@ -84,17 +84,33 @@ def init_params(layout: Layout, weight_init: str, rng: np.random.Generator, dtyp
 MODEL_FORMAT_VERSION = 1
 
 
-def save_model(path, layout: Layout, params: np.ndarray, config: dict, class_names) -> None:
-    """Write model.npz atomically: weights, architecture, config, class names, format version."""
+def save_model(path, layout: Layout, params: np.ndarray, config: dict, class_names,
+               target_scaling=None) -> None:
+    """Write model.npz atomically: weights, architecture, config, the outputs' names (classes,
+    or targets), format version; and target_mean, target_scale when the network learnt
+    standardised regression targets (its outputs times target_scale plus target_mean are
+    the predictions)."""
     import json
 
     from .files import atomic_writer
 
+    scaling = {} if target_scaling is None else dict(
+        target_mean=np.asarray(target_scaling[0], np.float64),
+        target_scale=np.asarray(target_scaling[1], np.float64))
     with atomic_writer(path, "wb") as handle:
         np.savez(handle, format_version=np.int64(MODEL_FORMAT_VERSION),
                  sizes=np.array(layout.sizes, dtype=np.int64), params=params,
                  activation=np.str_(config["activation"]), loss=np.str_(config["loss"]),
-                 class_names=np.array(list(class_names)), config_json=np.str_(json.dumps(config)))
+                 class_names=np.array(list(class_names)), config_json=np.str_(json.dumps(config)),
+                 **scaling)
+
+
+def load_target_scaling(path):
+    """(target_mean, target_scale) of a model file, or None (outputs are the predictions)."""
+    with np.load(path, allow_pickle=False) as data:
+        if "target_mean" not in data.files:
+            return None
+        return np.array(data["target_mean"]), np.array(data["target_scale"])
 
 
 def load_model(path):

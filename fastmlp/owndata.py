@@ -1,37 +1,74 @@
 """Your own data for `fastmlp train --data PATH`: a .npz file, a CSV file or a folder of IDX
-files. Input width, class count and class names come from the data.
+files. Input width, the task, the classes or targets and their names come from the data.
 
-    .npz    arrays x_train (N, ...), y_train (N,), and x_test, y_test (both or neither);
-            optional class_names (then y holds class indices 0..K-1)
-    .csv    a header row; the label column named by --label-column (default `label`), every
-            other column a number; the test set from --test-data (a CSV with the same
-            columns) or a seeded --test-fraction of the rows
+    .npz    arrays x_train (N, ...), y_train (N,) or (N, T), and x_test, y_test (both or
+            neither); optional class_names (then y holds class indices 0..K-1),
+            target_names (regression, multilabel), w_train and w_test (row weights)
+    .csv    a header row; the target column(s) named by --target (default: --label-column,
+            `label`), an optional --weight-column, every other column a number; the test
+            set from --test-data (a CSV with the same columns) or a seeded
+            --test-fraction of the rows
     folder  the four IDX files of MNIST's layout (train-images-idx3-ubyte, ...; .gz or
             not): EMNIST, KMNIST and the like as they are published
 
-uint8 inputs (pixels) are scaled to [0, 1] like MNIST's; any other numbers are used as they
-are. Without class_names, the classes are the distinct labels of the training set, sorted
-(numbers as numbers), named by their text. Every problem is a DataError of one line naming
-the file.
+The task (--task auto, decide_task): classification for text or few distinct whole
+numbers in one target column, multilabel for several columns of 0/1, regression for other
+numbers. uint8 inputs (pixels) are scaled to [0, 1] like MNIST's; any other numbers are
+used as they are. Without class_names, the classes are the distinct labels of the training
+set, sorted (numbers as numbers), named by their text. Every problem is a DataError of one
+line naming the file (and, for a CSV, its line and column).
 
-To add a format: a loader below returning (x_train, y_train, x_test, y_test, class_names,
-image_shape) and its suffix in LOADERS.
+To add a format: a loader below returning a Loaded and its suffix in LOADERS.
 """
 from __future__ import annotations
 
 import csv
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .data import FILES, Dataset, file_in, read_idx
 from .errors import DataError
+from .kernels.interface import LOSS_TASK
+
+MAX_AUTO_CLASSES = 50  # --task auto: more distinct whole numbers than this are a quantity
+
+
+@dataclass
+class Part:
+    """One set (training or test) as a loader reads it: features, targets (N,) or (N, T),
+    row weights or None, and for a CSV each row's line in the file (for errors)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    weights: np.ndarray | None = None
+    lines: np.ndarray | None = None
+
+    def where(self, row: int) -> str:
+        """How an error names row `row`: the file's line, or the row's index."""
+        return f"line {self.lines[row]}" if self.lines is not None else f"row {row}"
+
+    def take(self, rows) -> "Part":
+        return Part(self.x[rows], self.y[rows],
+                    None if self.weights is None else self.weights[rows],
+                    None if self.lines is None else self.lines[rows])
+
+
+@dataclass
+class Loaded:
+    train: Part
+    test: Part | None
+    class_names: tuple | None  # given: y holds class indices 0..K-1
+    target_names: tuple | None  # the targets' names (a CSV's target columns)
+    image_shape: tuple | None
 
 
 def load_own_data(config) -> Dataset:
-    """The data at config.data as a Dataset (config: label_column, test_data, test_fraction,
-    seed, dtype)."""
+    """The data at config.data as a Dataset (config: target or label_column, weight_column,
+    task, loss, test_data, test_fraction, val_fraction, seed, dtype), its task decided
+    (Dataset.task, Dataset.task_reason)."""
     path = Path(config.data)
     if path.is_dir():
         loaded = _load_idx_folder(path)
@@ -41,25 +78,149 @@ def load_own_data(config) -> Dataset:
         loaded = LOADERS[path.suffix.lower()](path, config)
     else:
         raise DataError(f"{path}: not a .npz file, a .csv file or a folder of IDX files")
-    x_train, y_train, x_test, y_test, class_names, image_shape = loaded
     if config.test_data is not None and path.suffix.lower() != ".csv":
         raise DataError(f"{config.test_data}: --test-data goes with a CSV --data file; "
                         f"{path.name} holds its own test set")
-    for x, y, name in ((x_train, y_train, "training"), (x_test, y_test, "test")):
-        if x is not None and len(x) != len(np.asarray(y).reshape(-1)):
-            raise DataError(f"{path}: the {name} set has {len(x)} rows of features but "
-                            f"{len(np.asarray(y).reshape(-1))} labels")
-    if x_test is None:
-        x_train, y_train, x_test, y_test = _test_split(path, x_train, y_train,
-                                                       config.test_fraction, config.seed)
-    n_val = round(len(y_train) * config.val_fraction)
-    if n_val < 1 or n_val >= len(y_train):
-        raise DataError(f"{path}: {len(y_train)} training rows are too few for a validation "
+    for part, name in ((loaded.train, "training"), (loaded.test, "test")):
+        if part is not None and len(part.x) != len(part.y):
+            raise DataError(f"{path}: the {name} set has {len(part.x)} rows of features but "
+                            f"{len(part.y)} labels")
+        if part is not None and part.weights is not None and len(part.weights) != len(part.y):
+            raise DataError(f"{path}: the {name} set has {len(part.y)} rows but "
+                            f"{len(part.weights)} weights")
+    train, test = loaded.train, loaded.test
+    if test is None:
+        train, test = _test_split(path, train, config.test_fraction, config.seed)
+    n_val = round(len(train.y) * config.val_fraction)
+    if n_val < 1 or n_val >= len(train.y):
+        raise DataError(f"{path}: {len(train.y)} training rows are too few for a validation "
                         f"split of {config.val_fraction} (--val-fraction)")
-    x_train, x_test = (_features(path, x, np.dtype(config.dtype)) for x in (x_train, x_test))
-    y_train, y_test, class_names = _labels(path, y_train, y_test, class_names)
-    return Dataset(path.name, class_names, x_train, y_train, x_test, y_test,
-                   image_shape=image_shape)
+    dtype = np.dtype(config.dtype)
+    x_train, x_test = (_features(path, part.x, dtype) for part in (train, test))
+    w_train, w_test = (_weights(path, part, config.weight_column) for part in (train, test))
+    task, reason = decide_task(path, config, train.y)
+    if task == "classification":
+        y_train, y_test, names = _labels(path, train.y, test.y, loaded.class_names)
+    else:
+        y_train, y_test = (_targets(path, part, task, config.loss, name)
+                           for part, name in ((train, "training"), (test, "test")))
+        names = _target_names(loaded.target_names, y_train.shape[1])
+        if task == "multilabel":
+            _every_label_seen(path, y_train, names)
+    return Dataset(path.name, names, x_train, y_train, x_test, y_test,
+                   image_shape=loaded.image_shape, task=task, task_reason=reason,
+                   w_train=w_train, w_test=w_test)
+
+
+def decide_task(path, config, y) -> tuple:
+    """(task, why) for targets y as read: --task when given (or the task of a --loss);
+    else classification for text or at most MAX_AUTO_CLASSES distinct whole numbers in one
+    column, multilabel for several columns all 0/1, regression for other numbers."""
+    if config.task != "auto":
+        return config.task, f"--task {config.task}"
+    if config.loss is not None:
+        return LOSS_TASK[config.loss], f"the loss {config.loss} is for {LOSS_TASK[config.loss]}"
+    y = np.asarray(y)
+    columns = 1 if y.ndim == 1 else y.shape[1]
+    numbers = _as_numbers(y)
+    if numbers is None:
+        if columns > 1:
+            raise DataError(f"{path}: {columns} target columns hold text: several targets are "
+                            "numbers (regression) or 0/1 labels (multilabel)")
+        return "classification", "the target holds text"
+    finite = numbers[np.isfinite(numbers)]
+    if columns > 1:
+        if np.isin(finite, (0.0, 1.0)).all():
+            return "multilabel", f"{columns} target columns of 0/1"
+        return "regression", f"{columns} target columns of numbers"
+    distinct = len(np.unique(finite))
+    if (finite == np.round(finite)).all() and distinct <= MAX_AUTO_CLASSES:
+        return "classification", f"the target holds {distinct} distinct whole numbers"
+    whole = (finite == np.round(finite)).all()
+    return "regression", (f"the target holds {distinct} distinct whole numbers, more than "
+                          f"{MAX_AUTO_CLASSES}" if whole else "the target holds fractions")
+
+
+def _as_numbers(y: np.ndarray):
+    """y as float64, or None when any cell is not a number."""
+    if y.dtype.kind in "biuf":
+        return y.astype(np.float64)
+    try:
+        return np.char.strip(y.astype(str)).astype(np.float64)
+    except ValueError:
+        return None
+
+
+def _targets(path, part: Part, task: str, loss, name: str) -> np.ndarray:
+    """The float64 targets (N, T) of regression or multilabel, each checked."""
+    y = part.y.reshape(len(part.y), -1)
+    numbers = _as_numbers(y)
+    if numbers is None:
+        cells = np.char.strip(y.astype(str))
+        for row, column in np.ndindex(*cells.shape):
+            try:
+                float(cells[row, column])
+            except ValueError:
+                raise DataError(f"{path}: {part.where(row)}: the {name} target "
+                                f"{str(cells[row, column])!r} is not a number ({task} learns "
+                                "numbers)") from None
+    bad = ~np.isfinite(numbers)
+    if bad.any():
+        row = int(np.argwhere(bad)[0][0])
+        raise DataError(f"{path}: {part.where(row)}: the {name} target is NaN or infinite")
+    if task == "multilabel" and not np.isin(numbers, (0.0, 1.0)).all():
+        row = int(np.argwhere(~np.isin(numbers, (0.0, 1.0)))[0][0])
+        raise DataError(f"{path}: {part.where(row)}: multilabel targets are 0 or 1")
+    if task == "regression" and loss == "poisson" and (numbers < 0).any():
+        row = int(np.argwhere(numbers < 0)[0][0])
+        raise DataError(f"{path}: {part.where(row)}: a negative target; the poisson loss "
+                        "learns counts (>= 0)")
+    if task == "regression" and name == "training" and len(numbers) > 1 \
+            and (numbers.max(axis=0) == numbers.min(axis=0)).any():
+        raise DataError(f"{path}: a training target is constant: there is nothing to learn")
+    return numbers
+
+
+def _every_label_seen(path, y_train, names) -> None:
+    never = ~(y_train > 0.5).any(axis=0)
+    if never.any():
+        raise DataError(f"{path}: the label {names[int(np.argmax(never))]!r} is never 1 in the "
+                        "training set: it cannot be learnt")
+
+
+def _target_names(names, count: int) -> tuple:
+    if names is not None and len(names) == count:
+        return tuple(names)
+    return ("target",) if count == 1 else tuple(f"target_{i}" for i in range(count))
+
+
+def _weights(path, part: Part, column) -> np.ndarray | None:
+    """A set's row weights as float64, each finite and >= 0, not all 0 (None: unweighted)."""
+    if part.weights is None:
+        return None
+    label = f"the weight column {column!r}" if column else "the weights"
+    weights = _as_numbers(np.asarray(part.weights))
+    if weights is None:
+        cells = np.char.strip(np.asarray(part.weights).astype(str))
+        row = next(i for i, cell in enumerate(cells) if not _is_number(cell))
+        raise DataError(f"{path}: {part.where(row)}: {label} holds {str(cells[row])!r}, not a number")
+    weights = weights.reshape(-1)
+    bad = ~np.isfinite(weights) | (weights < 0)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise DataError(f"{path}: {part.where(row)}: {label}: {weights[row]} (weights are "
+                        "finite numbers >= 0)")
+    if weights.sum() <= 0:
+        raise DataError(f"{path}: {label}: every weight is 0")
+    return weights
+
+
+def _is_number(text) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 # ----------------------------------------------------------------------------- formats
@@ -90,28 +251,44 @@ def _load_npz(path: Path, config):
     if x_test is not None and x_test.shape[1:] != x_train.shape[1:]:
         raise DataError(f"{path}: x_test rows are {list(x_test.shape[1:])}, x_train rows "
                         f"{list(x_train.shape[1:])}: train and test need the same width")
-    names = arrays.get("class_names")
-    class_names = None if names is None else tuple(str(name) for name in names.reshape(-1))
-    flat = lambda x: None if x is None else x.reshape(len(x), -1)  # noqa: E731
-    return (flat(x_train), arrays["y_train"], flat(x_test), arrays.get("y_test"), class_names,
-            image_shape)
+    names = {key: None if arrays.get(key) is None
+             else tuple(str(name) for name in arrays[key].reshape(-1))
+             for key in ("class_names", "target_names")}
+    if ("w_test" in arrays) and "x_test" not in arrays:
+        raise DataError(f"{path}: w_test goes with x_test and y_test")
+
+    def part(x, y, weights):
+        if x is None:
+            return None
+        return Part(x.reshape(len(x), -1), y if y.ndim <= 1 else y.reshape(len(y), -1), weights)
+
+    return Loaded(part(x_train, arrays["y_train"], arrays.get("w_train")),
+                  part(x_test, arrays.get("y_test"), arrays.get("w_test")), names["class_names"],
+                  names["target_names"], image_shape)
+
+
+def target_columns(config) -> list:
+    """The CSV columns to learn: --target, else --label-column."""
+    return list(config.target) if config.target else [config.label_column]
 
 
 def _load_csv(path: Path, config):
-    header, x_train, y_train = _read_csv(path, config.label_column)
-    x_test = y_test = None
+    targets, weight = target_columns(config), config.weight_column
+    header, train = _read_csv(path, targets, weight)
+    test = None
     if config.test_data is not None:
-        test_header, x_test, y_test = _read_csv(Path(config.test_data), config.label_column)
+        test_header, test = _read_csv(Path(config.test_data), targets, weight)
         if test_header != header:
             raise DataError(f"{config.test_data}: its columns ({len(test_header)} features) "
                             f"differ from {path.name}'s ({len(header)} features): train and "
                             "test need the same columns")
-    return x_train, y_train, x_test, y_test, None, None
+    return Loaded(train, test, None, tuple(targets), None)
 
 
-def _read_csv(path: Path, label_column: str, need_label: bool = True):
-    """(feature column names, float64 features, label strings) of a CSV file (labels None
-    when the file has no label column and need_label is False)."""
+def _read_csv(path: Path, targets: list, weight_column=None, need_label: bool = True):
+    """(feature column names, Part: float64 features, the target columns' text (N,) for one
+    column or (N, T), the weight column's text or None, each row's line) of a CSV file
+    (targets None when the file has none of them and need_label is False)."""
     try:
         with open(path, newline="") as handle:
             reader = csv.reader(handle)
@@ -119,12 +296,16 @@ def _read_csv(path: Path, label_column: str, need_label: bool = True):
             if header is None:
                 raise DataError(f"{path}: empty file (a CSV needs a header row)")
             header = [name.strip() for name in header]
-            if label_column not in header and need_label:
-                raise DataError(f"{path}: no label column {label_column!r} (columns: "
-                                f"{', '.join(header[:8])}{', ...' if len(header) > 8 else ''}; "
-                                "choose one with --label-column)")
-            where = header.index(label_column) if label_column in header else None
-            rows = []
+            shown = f"{', '.join(header[:8])}{', ...' if len(header) > 8 else ''}"
+            missing = [name for name in targets if name not in header]
+            if missing and (need_label or len(missing) < len(targets)):
+                what = "label column" if len(targets) == 1 else "target column"
+                raise DataError(f"{path}: no {what} {missing[0]!r} (columns: {shown}; choose "
+                                "with --target or --label-column)")
+            if weight_column is not None and weight_column not in header:
+                raise DataError(f"{path}: no weight column {weight_column!r} (columns: "
+                                f"{shown})")
+            rows, lines = [], []
             for row in reader:
                 if not row:
                     continue
@@ -132,33 +313,42 @@ def _read_csv(path: Path, label_column: str, need_label: bool = True):
                     raise DataError(f"{path}: line {reader.line_num} has {len(row)} fields, "
                                     f"the header {len(header)}")
                 rows.append(row)
+                lines.append(reader.line_num)
     except DataError:
         raise
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path}: cannot read it as CSV ({exc})") from None
     if not rows:
         raise DataError(f"{path}: no data rows after the header")
-    labels = None
-    if where is not None:
-        labels = np.array([row.pop(where).strip() for row in rows])
-        if (labels == "").any():
-            line = int(np.argmax(labels == "")) + 2
-            raise DataError(f"{path}: line {line} has an empty {label_column!r}")
-    features = [name for i, name in enumerate(header) if i != where]
+    lines = np.array(lines, dtype=np.int64)
+    table = np.array(rows, dtype=str)
+    taken = {name: header.index(name) for name in targets if name in header}
+    y = None
+    if taken:
+        y = np.char.strip(table[:, list(taken.values())])
+        empty = np.argwhere(y == "")
+        if len(empty):
+            row, column = empty[0]
+            raise DataError(f"{path}: line {lines[row]} has an empty {list(taken)[column]!r}")
+        y = y[:, 0] if len(taken) == 1 else y
+    weights = None
+    if weight_column is not None:
+        taken[weight_column] = header.index(weight_column)
+        weights = table[:, header.index(weight_column)]
+    kept = [i for i in range(len(header)) if i not in taken.values()]
+    features = [header[i] for i in kept]
     if not features:
-        raise DataError(f"{path}: no feature columns besides {label_column!r}")
+        raise DataError(f"{path}: no feature columns besides {', '.join(map(repr, taken))}")
     try:
-        x = np.array(rows, dtype=np.float64)
+        x = table[:, kept].astype(np.float64)
     except ValueError:
-        for line, row in enumerate(rows, start=2):
-            for column, cell in zip(features, row):
-                try:
-                    float(cell)
-                except ValueError:
-                    raise DataError(f"{path}: line {line}, column {column!r}: {cell!r} is not "
-                                    "a number") from None
+        for row, cells in enumerate(table[:, kept]):
+            for column, cell in zip(features, cells):
+                if not _is_number(cell):
+                    raise DataError(f"{path}: line {lines[row]}, column {column!r}: "
+                                    f"{str(cell)!r} is not a number") from None
         raise
-    return features, x, labels
+    return features, Part(x, y, weights, lines)
 
 
 def _load_idx_folder(path: Path):
@@ -180,15 +370,17 @@ def _load_idx_folder(path: Path):
                         "need the same width")
     shape = arrays["x_train"].shape[1:]
     flat = {key: arrays[key].reshape(len(arrays[key]), -1) for key in ("x_train", "x_test")}
-    return flat["x_train"], arrays["y_train"], flat["x_test"], arrays["y_test"], None, shape
+    return Loaded(Part(flat["x_train"], arrays["y_train"]), Part(flat["x_test"], arrays["y_test"]),
+                  None, None, shape)
 
 
 LOADERS = {".npz": _load_npz, ".csv": _load_csv}
 
 
-def read_table_inputs(path, num_inputs: int, label_column: str, dtype):
+def read_table_inputs(path, num_inputs: int, label_column, dtype, weight_column=None):
     """(names, features) of the rows to predict for a model trained on a table: a CSV file
-    (its label column, if any, is left out), a .npy array or an .npz (x_test, else x)."""
+    (its target columns label_column (a list) and weight column, if there, are left out), a
+    .npy array or an .npz (x_test, else x)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if path.is_dir():
@@ -196,7 +388,8 @@ def read_table_inputs(path, num_inputs: int, label_column: str, dtype):
     if not path.exists():
         raise DataError(f"{path}: no such file")
     if suffix == ".csv":
-        _, x, _ = _read_csv(path, label_column, need_label=False)
+        _, rows = _read_csv(path, list(label_column), weight_column, need_label=False)
+        x = rows.x
     elif suffix in (".npy", ".npz"):
         try:
             with np.load(path, allow_pickle=False) as stored:  # an .npy array is no context
@@ -222,17 +415,15 @@ def read_table_inputs(path, num_inputs: int, label_column: str, dtype):
 
 # ----------------------------------------------------------------------------- checks
 
-def _test_split(path, x, y, fraction, seed):
-    """A seeded share of the rows as the test set (data without one of its own)."""
-    n_test = round(len(y) * fraction)
-    if len(y) != len(x):
-        raise DataError(f"{path}: {len(x)} rows of features but {len(y)} labels")
-    if n_test < 1 or n_test >= len(y):
-        raise DataError(f"{path}: {len(y)} rows are too few for a test split of "
+def _test_split(path, part: Part, fraction, seed):
+    """(train, test): a seeded share of the rows as the test set (data without its own)."""
+    n = len(part.y)
+    n_test = round(n * fraction)
+    if n_test < 1 or n_test >= n:
+        raise DataError(f"{path}: {n} rows are too few for a test split of "
                         f"{fraction} (give --test-data, or more rows)")
-    order = np.random.default_rng([seed, 2]).permutation(len(y))
-    test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
-    return x[train], y[train], x[test], y[test]
+    order = np.random.default_rng([seed, 2]).permutation(n)
+    return part.take(np.sort(order[n_test:])), part.take(np.sort(order[:n_test]))
 
 
 def _features(path, x, dtype) -> np.ndarray:
@@ -251,6 +442,9 @@ def _features(path, x, dtype) -> np.ndarray:
 
 def _labels(path, y_train, y_test, class_names):
     """(int64 class indices of train and test, class names)."""
+    if np.asarray(y_train).ndim > 1 and np.asarray(y_train).shape[1] > 1:
+        raise DataError(f"{path}: classification learns one target column, the data has "
+                        f"{np.asarray(y_train).shape[1]} (--task multilabel or regression)")
     y_train, y_test = np.asarray(y_train).reshape(-1), np.asarray(y_test).reshape(-1)
     for y in (y_train, y_test):
         if y.dtype.kind not in "iuUSb" and not (y.dtype.kind == "f" and

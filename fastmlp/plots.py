@@ -1,7 +1,8 @@
 """Pictures of a run, as PNG files (matplotlib's Agg renderer; no display, no pyplot state).
 
-    learning_curves(epochs, path)              loss and accuracy per epoch, train vs validation
+    learning_curves(epochs, path)              loss and the task's main figure per epoch
     confusion_matrix_png(matrix, names, path)  counts[true, predicted] with class names
+    regression_png(truth, predicted, names, path)  predicted against true, and residuals
     samples_png(images, names, path)           one image per class (assignment question 1)
 
 Every file is written atomically: a failure leaves no partial PNG and keeps an older one.
@@ -16,6 +17,7 @@ from .errors import DataError, FastMLPError
 
 LEARNING_CURVES = "learning_curves.png"
 CONFUSION_MATRIX = "confusion_matrix.png"
+REGRESSION = "predicted_vs_true.png"
 
 
 def _figure(width, height):
@@ -35,12 +37,16 @@ def save_png(figure, path) -> Path:
 
 
 def learning_curves(epochs: list, path, title: str = "") -> Path:
-    """Two panels, loss and accuracy against the epoch, train and validation lines."""
+    """Two panels against the epoch: the loss (train and validation) and the task's main
+    figure (accuracy, train and validation; or the validation RMSE of regression)."""
     figure = _figure(10, 4)
     x = [record["epoch"] for record in epochs]
-    for axes, key, label in zip(figure.subplots(1, 2), ("loss", "accuracy"), ("loss", "accuracy")):
-        axes.plot(x, [r[f"train_{key}"] for r in epochs], "o-", label="train")
+    second = "accuracy" if epochs and "val_accuracy" in epochs[0] else "rmse"
+    for axes, key in zip(figure.subplots(1, 2), ("loss", second)):
+        if epochs and f"train_{key}" in epochs[0]:
+            axes.plot(x, [r[f"train_{key}"] for r in epochs], "o-", label="train")
         axes.plot(x, [r[f"val_{key}"] for r in epochs], "s-", label="validation")
+        label = key.upper() if key == "rmse" else key
         axes.set_xlabel("epoch")
         axes.set_ylabel(label)
         axes.set_title(label)
@@ -103,15 +109,47 @@ def one_per_class(labels, classes: int) -> np.ndarray:
     return np.array(indices, dtype=np.int64)
 
 
-def run_plots(run_dir, epochs: list, matrix, class_names, title: str = "") -> dict:
-    """The end-of-run pictures in run_dir; returns {wandb key: path}."""
+def regression_png(truth, predicted, names, path, title: str = "test set") -> Path:
+    """For each target (a row of panels): predicted against true with the diagonal, and the
+    residuals (predicted - true) against the prediction."""
+    truth = np.asarray(truth, dtype=np.float64).reshape(len(truth), -1)
+    predicted = np.asarray(predicted, dtype=np.float64).reshape(len(truth), -1)
+    shown = min(truth.shape[1], 4)  # the first targets: a picture stays readable
+    figure = _figure(10, 4 * shown)
+    panels = np.asarray(figure.subplots(shown, 2)).reshape(shown, 2)
+    for t in range(shown):
+        scatter, residual = panels[t]
+        low, high = min(truth[:, t].min(), predicted[:, t].min()), max(truth[:, t].max(),
+                                                                      predicted[:, t].max())
+        scatter.scatter(truth[:, t], predicted[:, t], s=6, alpha=0.5)
+        scatter.plot([low, high], [low, high], "k--", linewidth=1)
+        scatter.set_xlabel(f"true {names[t]}")
+        scatter.set_ylabel(f"predicted {names[t]}")
+        residual.scatter(predicted[:, t], predicted[:, t] - truth[:, t], s=6, alpha=0.5)
+        residual.axhline(0, color="k", linestyle="--", linewidth=1)
+        residual.set_xlabel(f"predicted {names[t]}")
+        residual.set_ylabel("residual (predicted - true)")
+        for axes in (scatter, residual):
+            axes.grid(alpha=0.3)
+    figure.suptitle(title)
+    return save_png(figure, path)
+
+
+def run_plots(run_dir, epochs: list, matrix, class_names, title: str = "",
+              regression=None) -> dict:
+    """The end-of-run pictures in run_dir; returns {wandb key: path}. matrix: the test
+    confusion matrix (classification), or None; regression: (true, predicted) test targets
+    in the data's units, or None."""
     run_dir = Path(run_dir)
-    return {
-        "learning_curves": learning_curves(epochs, run_dir / LEARNING_CURVES, title),
-        "confusion_matrix_png": confusion_matrix_png(
-            matrix, class_names, run_dir / CONFUSION_MATRIX,
-            f"test confusion matrix{' - ' + title if title else ''}"),
-    }
+    pictures = {"learning_curves": learning_curves(epochs, run_dir / LEARNING_CURVES, title)}
+    suffix = f" - {title}" if title else ""
+    if matrix is not None:
+        pictures["confusion_matrix_png"] = confusion_matrix_png(
+            matrix, class_names, run_dir / CONFUSION_MATRIX, f"test confusion matrix{suffix}")
+    if regression is not None:
+        pictures["predicted_vs_true"] = regression_png(*regression, class_names,
+                                                       run_dir / REGRESSION, f"test set{suffix}")
+    return pictures
 
 
 # ----------------------------------------------------------------------------- samples

@@ -8,9 +8,11 @@ time:
                dropout: S = mask / (1 - p), mask ~ Bernoulli(1 - p); no dropout: S = 1)
     forward:   A_0 = X;  A_{l+1} = act(A_l @ W_l + b_l) * S_{l+1};
                P = softmax(A_L @ W_L + b_L)
-    losses:    cross_entropy       = -(1/B) sum_b sum_k q_bk log P[b, k],
-                                     q = (1 - e) onehot(y) + e / K   (label smoothing e)
-               mean_squared_error  =  (1/B) sum_b sum_k (P[b, k] - onehot(y)[b, k])^2
+    losses:    the weighted mean sum_b w_b l_b / sum_b w_b of the rows' losses l_b (w_b = 1
+               without weights; kernels/losses.py lists each l_b), e.g.
+               cross_entropy       l_b = -sum_k q_bk log P[b, k],
+                                   q = (1 - e) onehot(y) + e / K   (label smoothing e)
+               squared_error       l_b = 0.5 * mean_t (Z[b, t] - Y[b, t])^2  (linear output)
     backward:  dZ_L = dLoss/dlogits;  dW_l = A_l^T dZ_l;  db_l = sum_b dZ_l;
                dZ_{l-1} = (dZ_l W_l^T) * S_l * act'(act(Z_l))
     update:    g = dW + weight_decay * W (weights only; adamw decays the weights directly),
@@ -65,26 +67,69 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def loss_and_grad(name: str, logits: np.ndarray, labels: np.ndarray, smoothing: float = 0.0):
-    """(mean loss over the batch, dLoss/dlogits) for softmax outputs against integer labels;
-    smoothing: cross-entropy's label smoothing."""
-    batch, classes = logits.shape
-    probs = softmax(logits)
-    onehot = np.zeros_like(probs)
-    onehot[np.arange(batch), labels] = 1
-    if name == "cross_entropy":
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        target = (1 - smoothing) * onehot + smoothing / classes
-        loss = -(target * log_probs).sum(axis=1).mean()
-        return loss, (probs - target) / batch
-    if name == "mean_squared_error":
+def row_losses(name: str, logits: np.ndarray, y: np.ndarray, smoothing: float = 0.0,
+               delta: float = 1.0):
+    """(each row's loss l_b (B,), dl_b/dlogits (B, K)). y: integer labels (B,) for the
+    softmax losses, float targets (B, T) for the others; smoothing: cross-entropy's label
+    smoothing; delta: huber's."""
+    batch, width = logits.shape
+    if name in ("cross_entropy", "mean_squared_error"):
+        probs = softmax(logits)
+        onehot = np.zeros_like(probs)
+        onehot[np.arange(batch), y] = 1
+        if name == "cross_entropy":
+            shifted = logits - logits.max(axis=1, keepdims=True)
+            log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+            target = (1 - smoothing) * onehot + smoothing / width
+            return -(target * log_probs).sum(axis=1), probs - target
         diff = probs - onehot
-        loss = (diff * diff).sum(axis=1).mean()
-        grad_probs = 2 * diff / batch
+        grad_probs = 2 * diff
         # back through softmax: dz_j = p_j * (g_j - sum_k g_k p_k)
-        return loss, probs * (grad_probs - (grad_probs * probs).sum(axis=1, keepdims=True))
+        return (diff * diff).sum(axis=1), probs * (
+            grad_probs - (grad_probs * probs).sum(axis=1, keepdims=True))
+    y = np.asarray(y, dtype=np.float64).reshape(batch, -1)  # one target: a column
+    residual = logits - y
+    if name == "squared_error":
+        return 0.5 * (residual ** 2).mean(axis=1), residual / width
+    if name == "absolute_error":
+        return np.abs(residual).mean(axis=1), np.sign(residual) / width
+    if name == "huber":
+        small = np.abs(residual) <= delta
+        element = np.where(small, 0.5 * residual ** 2, delta * (np.abs(residual) - delta / 2))
+        slope = np.where(small, residual, delta * np.sign(residual))
+        return element.mean(axis=1), slope / width
+    if name == "poisson":  # log link: mu = exp(z); y log(y / mu) = 0 at y = 0
+        mu = np.exp(logits)
+        y_log = np.where(y > 0, y * (np.log(np.where(y > 0, y, 1.0)) - logits), 0.0)
+        return (y_log - y + mu).sum(axis=1), mu - y
+    if name == "binary_cross_entropy":  # softplus(z) - y z
+        softplus = np.maximum(logits, 0) + np.log1p(np.exp(-np.abs(logits)))
+        return (softplus - y * logits).sum(axis=1), 1 / (1 + np.exp(-logits)) - y
     raise ValueError(name)
+
+
+def loss_and_grad(name: str, logits: np.ndarray, y: np.ndarray, smoothing: float = 0.0,
+                  weights=None, delta: float = 1.0):
+    """(the batch's loss: the weighted mean of its rows' losses, dLoss/dlogits); weights
+    (B,) or None (every row 1). y: integer labels, or float targets (B, T)."""
+    losses, grads = row_losses(name, logits, y, smoothing, delta)
+    w = np.ones(len(logits)) if weights is None else np.asarray(weights, dtype=np.float64)
+    return (w * losses).sum() / w.sum(), grads * (w / w.sum())[:, None]
+
+
+OUTPUT_OF = {"cross_entropy": "softmax", "mean_squared_error": "softmax",
+             "binary_cross_entropy": "sigmoid", "poisson": "exp"}  # else identity
+
+
+def output_values(loss: str, logits: np.ndarray) -> np.ndarray:
+    """The output layer's values at inference: softmax probabilities, sigmoid ones, the
+    Poisson mean exp(z), or the linear output itself."""
+    kind = OUTPUT_OF.get(loss, "identity")
+    if kind == "softmax":
+        return softmax(logits)
+    if kind == "sigmoid":
+        return 1 / (1 + np.exp(-logits))
+    return np.exp(logits) if kind == "exp" else logits
 
 
 # ----------------------------------------------------------------------------- the network
@@ -119,10 +164,12 @@ def backward(layers, activations, dlogits: np.ndarray, activation: str, scales=N
     return grads
 
 
-def gradients(layers, x, labels, activation: str, loss: str, scales=None, smoothing=0.0):
-    """(loss, [(dW, db), ...], logits) for one batch."""
+def gradients(layers, x, labels, activation: str, loss: str, scales=None, smoothing=0.0,
+              weights=None, delta=1.0):
+    """(loss, [(dW, db), ...], logits) for one batch; labels: integer labels or float
+    targets (B, T); weights: per row, or None."""
     activations, logits = forward(layers, x, activation, scales)
-    batch_loss, dlogits = loss_and_grad(loss, logits, labels, smoothing)
+    batch_loss, dlogits = loss_and_grad(loss, logits, labels, smoothing, weights, delta)
     return batch_loss, backward(layers, activations, dlogits, activation, scales), logits
 
 
@@ -244,12 +291,15 @@ class Optimizer:
 
 
 def train_epoch(layers, optimizer: Optimizer, x, labels, order, batch_size, activation, loss,
-                regime=None):
-    """One pass over x[order] in batches; returns (mean batch loss, accuracy). regime: the
+                regime=None, weights=None):
+    """One pass over x[order] in batches; returns (mean batch loss, accuracy: the weighted
+    share of rows predicted right, the class or every label; 0 for regression). labels:
+    integer labels (N,) or float targets (N, T); weights: (N,) or None. regime: the
     training additions, a mapping with dropout, input_dropout, label_smoothing, seed, shift,
-    flip and image_width (None: none of them)."""
+    flip, image_width and huber_delta (None: none of them)."""
     r = dict(dropout=0.0, input_dropout=0.0, label_smoothing=0.0, seed=0, shift=0, flip=0,
-             image_width=0) | dict(regime or {})
+             image_width=0, huber_delta=1.0) | dict(regime or {})
+    w_all = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=np.float64)
     loss_sum, correct, batches = 0.0, 0, 0
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
@@ -269,24 +319,38 @@ def train_epoch(layers, optimizer: Optimizer, x, labels, order, batch_size, acti
                                      kernel_random.STREAM_DROPOUT + l, places, weights.shape[1])
                       for l, (weights, _) in enumerate(layers[:-1])]
         batch_loss, grads, logits = gradients(layers, x_batch, labels[rows], activation, loss,
-                                              scales, r["label_smoothing"])
+                                              scales, r["label_smoothing"], w_all[rows],
+                                              r["huber_delta"])
         optimizer.step(layers, grads)
         loss_sum += batch_loss
-        correct += int((logits.argmax(axis=1) == labels[rows]).sum())
+        correct += (w_all[rows] * right_rows(loss, logits, labels[rows])).sum()
         batches += 1
-    return loss_sum / batches, correct / len(order)
+    return loss_sum / batches, correct / w_all[order].sum()
 
 
-def predict(layers, x, activation):
-    """(softmax probabilities, predicted labels) of every row: the twin of the compiled
-    forward pass of inference (kernels.epoch.infer)."""
+def right_rows(loss: str, logits, y) -> np.ndarray:
+    """1.0 for each row predicted right (its class; every one of its labels), else 0; all 0
+    for regression."""
+    kind = OUTPUT_OF.get(loss, "identity")
+    if kind == "softmax":
+        return (logits.argmax(axis=1) == y).astype(np.float64)
+    if kind == "sigmoid":
+        return ((logits > 0) == (y > 0.5)).all(axis=1).astype(np.float64)
+    return np.zeros(len(logits))
+
+
+def predict(layers, x, activation, loss="cross_entropy"):
+    """(the output layer's values, the argmax of each row's logits) of every row: the twin
+    of the compiled forward pass of inference (kernels.epoch.infer)."""
     _, logits = forward(layers, x, activation)
-    return softmax(logits), logits.argmax(axis=1)
+    return output_values(loss, logits), logits.argmax(axis=1)
 
 
-def evaluate(layers, x, labels, activation, loss):
-    """(mean loss, accuracy, predicted labels) over a whole set."""
+def evaluate(layers, x, labels, activation, loss, weights=None, delta=1.0):
+    """(loss, accuracy, argmax of each row's logits) over a whole set, weighted by
+    weights (or not); labels: integer labels or float targets (N, T)."""
     _, logits = forward(layers, x, activation)
-    mean_loss, _ = loss_and_grad(loss, logits, labels)
-    predictions = logits.argmax(axis=1)
-    return float(mean_loss), float((predictions == labels).mean()), predictions
+    mean_loss, _ = loss_and_grad(loss, logits, labels, 0.0, weights, delta)
+    w = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=np.float64)
+    accuracy = (w * right_rows(loss, logits, labels)).sum() / w.sum()
+    return float(mean_loss), float(accuracy), logits.argmax(axis=1)

@@ -78,19 +78,26 @@ def checkpoint_path(run_dir) -> Path:
 
 @dataclass
 class BestEpoch:
-    """The epoch with the best validation accuracy so far (0: none yet) and its parameters."""
+    """The epoch with the best `monitor` figure so far (0: none yet: value None) and its
+    parameters; the run's --monitor (val_accuracy, val_loss, val_rmse, ...) says which
+    figure, metrics.higher_is_better which way is better."""
 
     epoch: int
     params: np.ndarray
-    val_accuracy: float = -1.0
+    value: float | None = None
+    monitor: str = "val_accuracy"
 
     def offer(self, record: dict, params: np.ndarray) -> bool:
         """Keep this epoch if it beats the best; True when it did."""
-        if record["val_accuracy"] > self.val_accuracy:
-            self.epoch, self.val_accuracy = record["epoch"], record["val_accuracy"]
+        from .metrics import higher_is_better
+
+        value = record[self.monitor]
+        better = self.value is None or (value > self.value if higher_is_better(self.monitor)
+                                        else value < self.value)
+        if better:
+            self.epoch, self.value = record["epoch"], value
             self.params = params.copy()
-            return True
-        return False
+        return better
 
 
 def save_checkpoint(run_dir, config: TrainConfig, run_name: str, sizes, state, shuffle_rng,
@@ -109,7 +116,7 @@ def save_checkpoint(run_dir, config: TrainConfig, run_name: str, sizes, state, s
                      epochs_json=np.str_(json.dumps(epochs)),
                      rng_state_json=np.str_(json.dumps(shuffle_rng.bit_generator.state)),
                      best_epoch=np.int64(best.epoch), best_params=best.params,
-                     best_val_accuracy=np.float64(best.val_accuracy))
+                     best_value=np.float64(np.nan if best.value is None else best.value))
     return path
 
 
@@ -139,7 +146,7 @@ def load_checkpoint(run_dir) -> Checkpoint:
                 epochs=json.loads(str(data["epochs_json"])),
                 rng_state=json.loads(str(data["rng_state_json"])),
                 best=BestEpoch(int(data["best_epoch"]), np.array(data["best_params"]),
-                               float(data["best_val_accuracy"])))
+                               _best_value(data), config.monitor))
     except FastMLPError as exc:
         if isinstance(exc, CheckpointError):
             raise
@@ -149,6 +156,16 @@ def load_checkpoint(run_dir) -> Checkpoint:
                               f"({exc.__class__.__name__}: {exc})") from None
     _check_consistent(path, checkpoint)
     return checkpoint
+
+
+def _best_value(data) -> float | None:
+    """The best figure so far in a checkpoint (None before the first epoch); checkpoints of
+    before --monitor hold it as best_val_accuracy, -1 for none."""
+    if "best_value" in data.files:
+        value = float(data["best_value"])
+        return None if np.isnan(value) else value
+    value = float(data["best_val_accuracy"])
+    return None if value < 0 else value
 
 
 def load_resumable(run_dir) -> Checkpoint:
@@ -235,22 +252,23 @@ class RunDirectory:
         with writing(path), atomic_writer(path, "w") as handle:
             handle.writelines(json.dumps(record) + "\n" for record in epochs)
 
-    def draw_pictures(self, epochs: list, matrix, class_names) -> dict:
-        """The end-of-run PNGs; returns {wandb key: path}."""
+    def draw_pictures(self, epochs: list, matrix, class_names, regression=None) -> dict:
+        """The end-of-run PNGs; returns {wandb key: path} (plots.run_plots)."""
         from .plots import run_plots
 
-        return run_plots(self.path, epochs, matrix, class_names, self.name)
+        return run_plots(self.path, epochs, matrix, class_names, self.name, regression)
 
-    def finish(self, layout, params, class_names, summary: dict) -> None:
+    def finish(self, layout, params, class_names, summary: dict, target_scaling=None) -> None:
         """model.npz, then summary.json (written last: "this run is finished"), then the
-        checkpoint goes: there is nothing left to resume."""
+        checkpoint goes: there is nothing left to resume. target_scaling: (mean, scale) of
+        standardised regression targets, kept in the model file."""
         from .model import save_model
 
         with writing(self.path / MODEL_NAME):
             save_model(self.path / MODEL_NAME, layout, params,  # + image_shape, if any
                        dict(self.config.to_dict(), **{key: summary[key] for key in
                                                       ("image_shape",) if key in summary}),
-                       class_names)
+                       class_names, target_scaling)
         with writing(self.path / SUMMARY_NAME):
             write_json_atomic(self.path / SUMMARY_NAME, summary)
         checkpoint_path(self.path).unlink(missing_ok=True)

@@ -130,16 +130,18 @@ class WandbRun:
                       for key, value in images.items()})
 
     def log_results(self, summary: dict, labels, predictions, images: dict) -> None:
-        """The end of a training run: test figures, confusion matrix, pictures, summary."""
+        """The end of a training run: test figures (the task's), the confusion matrix of a
+        classifier, pictures (the regression ones too), summary."""
         if not self.ready():
             return
         import wandb
 
-        test = {"test_loss": summary["test_loss"], "test_accuracy": summary["test_accuracy"]}
+        test = {key: value for key, value in summary.items() if key.startswith("test_")}
         self.run.log(test)
-        self.run.log({"confusion_matrix": wandb.plot.confusion_matrix(
-            y_true=[int(v) for v in labels], preds=[int(v) for v in predictions],
-            class_names=list(summary["class_names"]))})
+        if "confusion_matrix" in summary:  # classification
+            self.run.log({"confusion_matrix": wandb.plot.confusion_matrix(
+                y_true=[int(v) for v in labels], preds=[int(v) for v in predictions],
+                class_names=list(summary["class_names"]))})
         self.log_images(images)
         self.run.summary.update(test)
 

@@ -9,6 +9,7 @@ directory's files are written by rundir.RunDirectory, wandb is reached through t
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,10 @@ import numpy as np
 from .config import NO_AUGMENTATION, TrainConfig
 from .data import load_splits
 from .display import EpochDisplay
-from .engine import (TrainState, confusion_matrix, evaluate_params, run_epoch, thread_limits,
+from .engine import (TrainState, confusion_matrix, run_epoch, score_params, thread_limits,
                      warm_up)
 from .errors import ConfigError, DataError, DivergedError
+from .metrics import TASK_METRICS
 from .model import Layout, init_params
 from .owndata import load_own_data
 from .rundir import BestEpoch, RunDirectory
@@ -64,6 +66,10 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
     preload_wandb(config.wandb_mode)
     with thread_limits(config.threads):
         own = load_own_data(config) if config.data is not None else None  # --data PATH
+        decided = None  # the task that --task auto found in the data, said once it trains
+        if own is not None and config.task == "auto":
+            config = dataclasses.replace(config, task=own.task).validated()
+            decided = f"task: {own.task} ({own.task_reason}); loss {config.loss}"
         splits = load_splits(config, own)
         layout = Layout(splits.layer_sizes(config.hidden_widths))
         if config.augment != NO_AUGMENTATION and splits.image_shape is None:
@@ -79,7 +85,7 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
                                                  np.dtype(config.dtype)))
             shuffle_rng = np.random.default_rng([config.seed, 1])
             epochs = []
-            best = BestEpoch(0, state.params.copy())
+            best = BestEpoch(0, state.params.copy(), monitor=config.monitor)
         else:
             saved = run.checkpoint
             state = TrainState(saved.params, saved.state1, saved.state2, saved.step)
@@ -100,13 +106,15 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
             # Online, wandb follows the run live (and a login or network problem is said at
             # once). Offline, nobody watches the files while they are written: wandb starts
             # when training is done, so it never takes a core from the epochs.
+            if decided is not None:
+                display.note(decided)
             live = config.wandb_mode == "online"
             if live:
                 wandb_run = _start_wandb(config, run, epochs)
                 wandb_run.ready()
             for epoch in range(len(epochs) + 1, config.epochs + 1):
                 if _out_of_patience(config, epochs, best):
-                    display.note(f"stopped early: no better validation accuracy in "
+                    display.note(f"stopped early: no better {config.monitor} in "
                                  f"{config.patience} epochs since epoch {best.epoch}")
                     break
                 record = _train_one_epoch(epoch, state, layout, splits, config, shuffle_rng,
@@ -123,26 +131,34 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
 
             kept_epoch, kept_params = ((best.epoch, best.params) if config.keep == "best"
                                        else (len(epochs), state.params))
-            test_loss, test_accuracy, predictions = evaluate_params(
-                kept_params, layout, splits.x_test, splits.y_test, config)
-            matrix = confusion_matrix(splits.y_test, predictions, len(splits.class_names))
+            test = score_params(kept_params, layout, splits.x_test, splits.y_test, config,
+                                splits.w_test, splits.target_scaling)
             summary = {
                 "run_name": run.name, "config": config.to_dict(),
                 "train_command": config.train_command(), "num_params": layout.num_params,
                 "epochs": epochs, "kept_epoch": kept_epoch, "best_epoch": best.epoch,
                 "stopped_early": len(epochs) < config.epochs,
-                "compile_seconds": compile_seconds,
-                "test_loss": test_loss, "test_accuracy": test_accuracy,
-                "class_names": list(splits.class_names), "confusion_matrix": matrix.tolist()}
+                "compile_seconds": compile_seconds, "task": config.task,
+                **{f"test_{name}": test[name] for name in ("loss",) + TASK_METRICS[config.task]},
+                "class_names": list(splits.class_names)}
+            matrix = None
+            if config.task == "classification":
+                matrix = confusion_matrix(splits.y_test, test["predictions"],
+                                          len(splits.class_names))
+                summary["confusion_matrix"] = matrix.tolist()
             if config.data is not None and splits.image_shape is not None:  # own images:
                 # predict reads images of this shape (the registry knows its datasets')
                 summary["image_shape"] = list(splits.image_shape)
             # pictures at the end: they never slow the epochs down
-            images = run.draw_pictures(epochs, matrix, splits.class_names) if plots else {}
-            run.finish(layout, kept_params, splits.class_names, summary)
+            regression = None
+            if config.task == "regression":  # the test targets and predictions, data units
+                regression = (test["truth"], test["outputs"])
+            images = (run.draw_pictures(epochs, matrix, splits.class_names, regression)
+                      if plots else {})
+            run.finish(layout, kept_params, splits.class_names, summary, splits.target_scaling)
             if not live:
                 wandb_run = _start_wandb(config, run, epochs)
-            wandb_run.log_results(summary, splits.y_test, predictions, images)
+            wandb_run.log_results(summary, splits.y_test, test["predictions"], images)
             wandb_run.finish()
         except BaseException as exc:
             if wandb_run is not None:
@@ -167,7 +183,7 @@ def _start_wandb(config, run, epochs: list):
 
 
 def _out_of_patience(config, epochs: list, best: BestEpoch) -> bool:
-    """--patience N: N epochs have passed since the best validation accuracy."""
+    """--patience N: N epochs have passed since the best --monitor figure."""
     return config.patience > 0 and len(epochs) - best.epoch >= config.patience
 
 
@@ -180,7 +196,8 @@ def _train_one_epoch(epoch, state, layout, splits, config, shuffle_rng, display)
     def one_epoch(counter):
         start = time.perf_counter()
         result = run_epoch(state, layout, splits.pixels_train, splits.y_train, order,
-                           config.batch_size, config, counter, image_width=image_width)
+                           config.batch_size, config, counter, image_width=image_width,
+                           weights=splits.w_train)
         return result, time.perf_counter() - start
 
     (train_loss, train_accuracy, batches), train_seconds = display.run(epoch, total_batches,
@@ -188,8 +205,10 @@ def _train_one_epoch(epoch, state, layout, splits, config, shuffle_rng, display)
     if batches < total_batches or not np.isfinite(train_loss):
         raise DivergedError(f"training diverged in epoch {epoch} (loss became NaN or infinite "
                             f"after {state.step} steps): try a smaller learning rate")
-    val_loss, val_accuracy, _ = evaluate_params(state.params, layout, splits.x_val,
-                                                splits.y_val, config)
-    return {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
-            "val_loss": val_loss, "val_accuracy": val_accuracy, "learning_rate": state.lr,
-            "train_seconds": train_seconds}
+    val = score_params(state.params, layout, splits.x_val, splits.y_val, config, splits.w_val,
+                       splits.target_scaling)
+    record = {"epoch": epoch, "train_loss": train_loss}
+    if config.task != "regression":
+        record["train_accuracy"] = train_accuracy
+    record |= {f"val_{name}": val[name] for name in ("loss",) + TASK_METRICS[config.task]}
+    return record | {"learning_rate": state.lr, "train_seconds": train_seconds}

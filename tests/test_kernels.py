@@ -8,14 +8,16 @@ import pytest
 from fastmlp import reference as ref
 from fastmlp.config import TrainConfig
 from fastmlp.data import scale_pixels
+from fastmlp.engine import NO_LABELS, NO_TARGETS, NO_WEIGHTS, kernel_targets
 from fastmlp.kernels.activations import bias_activate, scale_by_derivative
 from fastmlp.kernels.dense import dense_backward, dense_forward
 from fastmlp.kernels.epoch import infer, train_epoch
 from fastmlp.kernels.gemm import matmul, tiled_matmul, tiles_suit
 from fastmlp.kernels.interface import (ACTIVATIONS, CODE_ACTIVATION, CODE_LOSS, CODE_OPTIMIZER,
-                                       CODE_SCHEDULE, CODES, LOSSES, OPTIMIZERS, SCHEDULES,
-                                       kernel_inputs)
-from fastmlp.kernels.losses import softmax_loss_backward
+                                       CODE_SCHEDULE, CODES, LOSS_OUTPUT, LOSSES, OPTIMIZERS,
+                                       OUTPUTS, SCHEDULES, TASK_LOSSES, kernel_inputs)
+from fastmlp.benchmarks import sample_targets
+from fastmlp.kernels.losses import loss_backward
 from fastmlp.kernels.optimizers import optimizer_update
 from fastmlp.kernels.schedules import scheduled_lr
 from fastmlp.model import Layout, init_params
@@ -62,21 +64,24 @@ def kernel_arrays(activation, loss, optimizer, hyper=HYPER, regime=None, steps_p
 
 
 def kernel_epoch(params, layout, pixels, labels, order, batch_size, activation, loss, optimizer,
-                 hyper=HYPER, state=None, shards=1, regime=None):
+                 hyper=HYPER, state=None, shards=1, regime=None, weights=None):
     """Run the compiled epoch on uint8 pixels; returns (mean batch loss, accuracy, grads, state).
-    regime: the training additions (dropout, shift, lr_schedule, total_steps, ...)."""
+    labels: class indices or float targets (N, T); weights: per row or None. regime: the
+    training additions (dropout, shift, lr_schedule, total_steps, ...)."""
     if state is None:
         state = (np.zeros_like(params), np.zeros_like(params), 0)
     state1, state2, step = state
     buffers = np.stack([params, state1, state2, np.zeros_like(params)])
     codes, hyper_array = kernel_arrays(activation, loss, optimizer, hyper, regime,
                                        steps_per_epoch=-(-len(order) // batch_size))
+    kernel_labels, targets, kernel_weights = kernel_targets(labels, weights)
     loss_sum, correct, batches, step, _ = train_epoch(
-        buffers, np.zeros(1, np.int64), step, pixels, labels, order, batch_size,
-        layout.arrays(), codes, hyper_array, shards)
+        buffers, np.zeros(1, np.int64), step, pixels, kernel_labels, targets, kernel_weights,
+        order, batch_size, layout.arrays(), codes, hyper_array, shards)
     params[:], state1[:], state2[:] = buffers[0], buffers[1], buffers[2]
     grads = buffers[3]
-    return loss_sum / batches, correct / len(order), grads, (state1, state2, step)
+    total = len(order) if weights is None else np.asarray(weights)[order].sum()
+    return loss_sum / batches, correct / total, grads, (state1, state2, step)
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +93,11 @@ def problem():
     return layout, pixels, labels, rng.permutation(200)
 
 
+CLASS_LOSSES = TASK_LOSSES["classification"]
+
+
 @pytest.mark.parametrize("optimizer,activation,loss",
-                         list(itertools.product(OPTIMIZERS, ACTIVATIONS, LOSSES)))
+                         list(itertools.product(OPTIMIZERS, ACTIVATIONS, CLASS_LOSSES)))
 def test_two_epochs_match_reference(problem, optimizer, activation, loss):
     layout, pixels, labels, order = problem
     x = scale_pixels(pixels, np.float64)
@@ -108,6 +116,33 @@ def test_two_epochs_match_reference(problem, optimizer, activation, loss):
     assert relative_error(params, flatten(layers)) < TIGHT
     assert not np.allclose(params, init_params(layout, "Xavier", np.random.default_rng(1),
                                                np.float64)), "the parameters must have moved"
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("activation,loss", list(itertools.product(ACTIVATIONS, LOSSES)))
+def test_every_loss_and_weights_train_like_reference(problem, activation, loss, weighted):
+    """Every output kind and loss (classes, regression, multilabel), with and without row
+    weights: two epochs of the compiled epoch (two shards, a short last batch) against the
+    NumPy twin, float64: losses, accuracies, parameters."""
+    layout, pixels, _, order = problem
+    rng = np.random.default_rng(21)
+    y = sample_targets(loss, rng, len(pixels), 10)
+    weights = rng.uniform(0.2, 3.0, len(pixels)) if weighted else None
+    x = scale_pixels(pixels, np.float64)
+    params = init_params(layout, "Xavier", np.random.default_rng(1), np.float64)
+    layers = [(w.copy(), b.copy()) for w, b in layout.views(params)]
+    gold_optimizer = ref.Optimizer("adam", layers, HYPER)
+    state = None
+    regime = dict(huber_delta=0.7)
+    for epoch_order in (order, order[::-1].copy()):
+        gold_loss, gold_acc = ref.train_epoch(layers, gold_optimizer, x, y, epoch_order, 32,
+                                              activation, loss, regime, weights)
+        mine_loss, mine_acc, _, state = kernel_epoch(params, layout, pixels, y, epoch_order, 32,
+                                                     activation, loss, "adam", state=state,
+                                                     shards=2, regime=regime, weights=weights)
+        assert mine_loss == pytest.approx(gold_loss, rel=TIGHT)
+        assert mine_acc == pytest.approx(gold_acc, rel=TIGHT, abs=1e-15)
+    assert relative_error(params, flatten(layers)) < TIGHT
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
@@ -191,26 +226,73 @@ def test_activation_kernels_match_reference(activation):
     assert relative_error(scaled, grad * ref.activation_derivative(activation, mine)) < TIGHT
 
 
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 @pytest.mark.parametrize("loss", LOSSES)
-def test_loss_kernel_matches_reference(loss):
+def test_loss_kernel_matches_reference(loss, weighted):
+    """Every loss, each row's weight in the loss, its gradient and the rows counted right."""
     rng = np.random.default_rng(5)
-    logits = rng.normal(size=(11, 10)) * 5
-    labels = rng.integers(0, 10, 11)
+    logits = rng.normal(size=(11, 10)) * (5 if LOSS_OUTPUT[loss] == "softmax" else 1.5)
+    y = sample_targets(loss, rng, 11, 10)
+    weights = rng.uniform(0.1, 3.0, 11) if weighted else None
+    labels, targets, kernel_weights = kernel_targets(y, weights)
     dlogits = np.empty_like(logits)
-    mine_loss, correct = softmax_loss_backward(dlogits, logits, labels, LOSSES.index(loss), 11,
-                                               0.0)
-    gold_loss, gold_grad = ref.loss_and_grad(loss, logits, labels)
+    total = 11.0 if weights is None else weights.sum()
+    mine_loss, correct = loss_backward(dlogits, logits, np.arange(11), labels, targets,
+                                       kernel_weights, LOSSES.index(loss), total, 0.0, 0.7)
+    gold_loss, gold_grad = ref.loss_and_grad(loss, logits, y, 0.0, weights, delta=0.7)
     assert mine_loss == pytest.approx(gold_loss, rel=TIGHT)
     assert relative_error(dlogits, gold_grad) < TIGHT
-    assert correct == int((logits.argmax(axis=1) == labels).sum())
+    w = np.ones(11) if weights is None else weights
+    assert correct == pytest.approx((w * ref.right_rows(loss, logits, y)).sum(), rel=TIGHT)
+
+
+def test_a_row_of_weight_two_counts_as_the_row_given_twice():
+    """scikit-learn's definition of a sample weight, in the loss and its gradient."""
+    rng = np.random.default_rng(15)
+    for loss in LOSSES:
+        logits = rng.normal(size=(5, 3))
+        y = sample_targets(loss, rng, 5, 3)
+        twice = np.concatenate([logits, logits[:1]]), np.concatenate([y, y[:1]])
+        results = []
+        for z, yy, weights in ((logits, y, np.array([2.0, 1, 1, 1, 1])), (*twice, None)):
+            labels, targets, kernel_weights = kernel_targets(yy, weights)
+            dlogits = np.empty_like(z)
+            value, _ = loss_backward(dlogits, z, np.arange(len(z)), labels, targets,
+                                     kernel_weights, LOSSES.index(loss), 6.0, 0.0, 1.0)
+            results.append((value, dlogits[:5].copy(), dlogits[5:]))
+        (weighted, weighted_grad, _), (repeated, repeated_grad, extra) = results
+        assert weighted == pytest.approx(repeated, rel=TIGHT), loss
+        repeated_grad[0] += extra[0]  # the repeated row's two gradients, together
+        assert relative_error(weighted_grad, repeated_grad) < TIGHT, loss
+
+
+@pytest.mark.parametrize("output", OUTPUTS)
+def test_output_values_match_reference(output):
+    from fastmlp.kernels.losses import output_values
+
+    loss = next(name for name, kind in LOSS_OUTPUT.items() if kind == output)
+    logits = np.random.default_rng(16).normal(size=(7, 4)) * 3
+    mine = np.empty_like(logits)
+    output_values(mine, logits, OUTPUTS.index(output))
+    assert relative_error(mine, ref.output_values(loss, logits)) < TIGHT
 
 
 def test_cross_entropy_is_stable_for_huge_logits():
     logits = np.array([[1000.0, -1000.0, 0.0] + [0.0] * 7])
     dlogits = np.empty_like(logits)
-    loss, _ = softmax_loss_backward(dlogits, logits, np.array([1]), LOSSES.index("cross_entropy"),
-                                   1, 0.0)
+    loss, _ = loss_backward(dlogits, logits, np.arange(1), np.array([1]), NO_TARGETS,
+                            NO_WEIGHTS, LOSSES.index("cross_entropy"), 1.0, 0.0, 1.0)
     assert loss == pytest.approx(2000.0)
+    assert np.isfinite(dlogits).all()
+
+
+def test_binary_cross_entropy_is_stable_for_huge_logits():
+    logits = np.array([[800.0, -800.0, 0.0]])
+    dlogits = np.empty_like(logits)
+    loss, _ = loss_backward(dlogits, logits, np.arange(1), NO_LABELS,
+                            np.array([[0.0, 1.0, 1.0]]), NO_WEIGHTS,
+                            LOSSES.index("binary_cross_entropy"), 1.0, 0.0, 1.0)
+    assert loss == pytest.approx(1600.0 + np.log(2))
     assert np.isfinite(dlogits).all()
 
 
@@ -244,25 +326,33 @@ def test_weight_decay_skips_biases():
     assert np.allclose(weights, 1 - 0.1 * 0.5) and np.allclose(bias, 1.0)
 
 
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 @pytest.mark.parametrize("activation,loss", list(itertools.product(ACTIVATIONS, LOSSES)))
-def test_gradients_match_finite_differences(activation, loss):
-    """Kernel and reference gradients of one batch against centred differences of the loss."""
+def test_gradients_match_finite_differences(activation, loss, weighted):
+    """Kernel and reference gradients of one batch against centred differences of the loss,
+    for every loss (every output kind), with and without row weights."""
     rng = np.random.default_rng(8)
     layout = Layout((6, 5, 4, 10))
     params = init_params(layout, "Xavier", rng, np.float64) + rng.normal(
         scale=0.1, size=layout.num_params)  # non-zero biases too
-    pixels, labels = rng.integers(0, 256, size=(7, 6), dtype=np.uint8), rng.integers(0, 10, 7)
+    pixels = rng.integers(0, 256, size=(7, 6), dtype=np.uint8)
+    labels = sample_targets(loss, rng, 7, 10)
+    weights = rng.uniform(0.2, 3.0, 7) if weighted else None
     x = scale_pixels(pixels, np.float64)
+    delta = 0.05  # small: some huber residuals on each side of it
 
     def batch_loss(flat):
-        return ref.gradients(layout.views(flat.copy()), x, labels, activation, loss)[0]
+        return ref.gradients(layout.views(flat.copy()), x, labels, activation, loss,
+                             weights=weights, delta=delta)[0]
 
     numeric = centred_differences(batch_loss, params)
 
-    _, gold_grads, _ = ref.gradients(layout.views(params.copy()), x, labels, activation, loss)
+    _, gold_grads, _ = ref.gradients(layout.views(params.copy()), x, labels, activation, loss,
+                                     weights=weights, delta=delta)
     no_step = dict(HYPER, weight_decay=0.0)  # grads: the batch's data gradient
     _, _, kernel_grads, _ = kernel_epoch(params.copy(), layout, pixels, labels, np.arange(7), 7,
-                                         activation, loss, "sgd", hyper=no_step)
+                                         activation, loss, "sgd", hyper=no_step,
+                                         regime=dict(huber_delta=delta), weights=weights)
     assert relative_error(flatten(gold_grads), numeric) < 1e-6
     assert relative_error(kernel_grads, numeric) < 1e-6
 
@@ -270,30 +360,35 @@ def test_gradients_match_finite_differences(activation, loss):
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("activation,loss", list(itertools.product(ACTIVATIONS, LOSSES)))
 def test_inference_matches_reference(problem, activation, loss, workers):
-    """The one forward pass of inference: loss, predictions and probabilities over more rows
-    than one chunk, as the NumPy twin computes them, for any number of workers."""
-    layout, pixels, labels, _ = problem
+    """The one forward pass of inference: weighted loss, argmaxes and the output layer's
+    values over more rows than one chunk, as the NumPy twin computes them, for every loss
+    and any number of workers."""
+    layout, pixels, _, _ = problem
     x = scale_pixels(pixels, np.float64)
     params = init_params(layout, "He", np.random.default_rng(2), np.float64)
     x_big = np.tile(x, (6, 1))  # 1200 rows: more than one inference chunk
-    labels_big = np.tile(labels, 6)
-    predictions = np.empty(len(labels_big), dtype=np.int64)
-    outputs = np.empty((len(labels_big), 10))
-    codes, _ = kernel_arrays(activation, loss, "sgd")
-    mine = infer(outputs, predictions, x_big, labels_big, params, layout.arrays(), codes, workers)
-    gold_loss, _, gold_predictions = ref.evaluate(layout.views(params), x_big, labels_big,
-                                                  activation, loss)
-    gold_probabilities, _ = ref.predict(layout.views(params), x_big, activation)
+    rng = np.random.default_rng(22)
+    y_big = sample_targets(loss, rng, len(x_big), 10)
+    weights = rng.uniform(0.2, 3.0, len(x_big))
+    labels, targets, kernel_weights = kernel_targets(y_big, weights)
+    predictions = np.empty(len(x_big), dtype=np.int64)
+    outputs = np.empty((len(x_big), 10))
+    codes, hyper = kernel_arrays(activation, loss, "sgd", regime=dict(huber_delta=0.7))
+    mine = infer(outputs, predictions, x_big, labels, targets, kernel_weights, params,
+                 layout.arrays(), codes, hyper, workers)
+    gold_loss, _, gold_predictions = ref.evaluate(layout.views(params), x_big, y_big,
+                                                  activation, loss, weights, delta=0.7)
+    gold_outputs, _ = ref.predict(layout.views(params), x_big, activation, loss)
     assert mine == pytest.approx(gold_loss, rel=TIGHT)
     assert np.array_equal(predictions, gold_predictions)
-    assert relative_error(outputs, gold_probabilities) < TIGHT
+    assert relative_error(outputs, gold_outputs) < TIGHT
     # without labels (predict): no loss, the same outputs; without outputs (evaluate): the loss
     alone = np.empty_like(outputs)
-    assert infer(alone, predictions, x_big, labels_big[:0], params, layout.arrays(), codes,
-                 workers) == 0.0
+    assert infer(alone, predictions, x_big, labels[:0], targets[:0], kernel_weights, params,
+                 layout.arrays(), codes, hyper, workers) == 0.0
     assert np.array_equal(alone, outputs)
-    assert infer(outputs[:0], predictions, x_big, labels_big, params, layout.arrays(), codes,
-                 workers) == mine
+    assert infer(outputs[:0], predictions, x_big, labels, targets, kernel_weights, params,
+                 layout.arrays(), codes, hyper, workers) == mine
 
 
 def test_kernel_inputs_come_only_from_a_validated_config():
@@ -312,7 +407,7 @@ def test_kernel_inputs_come_only_from_a_validated_config():
     assert dict(zip(CODES, codes.tolist())) == {
         "activation": ACTIVATIONS.index("ReLU"), "loss": LOSSES.index("cross_entropy"),
         "optimizer": OPTIMIZERS.index("adam"), "lr_schedule": SCHEDULES.index("constant"),
-        "shift": 2, "flip": 1, "image_width": 28}
+        "shift": 2, "flip": 1, "image_width": 28, "output": OUTPUTS.index("softmax")}
     from fastmlp.kernels.interface import HP_LEARNING_RATE, HP_TOTAL_STEPS, HP_WARMUP_STEPS
 
     assert (hyper[HP_LEARNING_RATE], hyper[HP_TOTAL_STEPS], hyper[HP_WARMUP_STEPS]) == (
@@ -330,12 +425,12 @@ def test_an_unknown_code_raises_instead_of_training_as_another(problem, entry):
     buffers = np.stack([params.copy(), np.zeros_like(params), np.zeros_like(params),
                         np.zeros_like(params)])
     with pytest.raises(ValueError, match="outside its table"):
-        train_epoch(buffers, np.zeros(1, np.int64), 0, pixels, labels, order, 32,
-                    layout.arrays(), codes, hyper, 2)
+        train_epoch(buffers, np.zeros(1, np.int64), 0, pixels, labels, NO_TARGETS, NO_WEIGHTS,
+                    order, 32, layout.arrays(), codes, hyper, 2)
     assert np.array_equal(buffers[0], params)  # nothing trained
     with pytest.raises(ValueError, match="outside its table"):
         infer(np.empty((200, 10)), np.empty(200, np.int64), scale_pixels(pixels, np.float64),
-              labels, params, layout.arrays(), codes, 2)
+              labels, NO_TARGETS, NO_WEIGHTS, params, layout.arrays(), codes, hyper, 2)
 
 
 def test_every_kernel_branch_names_its_code():
@@ -347,7 +442,8 @@ def test_every_kernel_branch_names_its_code():
     with pytest.raises(ValueError, match="unknown activation"):
         scale_by_derivative(z, z, len(ACTIVATIONS))
     with pytest.raises(ValueError, match="unknown loss"):
-        softmax_loss_backward(np.empty((2, 3)), z, np.zeros(2, np.int64), len(LOSSES), 2, 0.0)
+        loss_backward(np.empty((2, 3)), z, np.arange(2), np.zeros(2, np.int64), NO_TARGETS,
+                      NO_WEIGHTS, len(LOSSES), 2.0, 0.0, 1.0)
     layout = Layout((3, 2))
     params = np.ones(layout.num_params)
     _, hyper = kernel_arrays("ReLU", "cross_entropy", "sgd")

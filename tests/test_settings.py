@@ -43,7 +43,8 @@ REFUSED = {"epochs": 0, "batch_size": 0, "learning_rate": 0.0, "momentum": 1.0, 
            "beta1": 1.0, "beta2": 1.5, "epsilon": float("inf"), "weight_decay": -1e-3,
            "num_layers": -1, "test_fraction": 1.0, "hidden_size": 0, "seed": 2**32, "val_fraction": 0.0,
            "threads": 0, "dropout": 1.0, "input_dropout": -0.5, "augment": "shift:-1",
-           "warmup_epochs": -1.0, "label_smoothing": 2.0, "patience": -1}
+           "warmup_epochs": -1.0, "label_smoothing": 2.0, "patience": -1, "huber_delta": 0.0,
+           "target": ("price", " ")}
 
 
 def test_every_rule_refuses_with_one_line_naming_the_flag():
@@ -59,7 +60,8 @@ def test_every_rule_refuses_with_one_line_naming_the_flag():
 
 
 # Another valid value of the settings with a rule that a generic guess cannot satisfy.
-OTHER_VALID = {"augment": "shift:1,flip", "warmup_epochs": 1.0}
+OTHER_VALID = {"augment": "shift:1,flip", "warmup_epochs": 1.0, "task": "regression",
+               "target": ("price",)}
 
 
 def another_valid_value(entry):

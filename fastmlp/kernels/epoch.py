@@ -9,6 +9,9 @@ argument through every layer (kernels/interface.py declares them):
              follows it), and the weight-decay segments (fastmlp/model.py, Layout.arrays)
     codes    int64 array of the choices the kernels branch on, indexed by CODE_*
     hyper    float64 array of the float settings, indexed by HP_*
+and what is learnt, per row: labels (N,) int64 class indices (classification), targets
+(N, T) float64 (regression, multilabel: the other is empty), weights (N,) float64 (empty:
+every row weighs 1; losses and accuracy are weighted means, kernels/losses.py).
 Both entry points (train_epoch, infer) first check the codes (interface.check_codes).
 """
 import numpy as np
@@ -18,12 +21,12 @@ from numba.extending import overload
 from . import kernel
 
 from .dense import dense_backward, dense_forward
-from .fastmath import fast_exp, flush_denormals, restore_denormals, scalar_like
+from .fastmath import flush_denormals, restore_denormals, scalar_like
 from .interface import (CODE_ACTIVATION, CODE_FLIP, CODE_IMAGE_WIDTH, CODE_LOSS,
-                        CODE_OPTIMIZER, CODE_SCHEDULE, CODE_SHIFT, HP_DROPOUT,
-                        HP_INPUT_DROPOUT, HP_LABEL_SMOOTHING, HP_LEARNING_RATE, HP_SEED,
-                        HP_TOTAL_STEPS, HP_WARMUP_STEPS, IDENTITY, check_codes)
-from .losses import softmax_loss_backward
+                        CODE_OPTIMIZER, CODE_OUTPUT, CODE_SCHEDULE, CODE_SHIFT, HP_DROPOUT,
+                        HP_HUBER_DELTA, HP_INPUT_DROPOUT, HP_LABEL_SMOOTHING, HP_LEARNING_RATE,
+                        HP_SEED, HP_TOTAL_STEPS, HP_WARMUP_STEPS, IDENTITY, check_codes)
+from .losses import loss_backward, output_values
 from .optimizers import optimizer_update
 from .random import STREAM_DROPOUT, STREAM_FLIP, STREAM_INPUT_DROPOUT, STREAM_SHIFT_X, \
     STREAM_SHIFT_Y, uniform
@@ -105,7 +108,7 @@ def _forward_dropout(acts, pre, scales, act_offsets, x_batch, params, w_offsets,
 
 
 @kernel()
-def _gather(x_batch, label_batch, pixels, labels, rows_order, codes, hyper, t, first_row):
+def _gather(x_batch, pixels, rows_order, codes, hyper, t, first_row):
     """x_batch[i] <- the model's input for example rows_order[i]: pixels scaled (or float
     features as they are), with this step's augmentation (a shift of up to `shift` pixels
     each way, zero-filled, and a horizontal flip with probability 1/2, both drawn per example)
@@ -120,7 +123,6 @@ def _gather(x_batch, label_batch, pixels, labels, rows_order, codes, hyper, t, f
     zero = scalar_like(0.0, x_batch)
     for i in range(rows):
         source, target = pixels[rows_order[i]], x_batch[i]
-        label_batch[i] = labels[rows_order[i]]
         row = first_row + i
         if shift > 0 or flip != 0:
             height = width // image_width
@@ -150,26 +152,27 @@ def _gather(x_batch, label_batch, pixels, labels, rows_order, codes, hyper, t, f
 
 
 @kernel()
-def _batch_gradients(grads, x_batch, label_batch, acts, pre, scales, dz_a, dz_b, pixels, labels,
-                     rows_order, first_row, batch_rows, params, w_offsets, sizes, codes, hyper,
-                     t):
+def _batch_gradients(grads, x_batch, acts, pre, scales, dz_a, dz_b, pixels, labels, targets,
+                     weights, rows_order, first_row, weight_total, params, w_offsets, sizes,
+                     codes, hyper, t):
     """Gather this share of batch t (rows_order, starting at first_row of the batch) into
     x_batch, run forward and backward, and write its share of the batch's gradient into grads
-    (flat). batch_rows is the whole batch's size, the divisor of the mean loss. Returns (this
-    share of the batch mean loss, correct predictions)."""
+    (flat). weight_total: the whole batch's summed weight (its size when unweighted), the
+    divisor of the batch loss. Returns (this share of the batch loss, the weight of its rows
+    predicted right)."""
     num_dense = len(sizes) - 1
     rows = rows_order.shape[0]
     act_code, loss_code = codes[CODE_ACTIVATION], codes[CODE_LOSS]
     dropout = hyper[HP_DROPOUT]
     x_batch = x_batch[:rows * sizes[0]].reshape(rows, sizes[0])
-    _gather(x_batch, label_batch, pixels, labels, rows_order, codes, hyper, t, first_row)
+    _gather(x_batch, pixels, rows_order, codes, hyper, t, first_row)
 
     act_offsets = _activation_offsets(sizes, rows)
     logits = _forward_dropout(acts, pre, scales, act_offsets, x_batch, params, w_offsets, sizes,
                               act_code, dropout, np.int64(hyper[HP_SEED]), t, first_row)
     dz = dz_a[:rows * sizes[num_dense]].reshape(rows, sizes[num_dense])
-    loss, correct = softmax_loss_backward(dz, logits, label_batch[:rows], loss_code, batch_rows,
-                                          hyper[HP_LABEL_SMOOTHING])
+    loss, correct = loss_backward(dz, logits, rows_order, labels, targets, weights, loss_code,
+                                  weight_total, hyper[HP_LABEL_SMOOTHING], hyper[HP_HUBER_DELTA])
 
     for l in range(num_dense - 1, -1, -1):
         if l > 0:
@@ -195,8 +198,8 @@ def _batch_gradients(grads, x_batch, label_batch, acts, pre, scales, dz_a, dz_b,
 
 
 @kernel(nogil=True, parallel=True)
-def train_epoch(buffers, progress, t, pixels, labels, order, batch_size, net, codes, hyper,
-                shards):
+def train_epoch(buffers, progress, t, pixels, labels, targets, weights, order, batch_size, net,
+                codes, hyper, shards):
     """One pass over pixels[order] in batches of batch_size (the last may be smaller), one
     optimizer step per batch, at the learning rate the schedule gives that step.
 
@@ -205,10 +208,10 @@ def train_epoch(buffers, progress, t, pixels, labels, order, batch_size, net, co
     rows into that many parts whose gradients are computed in parallel (one thread each,
     single-threaded BLAS) and summed; the sum and the optimizer step are split by parameter
     ranges the same way. progress[0] counts the batches done (another thread may read it: no
-    GIL is held). grads receives the gradient of the last batch. Returns (sum of batch mean
-    losses, correct predictions, batches run, step count t after the epoch, learning rate of
-    the last step); stops early at a non-finite loss, so fewer batches than expected tells
-    the caller it diverged."""
+    GIL is held). grads receives the gradient of the last batch. Returns (sum of batch
+    losses, the summed weight of the rows predicted right, batches run, step count t after
+    the epoch, learning rate of the last step); stops early at a non-finite loss, so fewer
+    batches than expected tells the caller it diverged."""
     check_codes(codes)
     params = buffers[0]  # one statement each: see the module docstring on tuples
     state1 = buffers[1]
@@ -231,14 +234,14 @@ def train_epoch(buffers, progress, t, pixels, labels, order, batch_size, net, co
     scale_bufs = np.empty((shards, dropout_size), dtype=params.dtype)
     dz_a = np.empty((shards, per_shard * widest), dtype=params.dtype)
     dz_b = np.empty((shards, per_shard * widest), dtype=params.dtype)
-    label_bufs = np.empty((shards, per_shard), dtype=np.int64)
     shard_grads = np.zeros((shards, num_params), dtype=params.dtype)
     shard_loss = np.zeros(shards)
-    shard_correct = np.zeros(shards, dtype=np.int64)
+    shard_correct = np.zeros(shards)
+    weighted = weights.shape[0] > 0
     param_bounds = np.linspace(0, num_params, shards + 1).astype(np.int64)
 
     loss_sum = 0.0
-    correct = 0
+    correct = 0.0
     batches = 0
     lr = scheduled_lr(base_lr, schedule, float(t), total, warmup)
     caller_mode = flush_denormals()  # on every thread that works (fastmath.py explains why)
@@ -246,20 +249,25 @@ def train_epoch(buffers, progress, t, pixels, labels, order, batch_size, net, co
         rows = min(batch_size, n - start)
         used = -(-rows // per_shard)  # shards that get rows in this batch
         step = t + 1  # the step this batch makes: its random draws are keyed by it
+        weight_total = float(rows)
+        if weighted:
+            weight_total = 0.0
+            for i in range(start, start + rows):
+                weight_total += weights[order[i]]
         if used == 1:  # no thread launch at all
             shard_loss[0], shard_correct[0] = _batch_gradients(
-                shard_grads[0], x_bufs[0], label_bufs[0], act_bufs[0], pre_bufs[0],
-                scale_bufs[0], dz_a[0], dz_b[0], pixels, labels, order[start:start + rows], 0,
-                rows, params, w_offsets, sizes, codes, hyper, step)
+                shard_grads[0], x_bufs[0], act_bufs[0], pre_bufs[0], scale_bufs[0], dz_a[0],
+                dz_b[0], pixels, labels, targets, weights, order[start:start + rows], 0,
+                weight_total, params, w_offsets, sizes, codes, hyper, step)
         else:
             for s in prange(used):
                 thread_mode = flush_denormals()
                 first = start + s * per_shard
                 last = min(start + rows, first + per_shard)
                 shard_loss[s], shard_correct[s] = _batch_gradients(
-                    shard_grads[s], x_bufs[s], label_bufs[s], act_bufs[s], pre_bufs[s],
-                    scale_bufs[s], dz_a[s], dz_b[s], pixels, labels, order[first:last],
-                    first - start, rows, params, w_offsets, sizes, codes, hyper, step)
+                    shard_grads[s], x_bufs[s], act_bufs[s], pre_bufs[s], scale_bufs[s],
+                    dz_a[s], dz_b[s], pixels, labels, targets, weights, order[first:last],
+                    first - start, weight_total, params, w_offsets, sizes, codes, hyper, step)
                 restore_denormals(thread_mode)
         batch_loss = 0.0
         for s in range(used):
@@ -297,28 +305,15 @@ def train_epoch(buffers, progress, t, pixels, labels, order, batch_size, net, co
 INFERENCE_CHUNK = 1024  # rows per forward pass of inference
 
 
-@kernel()
-def softmax_rows(probabilities, logits):
-    """probabilities (B, K) <- softmax of each row of logits (B, K), in their dtype."""
-    rows, classes = logits.shape
-    for i in range(rows):
-        top = logits[i, 0]
-        for k in range(1, classes):
-            top = max(top, logits[i, k])
-        total = scalar_like(0.0, probabilities)
-        for k in range(classes):
-            probabilities[i, k] = fast_exp(logits[i, k] - top)  # float32: vectorised
-            total += probabilities[i, k]
-        for k in range(classes):
-            probabilities[i, k] /= total
-
-
 @kernel(nogil=True, parallel=True)
-def infer(outputs, predictions, x, labels, params, net, codes, workers):
+def infer(outputs, predictions, x, labels, targets, weights, params, net, codes, hyper,
+          workers):
     """The one forward pass of inference, over all N rows of x (in the parameters' dtype):
-    predictions (N,) <- the argmax of each row's logits; outputs (N, K) <- the output
-    layer's values (softmax probabilities), unless outputs has no rows; returns the mean
-    loss over the N rows when labels has N entries (else 0).
+    predictions (N,) <- the argmax of each row's logits (the class, for softmax outputs);
+    outputs (N, K) <- the output layer's values (softmax probabilities, regression values,
+    exp's means, sigmoid probabilities: losses.output_values), unless outputs has no rows;
+    returns the loss over the N rows (weighted by weights, unless empty; no label smoothing)
+    when labels or targets has N rows, else 0.
 
     The rows go forward in chunks; `workers` threads take every workers-th chunk, each with
     its own buffers (single-threaded BLAS inside: the caller limits it), so one thread pool
@@ -326,10 +321,15 @@ def infer(outputs, predictions, x, labels, params, net, codes, workers):
     the number of workers."""
     check_codes(codes)
     sizes, w_offsets, _ = net
-    act_code, loss_code = codes[CODE_ACTIVATION], codes[CODE_LOSS]
+    act_code, loss_code, output_code = codes[CODE_ACTIVATION], codes[CODE_LOSS], codes[CODE_OUTPUT]
     n = x.shape[0]
     want_outputs = outputs.shape[0] == n
-    want_loss = labels.shape[0] == n
+    want_loss = labels.shape[0] == n or targets.shape[0] == n
+    weight_total = float(n)
+    if weights.shape[0] > 0:
+        weight_total = 0.0
+        for i in range(n):
+            weight_total += weights[i]
     chunk = INFERENCE_CHUNK
     chunks = -(-n // chunk)
     workers = max(1, min(workers, chunks))
@@ -337,6 +337,7 @@ def infer(outputs, predictions, x, labels, params, net, codes, workers):
     classes = sizes[len(sizes) - 1]
     acts = np.empty((workers, act_offsets[-1]), dtype=params.dtype)
     dlogits_bufs = np.empty((workers, chunk * classes if want_loss else 1), dtype=params.dtype)
+    every_row = np.arange(n)
     chunk_losses = np.zeros(chunks)
     for w in prange(workers):
         thread_mode = flush_denormals()
@@ -348,11 +349,12 @@ def infer(outputs, predictions, x, labels, params, net, codes, workers):
             for i in range(rows):
                 predictions[start + i] = np.argmax(logits[i])
             if want_outputs:
-                softmax_rows(outputs[start:start + rows], logits)
+                output_values(outputs[start:start + rows], logits, output_code)
             if want_loss:
                 dlogits = dlogits_bufs[w, :rows * classes].reshape(rows, classes)
-                chunk_losses[c], _ = softmax_loss_backward(
-                    dlogits, logits, labels[start:start + rows], loss_code, n, 0.0)
+                chunk_losses[c], _ = loss_backward(
+                    dlogits, logits, every_row[start:start + rows], labels, targets, weights,
+                    loss_code, weight_total, 0.0, hyper[HP_HUBER_DELTA])
         restore_denormals(thread_mode)
     loss_sum = 0.0
     for c in range(chunks):

@@ -2,7 +2,8 @@
 `codes` and float `hyper` arrays the kernels read, and the one function that builds them
 from a validated TrainConfig.
 
-    ACTIVATIONS, LOSSES, OPTIMIZERS, SCHEDULES   name tables: a name's code is its index
+    ACTIVATIONS, LOSSES, OPTIMIZERS, SCHEDULES,  name tables: a name's code is its index
+    OUTPUTS, TASKS                               (TASK_LOSSES, LOSS_OUTPUT: what goes with what)
     CODES, CODE_*                                the entries of `codes` (int64)
     HYPERPARAMETERS, HP_*                        the entries of `hyper` (float64)
     BUFFERS                                      the rows of the (4, P) `buffers` array
@@ -26,8 +27,27 @@ from . import kernel
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "ReLU")
 IDENTITY, SIGMOID, TANH, RELU = range(len(ACTIVATIONS))
 
-LOSSES = ("mean_squared_error", "cross_entropy")
-MEAN_SQUARED_ERROR, CROSS_ENTROPY = range(len(LOSSES))
+LOSSES = ("mean_squared_error", "cross_entropy", "squared_error", "absolute_error", "huber",
+          "poisson", "binary_cross_entropy")
+(MEAN_SQUARED_ERROR, CROSS_ENTROPY, SQUARED_ERROR, ABSOLUTE_ERROR, HUBER, POISSON,
+ BINARY_CROSS_ENTROPY) = range(len(LOSSES))
+
+# The output layer's function at inference (training goes through the loss): each loss's
+# own, so the output kind follows from the loss (LOSS_OUTPUT).
+OUTPUTS = ("softmax", "identity", "exp", "sigmoid")
+SOFTMAX, IDENTITY_OUTPUT, EXP, SIGMOID_OUTPUT = range(len(OUTPUTS))
+
+# What a network learns, and the losses of each: classes (one integer label per row),
+# regression (T float targets per row), multilabel (T 0/1 labels per row). A task's first
+# loss is its default.
+TASKS = ("classification", "regression", "multilabel")
+TASK_LOSSES = {"classification": ("cross_entropy", "mean_squared_error"),
+               "regression": ("squared_error", "absolute_error", "huber", "poisson"),
+               "multilabel": ("binary_cross_entropy",)}
+LOSS_TASK = {loss: task for task, losses in TASK_LOSSES.items() for loss in losses}
+LOSS_OUTPUT = {"cross_entropy": "softmax", "mean_squared_error": "softmax",
+               "squared_error": "identity", "absolute_error": "identity",
+               "huber": "identity", "poisson": "exp", "binary_cross_entropy": "sigmoid"}
 
 OPTIMIZERS = ("sgd", "momentum", "nag", "rmsprop", "adam", "nadam", "adamw")
 SGD, MOMENTUM, NAG, RMSPROP, ADAM, NADAM, ADAMW = range(len(OPTIMIZERS))
@@ -41,12 +61,13 @@ BUFFERS = ("params", "state1", "state2", "grads")
 
 # The integer choices, in the order of `codes`, each with the name table it indexes (None:
 # a whole number >= 0 itself: the augmentation's shift in pixels, flip 0/1, and the image
-# width in pixels, which the caller gives).
+# width in pixels, which the caller gives). output: the loss's output kind (LOSS_OUTPUT).
 CODE_TABLES = {"activation": ACTIVATIONS, "loss": LOSSES, "optimizer": OPTIMIZERS,
-               "lr_schedule": SCHEDULES, "shift": None, "flip": None, "image_width": None}
+               "lr_schedule": SCHEDULES, "shift": None, "flip": None, "image_width": None,
+               "output": OUTPUTS}
 CODES = tuple(CODE_TABLES)
 (CODE_ACTIVATION, CODE_LOSS, CODE_OPTIMIZER, CODE_SCHEDULE, CODE_SHIFT, CODE_FLIP,
- CODE_IMAGE_WIDTH) = range(len(CODES))
+ CODE_IMAGE_WIDTH, CODE_OUTPUT) = range(len(CODES))
 # codes[i] must be below CODE_LIMITS[i] (-1: no upper limit); check_codes reads this
 CODE_LIMITS = np.array([len(table) if table is not None else -1
                         for table in CODE_TABLES.values()], dtype=np.int64)
@@ -55,10 +76,10 @@ CODE_LIMITS = np.array([len(table) if table is not None else -1
 # derived from them and the epoch's length (the schedule's total and warm-up steps).
 HYPERPARAMETERS = ("learning_rate", "momentum", "beta", "beta1", "beta2", "epsilon",
                    "weight_decay", "dropout", "input_dropout", "label_smoothing", "seed",
-                   "total_steps", "warmup_steps")
+                   "total_steps", "warmup_steps", "huber_delta")
 (HP_LEARNING_RATE, HP_MOMENTUM, HP_BETA, HP_BETA1, HP_BETA2, HP_EPSILON, HP_WEIGHT_DECAY,
  HP_DROPOUT, HP_INPUT_DROPOUT, HP_LABEL_SMOOTHING, HP_SEED, HP_TOTAL_STEPS,
- HP_WARMUP_STEPS) = range(len(HYPERPARAMETERS))
+ HP_WARMUP_STEPS, HP_HUBER_DELTA) = range(len(HYPERPARAMETERS))
 
 
 def kernel_inputs(config, steps_per_epoch: int = 0, image_width: int = 0):
@@ -71,8 +92,12 @@ def kernel_inputs(config, steps_per_epoch: int = 0, image_width: int = 0):
     if not getattr(config, "is_validated", False):
         raise TypeError(f"the kernels' inputs come from a validated TrainConfig "
                         f"(TrainConfig(...).validated()), not {type(config).__name__}")
+    if config.loss is None:
+        raise ValueError("the task is not decided yet (task auto on data not read): the "
+                         "trainer resolves it before the kernels run")
     shift, flip = config.augmentation  # (pixels, bool) of --augment
     derived = {"shift": shift, "flip": int(flip), "image_width": image_width,
+               "output": LOSS_OUTPUT[config.loss],
                "total_steps": config.epochs * steps_per_epoch,
                "warmup_steps": config.warmup_epochs * steps_per_epoch}
 
