@@ -88,6 +88,14 @@ def load_own_data(config) -> Dataset:
         if part is not None and part.weights is not None and len(part.weights) != len(part.y):
             raise DataError(f"{path}: the {name} set has {len(part.y)} rows but "
                             f"{len(part.weights)} weights")
+    # targets and weights are checked before the test split: an error names the first bad
+    # line of the file
+    task, reason = decide_task(path, config, loaded.train.y)
+    parts = [part for part in (loaded.train, loaded.test) if part is not None]
+    for part, name in zip(parts, ("training", "test")):
+        part.weights = _weights(path, part, config.weight_column)
+        if task != "classification":
+            part.y = _targets(path, part, task, config.loss, name)
     train, test = loaded.train, loaded.test
     if test is None:
         train, test = _test_split(path, train, config.test_fraction, config.seed)
@@ -97,13 +105,14 @@ def load_own_data(config) -> Dataset:
                         f"split of {config.val_fraction} (--val-fraction)")
     dtype = np.dtype(config.dtype)
     x_train, x_test = (_features(path, part.x, dtype) for part in (train, test))
-    w_train, w_test = (_weights(path, part, config.weight_column) for part in (train, test))
-    task, reason = decide_task(path, config, train.y)
+    w_train, w_test = train.weights, test.weights
     if task == "classification":
         y_train, y_test, names = _labels(path, train.y, test.y, loaded.class_names)
     else:
-        y_train, y_test = (_targets(path, part, task, config.loss, name)
-                           for part, name in ((train, "training"), (test, "test")))
+        y_train, y_test = train.y, test.y
+        if task == "regression" and (y_train.max(axis=0) == y_train.min(axis=0)).any():
+            raise DataError(f"{path}: a training target is constant: there is nothing to "
+                            "learn")
         names = _target_names(loaded.target_names, y_train.shape[1])
         if task == "multilabel":
             _every_label_seen(path, y_train, names)
@@ -152,7 +161,8 @@ def _as_numbers(y: np.ndarray):
 
 
 def _targets(path, part: Part, task: str, loss, name: str) -> np.ndarray:
-    """The float64 targets (N, T) of regression or multilabel, each checked."""
+    """The float64 targets (N, T) of regression or multilabel, each checked (name: the
+    set's, for errors)."""
     y = part.y.reshape(len(part.y), -1)
     numbers = _as_numbers(y)
     if numbers is None:
@@ -175,9 +185,6 @@ def _targets(path, part: Part, task: str, loss, name: str) -> np.ndarray:
         row = int(np.argwhere(numbers < 0)[0][0])
         raise DataError(f"{path}: {part.where(row)}: a negative target; the poisson loss "
                         "learns counts (>= 0)")
-    if task == "regression" and name == "training" and len(numbers) > 1 \
-            and (numbers.max(axis=0) == numbers.min(axis=0)).any():
-        raise DataError(f"{path}: a training target is constant: there is nothing to learn")
     return numbers
 
 

@@ -251,6 +251,11 @@ CSV_HEAD = "a,b,label\n"
 CSV_ROWS = "".join(f"{i % 7},{i % 3},{'yes' if i % 2 else 'no'}\n" for i in range(40))
 
 
+# a regression table: target y (whole numbers 0..100, more than --task auto's classes), weight w
+NUM_HEAD = "a,b,y,w\n"
+NUM_ROWS = "".join(f"{i % 7},{i % 3},{(i * 37) % 101 + 0.5},1\n" for i in range(40))
+
+
 def _npz(**arrays):
     return lambda path: np.savez(path, **arrays)
 
@@ -500,6 +505,49 @@ CASES = [  # (id, argv or a function Sandbox -> argv, fragments of the error lin
     ("data-npz-rows-labels-mismatch", _own({"d.npz": _npz(x_train=_X, y_train=_Y[:20])}),
      ["30 rows of features but 20 labels"]),
     ("data-unknown-format", _own({"d.txt": "1 2 3\n"}), ["d.txt", "not a .npz file"]),
+    # regression, multilabel and row weights (--task, --target, --weight-column)
+    ("data-regression-text-target", _own({"t.csv": CSV_HEAD + CSV_ROWS}, "--task", "regression"),
+     ["t.csv", "line 2", "'no' is not a number", "regression learns numbers"]),
+    ("data-regression-nan-target", _own({"t.csv": NUM_HEAD + NUM_ROWS + "1,2,nan,1\n"},
+                                        "--target", "y"), ["t.csv", "line 42", "NaN or infinite"]),
+    ("data-regression-infinite-target",
+     _own({"t.csv": NUM_HEAD + "1,2,inf,1\n" + NUM_ROWS}, "--task", "regression", "--target", "y"),
+     ["line 2", "NaN or infinite"]),
+    ("data-regression-constant-target", _own({"t.csv": NUM_HEAD + "1,2,5.5,1\n" * 40},
+                                             "--target", "y"), ["target is constant"]),
+    ("data-poisson-negative-target", _own({"t.csv": NUM_HEAD + NUM_ROWS + "1,2,-3,1\n"},
+                                          "--target", "y", "-l", "poisson"),
+     ["line 42", "negative", "poisson"]),
+    ("data-multilabel-never-positive",
+     _own({"m.npz": _npz(x_train=_X, y_train=np.stack([_Y % 2, 0 * _Y], 1))}),
+     ["m.npz", "target_1", "never 1"]),
+    ("data-multilabel-not-0-1",
+     _own({"m.npz": _npz(x_train=_X, y_train=np.stack([_Y, 1 - _Y % 2], 1))},
+          "--task", "multilabel"), ["m.npz", "row 2", "multilabel targets are 0 or 1"]),
+    ("data-target-missing", _own({"t.csv": NUM_HEAD + NUM_ROWS}, "--target", "price"),
+     ["no label column 'price'", "columns: a, b, y, w"]),
+    ("data-one-of-targets-missing", _own({"t.csv": NUM_HEAD + NUM_ROWS}, "--target", "y", "q"),
+     ["no target column 'q'"]),
+    ("data-weight-column-missing", _own({"t.csv": NUM_HEAD + NUM_ROWS}, "--target", "y",
+                                        "--weight-column", "weight"),
+     ["no weight column 'weight'"]),
+    ("data-weight-not-numeric", _own({"t.csv": NUM_HEAD + NUM_ROWS + "1,2,3,heavy\n"},
+                                     "--target", "y", "--weight-column", "w"),
+     ["line 42", "weight column 'w'", "'heavy', not a number"]),
+    ("data-weight-negative", _own({"t.csv": NUM_HEAD + NUM_ROWS + "1,2,3,-1\n"},
+                                  "--target", "y", "--weight-column", "w"),
+     ["line 42", "-1.0", "finite numbers >= 0"]),
+    ("data-weight-nan", _own({"t.csv": NUM_HEAD + "1,2,3,nan\n" + NUM_ROWS},
+                             "--target", "y", "--weight-column", "w"), ["line 2", "nan"]),
+    ("data-weights-all-zero", _own({"t.csv": NUM_HEAD + NUM_ROWS.replace(",1\n", ",0\n")},
+                                   "--target", "y", "--weight-column", "w"),
+     ["every weight is 0"]),
+    ("data-loss-of-another-task", _own({"t.csv": NUM_HEAD + NUM_ROWS}, "--target", "y",
+                                       "--task", "regression", "-l", "cross_entropy"),
+     ["-l/--loss", "cross_entropy is a loss for classification"]),
+    ("data-monitor-of-another-task", _own({"t.csv": NUM_HEAD + NUM_ROWS}, "--target", "y",
+                                          "--task", "regression", "--monitor", "val_accuracy"),
+     ["--monitor", "regression records val_loss, val_rmse"]),
     ("data-missing-path", lambda b: ["train", *TINY, "--data", b.root / "nope.csv",
                                      "--output-dir", b.runs], ["nope.csv", "no such file"]),
     # export
