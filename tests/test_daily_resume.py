@@ -6,7 +6,6 @@ in-process `cli.main` calls except the one SIGINT test, which needs its own proc
 """
 from __future__ import annotations
 
-import json
 import shlex
 import signal
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clirunner import SMALL_FASHION, invoke
+from clirunner import SMALL_FASHION, invoke, metrics_of, summary_of, train_ok, without_seconds
 from fastmlp.config import TrainConfig, resume_config
 from fastmlp.display import EpochDisplay
 from fastmlp.errors import ConfigError
@@ -35,14 +34,9 @@ N_TRAIN, N_TEST = SMALL_FASHION
 pytestmark = pytest.mark.usefixtures("fastmlp_env")
 
 
-def without_seconds(records: list) -> list:
-    return [{k: v for k, v in r.items() if k != "train_seconds"} for r in records]
-
-
 def results(run_dir: Path) -> dict:
     """Everything a run computed (no timings, no paths)."""
-    summary = json.loads((run_dir / "summary.json").read_text())
-    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    summary, metrics = summary_of(run_dir), metrics_of(run_dir)
     _, params, config, _ = load_model(run_dir / "model.npz")
     config.pop("output_dir")
     return {"epochs": without_seconds(summary["epochs"]), "metrics": without_seconds(metrics),
@@ -55,11 +49,10 @@ def results(run_dir: Path) -> dict:
 @pytest.fixture(scope="module")
 def reference(small_fashion, tmp_path_factory) -> dict:
     """The uninterrupted run."""
-    output_dir = tmp_path_factory.mktemp("reference")
-    outcome = invoke("train", *RUN, "--data-dir", small_fashion, "--output-dir", output_dir,
-                     "--no-progress")
-    assert outcome.code == 0, outcome.err
-    return results(output_dir / RUN_NAME)
+    run_dir = train_ok(tmp_path_factory.mktemp("reference"), *RUN, "--data-dir", small_fashion,
+                       "--no-progress")
+    assert run_dir.name == RUN_NAME
+    return results(run_dir)
 
 
 def interrupt_after_epoch(monkeypatch, epoch: int) -> None:
@@ -118,7 +111,7 @@ def test_checkpoint_holds_the_state_after_each_epoch(small_fashion, tmp_path, mo
     assert checkpoint.config == TrainConfig(
         epochs=3, num_layers=2, hidden_size=16, batch_size=64, optimizer="nadam",
         learning_rate=0.003, seed=7, wandb_mode="disabled", output_dir=str(tmp_path),
-        data_dir=str(small_fashion))
+        data_dir=str(small_fashion)).validated()  # the task and the loss decided
     assert np.abs(checkpoint.state2).sum() > 0  # nadam's second moments were saved
 
 
@@ -221,8 +214,8 @@ def test_the_best_epoch_is_kept_and_patience_stops_the_run(small_fashion, tmp_pa
     best = invoke(*args, "--output-dir", tmp_path / "best")
     last = invoke(*args, "--keep", "last", "--output-dir", tmp_path / "last")
     assert best.code == 0 and last.code == 0, best.err + last.err
-    best_summary = json.loads((tmp_path / "best" / "hl_1_bs_16_ac_ReLU" / "summary.json").read_text())
-    last_summary = json.loads((tmp_path / "last" / "hl_1_bs_16_ac_ReLU" / "summary.json").read_text())
+    best_summary = summary_of(tmp_path / "best" / "hl_1_bs_16_ac_ReLU")
+    last_summary = summary_of(tmp_path / "last" / "hl_1_bs_16_ac_ReLU")
     accuracies = [record["val_accuracy"] for record in best_summary["epochs"]]
     assert len(accuracies) == 8
     assert without_seconds(best_summary["epochs"]) == without_seconds(last_summary["epochs"])
@@ -234,7 +227,7 @@ def test_the_best_epoch_is_kept_and_patience_stops_the_run(small_fashion, tmp_pa
 
     patient = invoke(*args, "--patience", "1", "--output-dir", tmp_path / "patient")
     assert patient.code == 0, patient.err
-    summary = json.loads((tmp_path / "patient" / "hl_1_bs_16_ac_ReLU" / "summary.json").read_text())
+    summary = summary_of(tmp_path / "patient" / "hl_1_bs_16_ac_ReLU")
     seen = [record["val_accuracy"] for record in summary["epochs"]]
     first_drop = next(i for i in range(1, 8) if seen[i] <= max(seen[:i]))
     assert len(seen) == first_drop + 1 and summary["stopped_early"]

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clirunner import SMALL_FASHION, invoke
+from clirunner import SMALL_FASHION, invoke, summary_of, train_ok
 from fastmlp import data
+from fastmlp.config import TrainConfig
 from fastmlp.data import scale_pixels
 from fastmlp.inference import evaluate_model, predict
 from fastmlp.model import MODEL_FORMAT_VERSION, Layout, load_model, save_model
@@ -39,20 +40,15 @@ def png_size(path: Path) -> tuple:
 @pytest.fixture(scope="module")
 def run(small_fashion, tmp_path_factory) -> Path:
     """A finished run, logged to wandb offline; returns its run directory."""
-    output_dir = tmp_path_factory.mktemp("runs")
-    outcome = invoke("train", *RUN, "--data-dir", small_fashion, "--output-dir", output_dir)
-    assert outcome.code == 0, outcome.err
-    return output_dir / RUN_NAME
+    run_dir = train_ok(tmp_path_factory.mktemp("runs"), *RUN, "--data-dir", small_fashion)
+    assert run_dir.name == RUN_NAME
+    return run_dir
 
 
 @pytest.fixture(scope="module")
 def test_set(small_fashion):
     dataset = data.load_dataset("fashion_mnist", small_fashion)
     return dataset.x_test, dataset.y_test.astype(np.int64)
-
-
-def summary_of(run_dir: Path) -> dict:
-    return json.loads((run_dir / "summary.json").read_text())
 
 
 # ----------------------------------------------------------------------------- run pictures
@@ -132,7 +128,7 @@ def test_predict_idx_agrees_with_the_evaluation_kernel(run, small_fashion, test_
     x_test, y_test = test_set
     layout, params, config, _ = load_model(run / "model.npz")
     _, _, kernel_predictions = evaluate_params(params, layout, scale_pixels(x_test, params.dtype),
-                                               y_test, config)
+                                               y_test, TrainConfig.from_saved(config))
     images = small_fashion / "t10k-images-idx3-ubyte"
     outcome = invoke("predict", run / "model.npz", images, "--top-k", "3")
     assert outcome.code == 0, outcome.err

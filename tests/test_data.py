@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clirunner import STRICT
+from clirunner import STRICT, idx_bytes
 from fastmlp import data
 from fastmlp.errors import DataError
 
@@ -40,12 +40,9 @@ def isolated_env(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- helpers
 
-def idx_bytes(magic: int, shape, payload: bytes | None = None) -> bytes:
-    """An IDX file: big-endian magic, big-endian dims, then the payload (zeros by default)."""
-    if payload is None:
-        payload = bytes(int(np.prod(shape)))
-    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in shape)
-    return header + payload
+def blank(*shape) -> np.ndarray:
+    """Zero bytes of the given shape: an IDX file's contents where only the header matters."""
+    return np.zeros(shape, np.uint8)
 
 
 def write(path: Path, content: bytes, compress: bool = True) -> Path:
@@ -59,11 +56,10 @@ def write_small_dataset(directory: Path, n_train=5, n_test=3, n_train_labels=Non
     n_train_labels = n_train if n_train_labels is None else n_train_labels
     rng = np.random.default_rng(0)
     train_labels = labels if labels is not None else rng.integers(0, 10, n_train_labels, dtype=np.uint8)
-    write(directory / "train-images-idx3-ubyte.gz", idx_bytes(0x803, (n_train, 28, 28)))
-    write(directory / "train-labels-idx1-ubyte.gz",
-          idx_bytes(0x801, (len(train_labels),), bytes(train_labels)))
-    write(directory / "t10k-images-idx3-ubyte.gz", idx_bytes(0x803, (n_test, 28, 28)))
-    write(directory / "t10k-labels-idx1-ubyte.gz", idx_bytes(0x801, (n_test,)))
+    write(directory / "train-images-idx3-ubyte.gz", idx_bytes(blank(n_train, 28, 28)))
+    write(directory / "train-labels-idx1-ubyte.gz", idx_bytes(train_labels))
+    write(directory / "t10k-images-idx3-ubyte.gz", idx_bytes(blank(n_test, 28, 28)))
+    write(directory / "t10k-labels-idx1-ubyte.gz", idx_bytes(blank(n_test)))
     return directory
 
 
@@ -213,20 +209,20 @@ def test_data_dir_env_is_explicit_too(tmp_path, monkeypatch):
 @pytest.mark.parametrize("compress", [True, False])
 def test_read_idx_round_trip(tmp_path, compress):
     pixels = np.arange(2 * 3 * 4, dtype=np.uint8)
-    path = write(tmp_path / ("x.gz" if compress else "x"), idx_bytes(0x803, (2, 3, 4), pixels.tobytes()),
+    path = write(tmp_path / ("x.gz" if compress else "x"), idx_bytes(pixels.reshape(2, 3, 4)),
                  compress)
     out = data.read_idx(path)
     assert out.dtype == np.uint8 and out.shape == (2, 3, 4)
     np.testing.assert_array_equal(out.ravel(), pixels)
-    labels = data.read_idx(write(tmp_path / "y.gz", idx_bytes(0x801, (3,), b"\x01\x02\x09")))
+    labels = data.read_idx(write(tmp_path / "y.gz", idx_bytes(np.array([1, 2, 9], np.uint8))))
     assert labels.tolist() == [1, 2, 9]
 
 
 @pytest.mark.parametrize("content, message", [
-    (idx_bytes(0x803, (4, 28, 28))[:-10], "truncated"),
-    (idx_bytes(0x803, (4, 28, 28)) + b"\x00\x00", "trailing bytes"),
-    (idx_bytes(0x802, (4, 28, 28)), "magic 0x00000802"),
-    (idx_bytes(0x801, (5,))[:6], "truncated IDX header"),
+    (idx_bytes(blank(4, 28, 28))[:-10], "truncated"),
+    (idx_bytes(blank(4, 28, 28)) + b"\x00\x00", "trailing bytes"),
+    (idx_bytes(blank(4, 28, 28), magic=0x802), "magic 0x00000802"),
+    (idx_bytes(blank(5))[:6], "truncated IDX header"),
     (b"\x00\x00", "too short"),
 ])
 def test_read_idx_rejects_bad_structure(tmp_path, content, message):
@@ -237,14 +233,15 @@ def test_read_idx_rejects_bad_structure(tmp_path, content, message):
 
 
 def test_read_idx_rejects_a_non_gzip_file_named_gz(tmp_path):
-    path = write(tmp_path / "train-labels-idx1-ubyte.gz", idx_bytes(0x801, (5,)), compress=False)
+    path = write(tmp_path / "train-labels-idx1-ubyte.gz", idx_bytes(blank(5)), compress=False)
     with pytest.raises(DataError, match="corrupt gzip") as info:
         data.read_idx(path)
     assert str(path) in str(info.value)
 
 
 def test_read_idx_rejects_a_cut_gzip_stream(tmp_path):
-    path = write(tmp_path / "x.gz", idx_bytes(0x803, (50, 28, 28), os.urandom(50 * 784)))
+    noise = np.frombuffer(os.urandom(50 * 784), np.uint8).reshape(50, 28, 28)
+    path = write(tmp_path / "x.gz", idx_bytes(noise))
     path.write_bytes(path.read_bytes()[:-5000])
     with pytest.raises(DataError, match="truncated gzip") as info:
         data.read_idx(path)
@@ -275,7 +272,7 @@ def test_a_second_load_reads_the_decoded_copy_until_a_file_changes(tmp_path):
     write_small_dataset(directory, labels=np.array([9, 9, 9, 9, 9, 9], np.uint8), n_train=6)
     changed = data.load_dataset("mnist", data_dir=directory)
     assert list(changed.y_train) == [9] * 6
-    write(directory / "train-labels-idx1-ubyte.gz", idx_bytes(0x801, (6,), bytes([0, 1, 2, 3, 4, 12])))
+    write(directory / "train-labels-idx1-ubyte.gz", idx_bytes(np.array([0, 1, 2, 3, 4, 12], np.uint8)))
     with pytest.raises(DataError, match="label value 12"):
         data.load_dataset("mnist", data_dir=directory)
 
@@ -288,7 +285,7 @@ def test_load_rejects_out_of_range_labels(tmp_path):
 
 def test_load_rejects_labels_where_images_belong(tmp_path):
     directory = write_small_dataset(tmp_path / "d")
-    write(directory / "t10k-images-idx3-ubyte.gz", idx_bytes(0x801, (3,)))
+    write(directory / "t10k-images-idx3-ubyte.gz", idx_bytes(blank(3)))
     with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz: expected 28x28 images"):
         data.load_dataset("mnist", data_dir=directory)
 

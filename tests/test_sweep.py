@@ -8,7 +8,6 @@ processes and real signals: SIGKILL of a worker, SIGINT of the sweep, SIGKILL of
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import math
 import os
@@ -20,47 +19,35 @@ from pathlib import Path
 
 import pytest
 
+from clirunner import REPO, open_study, spec_of, sweep_program, sweep_yaml, worker_job
 from fastmlp.config import TrainConfig
 from fastmlp.errors import ConfigError, FastMLPError
 from fastmlp.sweep import base_config, resolve_count, run_sweep, threads_per_worker
-from fastmlp.sweep.spec import load_spec, parse_spec
+from fastmlp.sweep.spec import load_spec
 from fastmlp.sweep.storage import redacted, storage_url, with_postgres_driver
 from fastmlp.sweep.wandb_engine import WandbUnavailable, wandb_sweep_config
 from fastmlp.sweep.worker import make_objective, make_pruner, make_sampler
 
-REPO = Path(__file__).resolve().parents[1]
 SWEEP_TIMEOUT = 150  # seconds; a stuck sweep fails the test instead of hanging the suite
 
 # A sweep that trains in about a second per trial.
-TINY = """
-name: tiny
-method: random
-metric: {name: val_accuracy, goal: maximize}
-parameters:
-  epochs: {value: 1}
-  num_layers: {value: 1}
-  batch_size: {value: 128}
-  hidden_size: {values: [4, 8, 12, 16]}
-  learning_rate: {distribution: log_uniform_values, min: 1.0e-3, max: 1.0e-2}
-  activation: {values: [relu, tanh]}
-"""
+TINY_SEARCH = dict(
+    hidden_size="{values: [4, 8, 12, 16]}",
+    learning_rate="{distribution: log_uniform_values, min: 1.0e-3, max: 1.0e-2}",
+    activation="{values: [relu, tanh]}")
+TINY = sweep_yaml("random", 1, 128, name="tiny", metric="val_accuracy", **TINY_SEARCH)
 
 # The fault tests' sweep: the same tiny models for SLOW_EPOCHS epochs, a few seconds per
 # trial, so a signal sent when a trial is seen mid-training lands in that trial.
 SLOW_EPOCHS = 12
-SLOW = TINY.replace("name: tiny", "name: slow").replace(
-    "epochs: {value: 1}", f"epochs: {{value: {SLOW_EPOCHS}}}")
+SLOW = sweep_yaml("random", SLOW_EPOCHS, 128, name="slow", metric="val_accuracy",
+                  **TINY_SEARCH)
 
 
 def write(tmp_path: Path, text: str, name: str = "sweep.yaml") -> Path:
     path = tmp_path / name
     path.write_text(text)
     return path
-
-
-def spec_of(text: str, name: str = "test"):
-    import yaml
-    return parse_spec(yaml.safe_load(text), source="test.yaml", default_name=name)
 
 
 # =============================================================================== units
@@ -332,11 +319,6 @@ def sweep_args(spec_file, out_dir, *more, fashion_dir="/usr/share/datasets/fashi
             "--data-dir", str(fashion_dir), *more]
 
 
-def sweep_program() -> list:
-    """`python cli.py sweep` (what users run; the command is defined in cli.py)."""
-    return [sys.executable, str(REPO / "cli.py"), "sweep"]
-
-
 def cli_sweep(args, env, **popen) -> subprocess.Popen:
     """Start the sweep command with ARGS in a process of its own."""
     return subprocess.Popen([*sweep_program(), *args], env=env,
@@ -356,18 +338,6 @@ def finish(process: subprocess.Popen, timeout: float = SWEEP_TIMEOUT) -> tuple:
 
 def run_cli_sweep(args, env, timeout: float = SWEEP_TIMEOUT) -> tuple:
     return finish(cli_sweep(args, env), timeout)
-
-
-def open_study(out_dir: Path, name: str):
-    """The sweep's study, opened as fastmlp does: under the storage lock, since a sweep
-    starting at the same moment may be creating the tables."""
-    import optuna
-    from fastmlp.sweep.storage import StorageLock, load_study
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = storage_url(None, out_dir)
-    with StorageLock(url):
-        return load_study(url, name)
 
 
 def states(study) -> dict:
@@ -440,8 +410,8 @@ def check_trial_runs(study):
 
 
 def test_cli_has_the_sweep_command():
-    code = subprocess.run([sys.executable, str(REPO / "cli.py"), "sweep", "--help"],
-                          capture_output=True, text=True, cwd=REPO)
+    code = subprocess.run([*sweep_program(), "--help"], capture_output=True, text=True,
+                          cwd=REPO)
     assert code.returncode == 0, code.stderr
     for option in ("--count", "--workers", "--storage", "--engine", "--name", "--report",
                    "--output-dir", "--wandb-mode", "--data-dir", "--dataset"):
@@ -526,16 +496,10 @@ def test_changed_sweep_file_is_refused_for_an_existing_study(tmp_path):
 def test_grid_sweep_runs_every_point_once(tmp_path, sweep_env, fashion_dir):
     """grid: every point once, count from the grid; with hyperband, a trial may be pruned
     after epoch 1 and then leaves no summary.json."""
-    spec_file = write(tmp_path, """
-method: grid
-early_terminate: {type: hyperband, min_iter: 1, eta: 3}
-parameters:
-  epochs: {value: 2}
-  num_layers: {value: 1}
-  batch_size: {value: 256}
-  hidden_size: {values: [4, 16]}
-  learning_rate: {values: [1.0e-4, 1.0e-2]}
-""", name="grid.yaml")
+    spec_file = write(tmp_path, sweep_yaml(
+        "grid", 2, 256, early_terminate="{type: hyperband, min_iter: 1, eta: 3}",
+        hidden_size="{values: [4, 16]}", learning_rate="{values: [1.0e-4, 1.0e-2]}"),
+        name="grid.yaml")
     out = tmp_path / "out"
     outcome = run_sweep(spec_file, workers=2, output_dir=out, wandb_mode="disabled",
                         shared={"data_dir": str(fashion_dir)}, echo=lambda line: None)
@@ -644,16 +608,10 @@ def test_a_swallowed_ctrl_c_still_stops_the_worker(tmp_path, fastmlp_env, fashio
     import optuna
 
     from fastmlp.sweep import worker as sweep_worker
-    from fastmlp.sweep.storage import create_or_load_study
 
-    url, spec = storage_url(None, tmp_path), spec_of(TINY, name="tiny")
-    create_or_load_study(url, spec)
-    job = {"engine": "optuna", "storage": url, "count": 2, "spec": spec.raw,
-           "spec_source": spec.source, "name": spec.name, "worker": 1,
-           "base_config": dataclasses.asdict(base_config(
-               spec, {"data_dir": str(fashion_dir)}, wandb_mode="disabled", threads=1)),
-           "trials_dir": str(tmp_path / "trials"), "error_file": str(tmp_path / "error"),
-           "parent_pid": os.getpid()}
+    # the worker runs in a subprocess: its parent is this process
+    job = worker_job(tmp_path, spec_of(TINY, name="tiny"), count=2,
+                     shared={"data_dir": str(fashion_dir)}, parent_pid=os.getpid())
     (tmp_path / "job.json").write_text(json.dumps(job, default=str))
     swallowed_then_worker = (
         "import ctypes, os, signal, sys\n"

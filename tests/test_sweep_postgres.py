@@ -6,29 +6,21 @@ hold exactly --count trials, each run once, in one of the two directories.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
-from clirunner import skip_or_fail
+from clirunner import REPO, skip_or_fail, sweep_program, sweep_yaml
 
-REPO = Path(__file__).resolve().parents[1]
 URL_VARIABLE = "FASTMLP_TEST_POSTGRES_URL"
 
-SPEC = """
-method: random
-parameters:
-  epochs: {value: 1}
-  num_layers: {value: 1}
-  batch_size: {value: 128}
-  hidden_size: {values: [4, 8, 12, 16, 20, 24]}
-  learning_rate: {distribution: log_uniform_values, min: 1.0e-3, max: 1.0e-2}
-"""
+SPEC = sweep_yaml("random", 1, 128, hidden_size="{values: [4, 8, 12, 16, 20, 24]}",
+                  learning_rate="{distribution: log_uniform_values, min: 1.0e-3, max: 1.0e-2}")
 
 
 @pytest.fixture
@@ -40,35 +32,55 @@ def postgres_url() -> str:
     return url
 
 
-def sweep_program() -> list:
-    return [sys.executable, str(REPO / "cli.py"), "sweep"]
-
-
-def test_two_sweep_processes_share_one_postgres_study(tmp_path, postgres_url, fastmlp_env,
-                                                      fashion_dir, monkeypatch):
+@pytest.fixture
+def two_machines(tmp_path, postgres_url, fastmlp_env, fashion_dir, monkeypatch):
+    """sweeps(spec_text, prefix, count, wandb_mode): two `fastmlp sweep` processes of
+    spec_text, each with --workers 1 and an output directory of its own (a "machine"),
+    started together on a fresh study (its name starts with prefix) of the shared database:
+    the study's creation races too. In a `with`, it gives (study, machines, their stdouts)
+    once both succeeded; after it, kills what still runs and deletes the study from the
+    database, which may hold others."""
     import optuna
     from fastmlp.sweep.storage import with_postgres_driver
 
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
     (tmp_path / "wandb").mkdir()
-    spec_file = tmp_path / "shared.yaml"
-    spec_file.write_text(SPEC)
-    name = f"pg-{uuid.uuid4().hex[:10]}"  # a fresh study in a database that may hold others
-    machines = [tmp_path / "machine-a", tmp_path / "machine-b"]
-    processes = [
-        subprocess.Popen(
-            [*sweep_program(), str(spec_file), "--count", "4", "--workers", "1",
-             "--storage", postgres_url, "--name", name, "--output-dir", str(out),
-             "--wandb-mode", "offline", "--data-dir", str(fashion_dir)],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for out in machines]  # started together: the study's creation races too
     storage = with_postgres_driver(postgres_url)
-    try:
-        for process in processes:
-            out, err = process.communicate(timeout=180)
-            assert process.returncode == 0, f"{out}\n{err}"
 
-        study = optuna.load_study(study_name=name, storage=storage)
+    @contextlib.contextmanager
+    def sweeps(spec_text: str, prefix: str, count: int, wandb_mode: str):
+        spec_file = tmp_path / f"{prefix}.yaml"
+        spec_file.write_text(spec_text)
+        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        machines = [tmp_path / "machine-a", tmp_path / "machine-b"]
+        processes = [
+            subprocess.Popen(
+                [*sweep_program(), str(spec_file), "--count", str(count), "--workers", "1",
+                 "--storage", postgres_url, "--name", name, "--output-dir", str(out),
+                 "--wandb-mode", wandb_mode, "--data-dir", str(fashion_dir)],
+                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for out in machines]
+        try:
+            outputs = []
+            for process in processes:
+                out, err = process.communicate(timeout=180)
+                assert process.returncode == 0, f"{out}\n{err}"
+                outputs.append(out)
+            yield optuna.load_study(study_name=name, storage=storage), machines, outputs
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+            try:
+                optuna.delete_study(study_name=name, storage=storage)
+            except KeyError:
+                pass
+
+    return sweeps
+
+
+def test_two_sweep_processes_share_one_postgres_study(two_machines):
+    with two_machines(SPEC, "pg", count=4, wandb_mode="offline") as (study, machines, _):
         trials = study.get_trials(deepcopy=False)
         assert sorted(t.number for t in trials) == [0, 1, 2, 3]
         assert {t.state.name for t in trials} == {"COMPLETE"}
@@ -85,62 +97,17 @@ def test_two_sweep_processes_share_one_postgres_study(tmp_path, postgres_url, fa
         assert sorted(on_disk) == sorted(run_dirs)  # no trial trained twice
         # both processes took part
         assert len({t.user_attrs["pid"] for t in trials}) == 2
-    finally:
-        stop_and_delete(processes, name, storage)
 
 
-def stop_and_delete(processes, name: str, storage: str) -> None:
-    """Kill the sweeps still running and delete the study from the shared database."""
-    import optuna
-
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-    try:
-        optuna.delete_study(study_name=name, storage=storage)
-    except KeyError:
-        pass
+FINITE_SPEC = sweep_yaml("bayes", 1, 256, hidden_size="{values: [4, 8, 12]}")
 
 
-FINITE_SPEC = """
-method: bayes
-parameters:
-  epochs: {value: 1}
-  num_layers: {value: 1}
-  batch_size: {value: 256}
-  hidden_size: {values: [4, 8, 12]}
-"""
-
-
-def test_two_machines_never_train_the_same_configuration(tmp_path, postgres_url, fastmlp_env,
-                                                         fashion_dir, monkeypatch):
+def test_two_machines_never_train_the_same_configuration(two_machines):
     """Two `fastmlp sweep` processes on one PostgreSQL study of a 3-point space, asked for 6
     trials: the claims (config_key under the storage lock) let each point train once, in
     one of the two machines, and the sweep ends when the space is used up."""
-    import optuna
-    from fastmlp.sweep.storage import with_postgres_driver
-
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
-    (tmp_path / "wandb").mkdir()
-    spec_file = tmp_path / "finite.yaml"
-    spec_file.write_text(FINITE_SPEC)
-    name = f"pg-finite-{uuid.uuid4().hex[:10]}"
-    machines = [tmp_path / "machine-a", tmp_path / "machine-b"]
-    processes = [
-        subprocess.Popen(
-            [*sweep_program(), str(spec_file), "--count", "6", "--workers", "1",
-             "--storage", postgres_url, "--name", name, "--output-dir", str(out),
-             "--wandb-mode", "disabled", "--data-dir", str(fashion_dir)],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for out in machines]
-    storage = with_postgres_driver(postgres_url)
-    try:
-        outputs = []
-        for process in processes:
-            out, err = process.communicate(timeout=180)
-            assert process.returncode == 0, f"{out}\n{err}"
-            outputs.append(out)
-        study = optuna.load_study(study_name=name, storage=storage)
+    with two_machines(FINITE_SPEC, "pg-finite", count=6,
+                      wandb_mode="disabled") as (study, machines, outputs):
         trained = [t for t in study.get_trials(deepcopy=False)
                    if "repeat_of" not in t.user_attrs]
         assert sorted(t.params["hidden_size"] for t in trained) == [4, 8, 12]
@@ -150,5 +117,3 @@ def test_two_machines_never_train_the_same_configuration(tmp_path, postgres_url,
         assert any("every one of the 3 configurations of the search space has been tried"
                    in out or "has tried every one of the 3 configurations" in out
                    for out in outputs), outputs
-    finally:
-        stop_and_delete(processes, name, storage)

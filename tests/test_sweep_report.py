@@ -14,45 +14,19 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from clirunner import skip_or_fail
+from clirunner import (REPO, open_study, skip_or_fail, spec_of, sweep_program, sweep_yaml,
+                       worker_job)
 from fastmlp.errors import FastMLPError
-from fastmlp.sweep import base_config
-from fastmlp.sweep.spec import parse_spec
-from fastmlp.sweep.storage import StorageLock, create_or_load_study, load_study, storage_url
+from fastmlp.sweep.storage import create_or_load_study
 
-REPO = Path(__file__).resolve().parents[1]
-
-FINITE = """
-name: finite
-method: bayes
-metric: {name: val_accuracy, goal: maximize}
-parameters:
-  epochs: {value: 2}
-  num_layers: {value: 1}
-  batch_size: {value: 256}
-  hidden_size: {values: [4, 8]}
-  activation: {values: [relu, tanh]}
-"""
-
-
-def spec_of(text: str, name: str = "test"):
-    import yaml
-    return parse_spec(yaml.safe_load(text), source="test.yaml", default_name=name)
-
-
-def open_study(out_dir: Path, name: str):
-    import optuna
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = storage_url(None, out_dir)
-    with StorageLock(url):
-        return load_study(url, name)
+FINITE = sweep_yaml("bayes", 2, 256, name="finite", metric="val_accuracy",
+                    hidden_size="{values: [4, 8]}", activation="{values: [relu, tanh]}")
 
 
 # =============================================================================== in-process
@@ -72,17 +46,6 @@ def fake_train(calls: list):
         return SimpleNamespace(run_dir=run_dir, summary={"epochs": records,
                                                          "test_accuracy": value - 0.02})
     return train
-
-
-def worker_job(tmp_path, spec, count, seeds=1):
-    url = storage_url(None, tmp_path)
-    create_or_load_study(url, spec, seeds=seeds)
-    return {"engine": "optuna", "storage": url, "count": count, "spec": spec.raw,
-            "spec_source": spec.source, "name": spec.name, "worker": 1, "seeds": seeds,
-            "base_config": dataclasses.asdict(base_config(spec, wandb_mode="disabled",
-                                                          threads=1)),
-            "trials_dir": str(tmp_path / "trials"), "error_file": str(tmp_path / "error"),
-            "parent_pid": os.getppid()}
 
 
 def test_a_sampler_that_always_proposes_the_same_point_trains_each_point_once(
@@ -255,9 +218,8 @@ def finite_sweep(tmp_path_factory, fastmlp_env, fashion_dir):
     out = root / "out"
     env = dict(os.environ, WANDB_DIR=str(root), WANDB_MODE="offline")
     done = subprocess.run(
-        [sys.executable, str(REPO / "cli.py"), "sweep", str(spec_file), "--count", "10",
-         "--workers", "2", "--seeds", "2", "--output-dir", str(out), "--wandb-mode",
-         "offline", "--data-dir", str(fashion_dir)],
+        [*sweep_program(), str(spec_file), "--count", "10", "--workers", "2", "--seeds", "2",
+         "--output-dir", str(out), "--wandb-mode", "offline", "--data-dir", str(fashion_dir)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
     return SimpleNamespace(root=root, out=out, stdout=done.stdout, stderr=done.stderr,

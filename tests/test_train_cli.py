@@ -7,7 +7,6 @@ the real programs (`fastmlp`, `python cli.py`) in a subprocess. Runs are small
 from __future__ import annotations
 
 import gzip
-import json
 import math
 import os
 import pty
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clirunner import Outcome, invoke
+from clirunner import Outcome, invoke, metrics_of, summary_of, train_ok, without_seconds
 from fastmlp.config import TrainConfig
 from fastmlp.data import DEBIAN_FASHION_MNIST_DIR, load_dataset, scale_pixels
 from fastmlp.model import load_model
@@ -49,28 +48,6 @@ def env(fastmlp_env, fashion_dir):
 
 def train(output_dir: Path, *args) -> Outcome:
     return invoke("train", *args, "--output-dir", output_dir)
-
-
-def train_ok(output_dir: Path, *args) -> Path:
-    """Train, insist on success, return the run directory it created."""
-    before = set(output_dir.iterdir()) if output_dir.is_dir() else set()
-    outcome = train(output_dir, *args)
-    assert outcome.code == 0, outcome.err
-    created = [p for p in set(output_dir.iterdir()) - before if p.name != "wandb"]
-    assert len(created) == 1, created
-    return created[0]
-
-
-def summary_of(run_dir: Path) -> dict:
-    return json.loads((run_dir / "summary.json").read_text())
-
-
-def metrics_of(run_dir: Path) -> list:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def without_seconds(records: list) -> list:
-    return [{k: v for k, v in r.items() if k != "train_seconds"} for r in records]
 
 
 def subprocess_env() -> dict:
@@ -103,7 +80,7 @@ def fashion_run(env, tmp_path_factory):
 
 
 def test_defaults_are_the_seed_readme_example(fashion_run):
-    config = TrainConfig()
+    config = TrainConfig().validated()  # the loss follows the task: images of classes
     assert {name: getattr(config, name) for name in SEED_README_DEFAULTS} == SEED_README_DEFAULTS
     output_dir, _ = fashion_run
     recorded = summary_of(output_dir / "hl_1_bs_32_ac_ReLU")["config"]
@@ -147,7 +124,8 @@ def test_model_file_gives_the_summary_test_accuracy(fashion_run):
     assert config == summary["config"] and list(class_names) == summary["class_names"]
     data = load_dataset("fashion_mnist")
     loss, accuracy, _ = evaluate_params(params, layout, scale_pixels(data.x_test, params.dtype),
-                                        data.y_test.astype(np.int64), config)
+                                        data.y_test.astype(np.int64),
+                                        TrainConfig.from_saved(config))
     assert accuracy == summary["test_accuracy"]
     assert loss == pytest.approx(summary["test_loss"], rel=1e-6)
 

@@ -100,7 +100,7 @@ def _header(spec, counts: dict, repeats: int, best: list) -> str:
     if best:
         top = best[0]
         lines.append(f"<p>best: trial {top.number}, {spec.metric} = "
-                     f"{html.escape(_mean_spread(top))}</p>")
+                     f"{html.escape(mean_spread(top))}</p>")
     return "\n".join(lines)
 
 
@@ -303,11 +303,11 @@ def _best_table(spec, best: list) -> str:
         test_std = trial.user_attrs.get("test_accuracy_std")
         test_text = "" if test is None else (
             f"{test:.4f}" + (f" ± {test_std:.4f}" if test_std is not None else ""))
-        cells = "".join(f"<td class=text>{html.escape(_format(trial.params.get(n)))}</td>"
+        cells = "".join(f"<td class=text>{html.escape(format_param(trial.params.get(n)))}</td>"
                         for n in names)
         command = html.escape(trial.user_attrs.get("command", ""))
         rows.append(f"<tr><td>{rank}</td><td>{trial.number}</td>"
-                    f"<td>{html.escape(_mean_spread(trial, short=True))}</td>"
+                    f"<td>{html.escape(mean_spread(trial, with_seeds=False))}</td>"
                     f"<td>{test_text}</td>{cells}"
                     f"<td class=text><code>{command}</code></td></tr>")
     seeds = max((t.user_attrs.get("seeds", 1) for t in best), default=1)
@@ -317,16 +317,20 @@ def _best_table(spec, best: list) -> str:
             f"<th class=text>command</th></tr>{''.join(rows)}</table>")
 
 
-def _mean_spread(trial, short: bool = False) -> str:
-    spread = trial.user_attrs.get("value_std")
+def mean_spread(trial, with_seeds: bool = True) -> str:
+    """The trial's value, and with several seeds its std over them; with_seeds adds how many
+    seeds (the text report's "best:" line and report.html's header; a table column already
+    names them)."""
     seeds = trial.user_attrs.get("seeds", 1)
-    if spread is None or seeds in (None, 1):
+    spread = trial.user_attrs.get("value_std")
+    if seeds in (None, 1) or spread is None:
         return f"{trial.value:.4f}"
     text = f"{trial.value:.4f} ± {spread:.4f}"
-    return text if short else f"{text} (mean ± std of {seeds} seeds)"
+    return text + (f" (mean ± std of {seeds} seeds)" if with_seeds else "")
 
 
-def _format(value) -> str:
+def format_param(value) -> str:
+    """A parameter's value in a table cell: floats to 6 significant digits, None blank."""
     if isinstance(value, float):
         return f"{value:.6g}"
     return "" if value is None else str(value)

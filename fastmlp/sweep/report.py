@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from .html_report import format_param, mean_spread, write_html_report
+
 BEST_ROWS = 10
 
 
@@ -62,7 +64,7 @@ def write_report(study, spec, out_dir, echo=print) -> Report:
         top = best[0]
         report.best_number, report.best_value = top.number, top.value
         report.best_command = top.user_attrs.get("command")
-        lines.append(f"best: trial {top.number}, {spec.metric} = {_mean_spread(top)}")
+        lines.append(f"best: trial {top.number}, {spec.metric} = {mean_spread(top)}")
         if report.best_command:
             lines.append(f"reproduce it with:\n  {report.best_command}")
             (out_dir / "best_command.txt").write_text(report.best_command + "\n")
@@ -75,8 +77,6 @@ def write_report(study, spec, out_dir, echo=print) -> Report:
     echo(text)
 
     try:
-        from .html_report import write_html_report
-
         report.files.append(write_html_report(trials, spec, out_dir, best_trials(
             trials, spec.goal, limit=None), report.counts, repeats))
     except Exception as error:  # the page must never lose the rest of the report
@@ -119,9 +119,9 @@ def render_best_table(best: list, spec) -> str:
         test = trial.user_attrs.get("test_accuracy")
         seconds = trial.duration.total_seconds() if trial.duration else None
         table.add_row(
-            str(rank), str(trial.number), _mean_spread(trial, with_seeds=False),
+            str(rank), str(trial.number), mean_spread(trial, with_seeds=False),
             f"{test:.4f}" if test is not None else "",
-            *[_format(trial.params.get(name)) for name in names],
+            *[format_param(trial.params.get(name)) for name in names],
             f"{seconds:.0f}" if seconds is not None else "")
     # Wide enough never to truncate a column: the table is plain text for files and logs.
     console = Console(file=io.StringIO(), width=400, color_system=None)
@@ -215,22 +215,6 @@ def _summary_line(counts: dict, spec) -> str:
     total = sum(counts.values())
     parts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(counts.items()))
     return f"sweep {spec.name}: {total} trials ({parts or 'none'})"
-
-
-def _mean_spread(trial, with_seeds: bool = True) -> str:
-    """The trial's value, and with several seeds its std over them."""
-    seeds = trial.user_attrs.get("seeds", 1)
-    spread = trial.user_attrs.get("value_std")
-    if seeds in (None, 1) or spread is None:
-        return f"{trial.value:.4f}"
-    text = f"{trial.value:.4f} ± {spread:.4f}"
-    return text + (f" (mean ± std of {seeds} seeds)" if with_seeds else "")
-
-
-def _format(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return "" if value is None else str(value)
 
 
 def _blank(value):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -231,7 +231,7 @@ def parse_spec(mapping, source: str = "sweep", name: Optional[str] = None,
         run_cap=_optional_count(mapping, "run_cap", source),
     )
     if mapping.get("early_terminate") is not None:
-        spec = _replace(spec, early_terminate=_parse_hyperband(
+        spec = replace(spec, early_terminate=_parse_hyperband(
             mapping["early_terminate"], _max_epochs(spec), source))
     if method == "grid":
         try:
@@ -491,8 +491,3 @@ def _optional_count(mapping: dict, key: str, source: str) -> Optional[int]:
                                   and value >= 1):
         raise ConfigError(f"{source}: {key} must be a whole number >= 1")
     return value
-
-
-def _replace(spec: SweepSpec, **changes) -> SweepSpec:
-    import dataclasses
-    return dataclasses.replace(spec, **changes)

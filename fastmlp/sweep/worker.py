@@ -22,6 +22,7 @@ trial. A SIGKILL loses the running trial; the supervising `fastmlp sweep` marks 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -258,9 +259,9 @@ def train_seeds(trial, config: TrainConfig, seeds: int, spec, job: dict, train) 
     curve (which later trials are compared with) and the objective are means over seeds."""
     curves, finals, tests, run_dirs = [], [], [], []
     for index in range(seeds):
-        seed_config = _replace(config, seed=config.seed + index)
+        seed_config = dataclasses.replace(config, seed=config.seed + index)
         if seeds > 1:
-            seed_config = _replace(seed_config, output_dir=str(
+            seed_config = dataclasses.replace(seed_config, output_dir=str(
                 Path(config.output_dir) / f"seed-{seed_config.seed}"))
         callback = (report_epochs(trial, spec.metric) if index == 0
                     else _stop_if_signalled)
@@ -332,8 +333,6 @@ def config_values(spec, job: dict, point: dict) -> dict:
     """The settings of a point of the space: base settings (with the wandb group, the
     sweep's name), the file's constants, the point (validated: choices in their canonical
     spelling)."""
-    import dataclasses
-
     values = dict(job["base_config"])
     values.update(spec.constants)
     values.update(point)
@@ -420,11 +419,6 @@ def _as_field_type(name: str, value):
         return parse_widths(value)
     kind = field_type(name) if name in SETTING else None
     return float(value) if kind is float and value is not None else value
-
-
-def _replace(config: TrainConfig, **changes) -> TrainConfig:
-    import dataclasses
-    return dataclasses.replace(config, **changes)
 
 
 if __name__ == "__main__":
