@@ -357,27 +357,34 @@ def wait_for(condition, timeout: float, what: str, process=None):
     pytest.fail(f"timed out waiting for {what}")
 
 
-def trial_mid_training(out_dir: Path, name: str = "slow"):
+def trial_mid_training(out_dir: Path, name: str = "slow", workers: int = 1):
     """A RUNNING trial of the SLOW sweep that has trained an epoch and has at least half of
-    its epochs still to train (a second or more), or None. A signal sent now lands in it,
-    not between trials, nor in kernel loading before the first epoch."""
+    its epochs still to train (a second or more), once trials of `workers` workers have each
+    reported an epoch; or None. A signal sent now lands in that trial, not between trials,
+    nor in kernel loading before the first epoch; and every one of those workers has loaded
+    its kernels, so it is in or between epochs, each a fraction of a second."""
     if not (out_dir / "study.db").exists():
         return None
     try:
         study = open_study(out_dir, name)
     except FastMLPError:  # no study yet
         return None
-    for trial in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    if len({t.user_attrs.get("worker") for t in trials if t.intermediate_values}) < workers:
+        return None
+    for trial in trials:
         if trial.state.name == "RUNNING" and \
                 1 <= len(trial.intermediate_values) <= SLOW_EPOCHS // 2:
             return trial
     return None
 
 
-def wait_for_training(out_dir: Path, sweep):
-    """The first trial seen mid-training (the Numba cache may have to compile first)."""
-    return wait_for(lambda: trial_mid_training(out_dir), SWEEP_TIMEOUT, "a trial mid-training",
-                    sweep)
+def wait_for_training(out_dir: Path, sweep, workers: int = 1):
+    """The first trial seen mid-training once `workers` workers have trained an epoch (the
+    Numba cache may have to compile first, and a loaded machine may start a worker late):
+    the sweep's storage says when, so no guess of how long that takes."""
+    return wait_for(lambda: trial_mid_training(out_dir, workers=workers), SWEEP_TIMEOUT,
+                    f"a trial mid-training after {workers} worker(s) trained an epoch", sweep)
 
 
 def explained(study, out: str = "", err: str = "") -> str:
@@ -577,9 +584,11 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_continues(tmp_path, sweep_env
                       fashion_dir=fashion_dir)
     # its own process group, like a shell job; Ctrl-C signals the whole group
     sweep = cli_sweep(args, sweep_env, start_new_session=True)
-    cut = wait_for_training(out, sweep)
+    # Ctrl-C once both workers are training: a worker still loading its kernels may lose the
+    # interrupt there and stop only after its first epoch, perhaps past the sweep's grace.
+    cut = wait_for_training(out, sweep, workers=2)
     os.killpg(sweep.pid, signal.SIGINT)
-    code, stdout, err = finish(sweep, timeout=40)
+    code, stdout, err = finish(sweep)  # the time-out only guards against a hang
     study = open_study(out, "slow")
     why = f"SIGINT during trial {cut.number}\n" + explained(study, stdout, err)
     assert code == 130, why
@@ -588,6 +597,10 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_continues(tmp_path, sweep_env
     assert "RUNNING" not in interrupted.values(), why
     assert interrupted[cut.number] == "FAIL", why  # cut short
     assert study.trials[cut.number].user_attrs["fail_reason"] == "interrupted", why
+    # each worker stopped by itself: none was killed at the end of the grace, leaving its
+    # trial to be failed for it
+    assert not [t.number for t in study.trials
+                if t.user_attrs.get("fail_reason") == "the sweep was interrupted"], why
     assert len(interrupted) < count, why  # no worker started a trial after the Ctrl-C
     assert not list((out / "workers").glob("*.json"))
 
