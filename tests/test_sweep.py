@@ -671,3 +671,19 @@ def test_missing_data_fails_before_any_trial(tmp_path, fastmlp_env):
         run_sweep(spec_file, count=2, workers=2, output_dir=out, wandb_mode="disabled",
                   shared={"data_dir": str(tmp_path / "empty")}, echo=lambda line: None)
     assert not out.exists()  # failed before the study (or any file) was made
+
+
+def test_a_ctrl_c_during_a_study_read_waits_for_the_read_to_end():
+    """The supervisor holds a Ctrl-C that lands while it reads the study until the read is
+    done: raised inside it, the storage's transaction (and SQLite's lock) would stay open and
+    keep the workers from recording their trials."""
+    from fastmlp.sweep.supervisor import _interrupts_held
+
+    finished = []
+    with pytest.raises(KeyboardInterrupt):
+        with _interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler has run by now: nothing was raised in here
+            finished.append(True)
+    assert finished == [True]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

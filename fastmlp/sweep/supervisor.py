@@ -21,6 +21,7 @@ Imports of optuna, wandb and matplotlib stay inside functions: importing this mo
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -467,14 +468,37 @@ def _supervise(workers: list, study, view) -> list:
             if code is None:
                 continue
             running.remove(worker)
-            failure = _worker_ended(worker, code, study)
+            with _interrupts_held():
+                failure = _worker_ended(worker, code, study)
             if failure is not None:
                 failures.append(failure)
                 stopped = "stopped: " if failure.user_error else ""
                 view.echo(f"worker {worker.number}: {stopped}{failure.message}")
-        view.update()
+        with _interrupts_held():
+            view.update()
         time.sleep(POLL_SECONDS)
     return failures
+
+
+@contextlib.contextmanager
+def _interrupts_held():
+    """A block that reads or writes the study: a Ctrl-C (or SIGTERM) arriving inside it is
+    raised when it ends. Raised in the middle of a read, it would leave the storage's
+    transaction open, and SQLite's lock held would keep every worker from recording its
+    trial within the stop's grace."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = []
+    previous = {number: signal.signal(number, lambda signum, frame: held.append(signum))
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if held:
+            raise KeyboardInterrupt
 
 
 def _worker_ended(worker: _Worker, code: int, study) -> Optional[WorkerFailure]:
