@@ -364,6 +364,9 @@ def bench(json_path, groups, epochs, anchors, no_anchors, real_runs, threads, da
                 help="Dataset for every trial, unless the sweep file sets it.")
 @setting_option("data", help="Every trial trains on your own data (as `train --data`).")
 @setting_option("label_column", default=None, show_default=False)
+@setting_option("target")
+@setting_option("weight_column")
+@setting_option("task", default=None, show_default=False)
 @setting_option("test_data")
 @setting_option("test_fraction", default=None, show_default=False)
 def sweep(sweep_file, count, workers, storage, engine, name, report_only, output_dir, seeds,

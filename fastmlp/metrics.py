@@ -38,8 +38,28 @@ def monitors_of(task: str) -> tuple:
     return ("val_loss",) + tuple(f"val_{name}" for name in TASK_METRICS[task])
 
 
-def higher_is_better(monitor: str) -> bool:
-    return HIGHER_IS_BETTER[monitor.removeprefix("val_").removeprefix("test_")]
+def figure_of(name: str) -> str:
+    """The figure a record's key names: val_rmse -> rmse, train_loss -> loss."""
+    for prefix in ("val_", "train_", "test_"):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def higher_is_better(name: str) -> bool:
+    return HIGHER_IS_BETTER[figure_of(name)]
+
+
+def test_figure_of(metric: str) -> str:
+    """The test set's counterpart of a validation or training figure (val_rmse -> test_rmse):
+    what a sweep reports beside its metric."""
+    return f"test_{figure_of(metric)}"
+
+
+# Every figure a run records per epoch, by task: what a sweep's metric may name
+RECORDED = {task: ("train_loss", "val_loss") + (("train_accuracy",) if task != "regression"
+                                                 else ()) + tuple(f"val_{n}" for n in names)
+            for task, names in TASK_METRICS.items()}
 
 
 def _weights(weights, rows: int) -> np.ndarray:

@@ -201,3 +201,28 @@ def test_a_chosen_monitor_keeps_its_best_epoch(diabetes_csv, tmp_path):
     summary = summary_of(run_dir)
     best = max(summary["epochs"], key=lambda record: record["val_r2"])
     assert summary["kept_epoch"] == best["epoch"]
+
+
+def test_a_regression_sweep_minimises_a_named_metric(diabetes_csv, tmp_path):
+    """A sweep file's metric may be any figure of the data's task, with its goal; the report
+    shows the test figure beside it and best_command.txt carries --target."""
+    sweep = tmp_path / "diabetes.yaml"
+    sweep.write_text("method: random\nmetric: {name: val_rmse, goal: minimize}\nparameters:\n"
+                     "  epochs: {value: 3}\n  hidden_size: {values: [8, 16]}\n")
+    outcome = invoke("sweep", sweep, "--data", diabetes_csv, "--target", "target", "--count",
+                     "2", "--wandb-mode", "disabled", "--output-dir", tmp_path / "out")
+    assert outcome.code == 0, outcome.err + outcome.out
+    assert "ran 2 trial(s)" in outcome.out and "test_rmse=" in outcome.out
+    report = (tmp_path / "out" / "report.txt").read_text()
+    assert "val_rmse" in report and "test_rmse" in report
+    assert "--target target" in (tmp_path / "out" / "best_command.txt").read_text()
+    header = (tmp_path / "out" / "trials.csv").read_text().splitlines()[0].split(",")
+    assert "val_rmse" in header and "test_rmse" in header
+
+    sweep.write_text(sweep.read_text().replace("val_rmse, goal: minimize", "val_accuracy"))
+    outcome = invoke("sweep", sweep, "--data", diabetes_csv, "--target", "target", "--count",
+                     "1", "--wandb-mode", "disabled", "--output-dir", tmp_path / "other")
+    assert outcome.code == 1
+    assert outcome.err.strip() == (f"error: {sweep}: metric 'val_accuracy': regression runs "
+                                   "record train_loss, val_loss, val_rmse, val_mae, val_r2")
+    assert not (tmp_path / "other").exists()

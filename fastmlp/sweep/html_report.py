@@ -299,8 +299,8 @@ def _best_table(spec, best: list) -> str:
     head = "".join(f"<th class=text>{html.escape(n)}</th>" for n in names)
     rows = []
     for rank, trial in enumerate(best, start=1):
-        test = trial.user_attrs.get("test_accuracy")
-        test_std = trial.user_attrs.get("test_accuracy_std")
+        test = trial.user_attrs.get(spec.test_figure)
+        test_std = trial.user_attrs.get(f"{spec.test_figure}_std")
         test_text = "" if test is None else (
             f"{test:.4f}" + (f" ± {test_std:.4f}" if test_std is not None else ""))
         cells = "".join(f"<td class=text>{html.escape(format_param(trial.params.get(n)))}</td>"
@@ -313,7 +313,8 @@ def _best_table(spec, best: list) -> str:
     seeds = max((t.user_attrs.get("seeds", 1) for t in best), default=1)
     spread = "" if seeds == 1 else f" (mean ± std of {seeds} seeds)"
     return (f"<h2>Best trials</h2><table><tr><th>rank</th><th>trial</th>"
-            f"<th>{html.escape(spec.metric + spread)}</th><th>test_accuracy{spread}</th>{head}"
+            f"<th>{html.escape(spec.metric + spread)}</th><th>{spec.test_figure}{spread}</th>"
+            f"{head}"
             f"<th class=text>command</th></tr>{''.join(rows)}</table>")
 
 

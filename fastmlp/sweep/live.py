@@ -85,6 +85,7 @@ def status_of(trials, total: int, goal: str, started_at, seconds: float) -> Swee
 
 def trial_line(trial, metric: str) -> str:
     """One plain line for a finished trial."""
+    from ..metrics import test_figure_of
     from .claims import REPEAT_OF
 
     state = trial.state.name.lower()
@@ -102,8 +103,9 @@ def trial_line(trial, metric: str) -> str:
                   else f"answered from trial {attrs[REPEAT_OF]}: {state}{value}")
         return f"trial {trial.number} repeat, not trained ({answer}): {params}"
     seconds = trial.duration.total_seconds() if trial.duration else 0.0
-    test = attrs.get("test_accuracy")
-    test_text = f" test_accuracy={test:.4f}" if test is not None and state == "complete" else ""
+    test_figure = test_figure_of(metric)
+    test = attrs.get(test_figure)
+    test_text = f" {test_figure}={test:.4f}" if test is not None and state == "complete" else ""
     reason = f" ({attrs['fail_reason']})" if state == "fail" and attrs.get("fail_reason") else ""
     where = f" [worker {attrs['worker']}]" if "worker" in attrs else ""
     return (f"trial {trial.number} {state}{value}{test_text} in {seconds:.1f}s{where}: "

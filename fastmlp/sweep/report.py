@@ -113,10 +113,10 @@ def render_best_table(best: list, spec) -> str:
     table = Table(title=f"best trials of sweep {spec.name} ({spec.metric}, {spec.goal})")
     seeds = max((t.user_attrs.get("seeds", 1) for t in best), default=1)
     metric = spec.metric if seeds == 1 else f"{spec.metric} (mean ± std, {seeds} seeds)"
-    for column in ["rank", "trial", metric, "test_accuracy"] + names + ["seconds"]:
+    for column in ["rank", "trial", metric, spec.test_figure] + names + ["seconds"]:
         table.add_column(column, justify="right" if column not in names else "left")
     for rank, trial in enumerate(best, start=1):
-        test = trial.user_attrs.get("test_accuracy")
+        test = trial.user_attrs.get(spec.test_figure)
         seconds = trial.duration.total_seconds() if trial.duration else None
         table.add_row(
             str(rank), str(trial.number), mean_spread(trial, with_seeds=False),
@@ -133,8 +133,9 @@ def write_trials_csv(trials, spec, path: Path) -> Path:
     """One row per trial, every state, in trial-number order."""
     names = [p.name for p in spec.searched]
     extra = sorted({k for t in trials for k in t.params} - set(names))
-    attr_columns = ("repeat_of", "seeds", "value_std", "test_accuracy", "test_accuracy_std",
-                    "run_dir", "host", "pid", "worker", "fail_reason", "command")
+    attr_columns = ("repeat_of", "seeds", "value_std", spec.test_figure,
+                    f"{spec.test_figure}_std", "run_dir", "host", "pid", "worker", "fail_reason",
+                    "command")
     header = (["number", "state", spec.metric, "duration_seconds", "datetime_start",
                "datetime_complete", "epochs_reported"] + names + extra + list(attr_columns))
     with open(path, "w", newline="") as handle:

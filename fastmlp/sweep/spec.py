@@ -25,11 +25,13 @@ from typing import Any, Optional
 
 from ..config import SETTING, SWEEPABLE, TrainConfig, parse_widths, widths_text
 from ..errors import ConfigError, FastMLPError, first_line
+from ..metrics import RECORDED, higher_is_better
 
 METHODS = ("bayes", "random", "grid")
 GOALS = ("maximize", "minimize")
 # Metrics a trial reports after every epoch (the trainer's epoch record keys).
-METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
+# every figure some task records per epoch (fastmlp/metrics.py); the data's task may narrow it
+METRICS = tuple(dict.fromkeys(name for names in RECORDED.values() for name in names))
 DISTRIBUTIONS = (
     "constant", "categorical", "uniform", "int_uniform",
     "log_uniform_values", "log_uniform", "q_uniform",
@@ -147,6 +149,13 @@ class SweepSpec:
     run_cap: Optional[int] = None
 
     @property
+    def test_figure(self) -> str:
+        """The test figure shown beside the metric (val_rmse: test_rmse), a trial attribute."""
+        from ..metrics import test_figure_of
+
+        return test_figure_of(self.metric)
+
+    @property
     def direction(self) -> str:
         return self.goal  # optuna's direction names are wandb's goals
 
@@ -255,7 +264,7 @@ def _parse_metric(metric, source: str) -> tuple:
     if name not in METRICS:
         raise ConfigError(f"{source}: metric {name!r} is not reported by train "
                           f"(use one of: {', '.join(METRICS)})")
-    default_goal = "minimize" if name.endswith("loss") else "maximize"
+    default_goal = "maximize" if higher_is_better(name) else "minimize"
     goal = metric.get("goal", default_goal)
     if goal not in GOALS:
         raise ConfigError(f"{source}: metric goal {goal!r} must be maximize or minimize")

@@ -287,6 +287,15 @@ def _quiet_optuna() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
+def _check_metric(spec: SweepSpec, task: str) -> None:
+    """The sweep's metric is a figure that the data's task records (metrics.RECORDED)."""
+    from ..metrics import RECORDED
+
+    if spec.metric not in RECORDED[task]:
+        raise ConfigError(f"{spec.source}: metric {spec.metric!r}: {task} runs record "
+                          f"{', '.join(RECORDED[task])}")
+
+
 def _prepare_data(spec: SweepSpec, base: TrainConfig) -> None:
     """Find every dataset the trials use before any worker starts: a wrong --data-dir fails
     here with one line (not as a failed trial per worker), and a needed download happens
@@ -299,8 +308,9 @@ def _prepare_data(spec: SweepSpec, base: TrainConfig) -> None:
     if base.data is not None:
         from ..owndata import load_own_data
 
-        load_own_data(base)
+        _check_metric(spec, load_own_data(base).task)
         return
+    _check_metric(spec, "classification")
     swept = next((p for p in spec.params if p.name == "dataset"), None)
     names = (set(swept.values) if swept is not None else {base.dataset})
     for name in sorted(names):

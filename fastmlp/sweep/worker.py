@@ -234,8 +234,8 @@ def answer_repeat(trial, original):
     """A repeat's result: the stored result of the trial that trained its configuration."""
     import optuna
 
-    for key in ("test_accuracy", "test_accuracy_std", "value_std", "seed_values",
-                "command", "seeds"):
+    for key in (*(key for key in original.user_attrs if key.startswith("test_")), "value_std",
+                "seed_values", "command", "seeds"):
         if key in original.user_attrs:
             trial.set_user_attr(key, original.user_attrs[key])
     state = original.state.name
@@ -284,8 +284,8 @@ def train_seeds(trial, config: TrainConfig, seeds: int, spec, job: dict, train) 
             trial.set_user_attr("run_dir", str(result.run_dir))
         curves.append([float(e[spec.metric]) for e in result.summary["epochs"]])
         finals.append(curves[-1][-1])
-        if result.summary.get("test_accuracy") is not None:
-            tests.append(float(result.summary["test_accuracy"]))
+        if result.summary.get(spec.test_figure) is not None:
+            tests.append(float(result.summary[spec.test_figure]))
         if index > 0:
             _store_mean_curve(trial, curves)
     if seeds > 1:
@@ -293,9 +293,9 @@ def train_seeds(trial, config: TrainConfig, seeds: int, spec, job: dict, train) 
         trial.set_user_attr("seed_values", finals)
         trial.set_user_attr("value_std", _std(finals))
     if tests:
-        trial.set_user_attr("test_accuracy", sum(tests) / len(tests))
+        trial.set_user_attr(spec.test_figure, sum(tests) / len(tests))
         if seeds > 1:
-            trial.set_user_attr("test_accuracy_std", _std(tests))
+            trial.set_user_attr(f"{spec.test_figure}_std", _std(tests))
     return sum(finals) / len(finals)
 
 
