@@ -43,7 +43,9 @@ def test_your_own_data(tmp_path):
                           capture_output=True, text=True, env=_env())
     assert done.returncode == 0, done.stderr[-3000:]
     assert "test accuracy" in done.stdout and "iris.csv[0]" in done.stdout
-    assert "test rmse" in done.stdout and "diabetes.csv[0]\ttarget\t" in done.stdout
+    assert "test rmse" in done.stdout
+    predictions = (tmp_path / "predictions.tsv").read_text().splitlines()
+    assert len(predictions) == 442 and predictions[0].startswith("diabetes.csv[0]\ttarget\t")
     assert "task: regression" in done.stderr
     assert (tmp_path / "iris.onnx").stat().st_size > 0
     assert "ran 4 trial(s)" in done.stdout
