@@ -1,15 +1,16 @@
 """fastmlp: train multilayer perceptrons on a CPU, fast (Numba-compiled training loop).
 
-`fastmlp.MLPClassifier` (a scikit-learn estimator, fastmlp/estimator.py) is imported on
-first use, so `fastmlp train` never loads scikit-learn."""
+`fastmlp.MLPClassifier` and `fastmlp.MLPRegressor` (scikit-learn estimators,
+fastmlp/estimator.py) are imported on first use, so `fastmlp train` never loads
+scikit-learn."""
 
 from .version import __version__
-__all__ = ["MLPClassifier"]
+__all__ = ["MLPClassifier", "MLPRegressor"]
 
 
 def __getattr__(name):
-    if name == "MLPClassifier":
-        from .estimator import MLPClassifier
+    if name in __all__:
+        from . import estimator
 
-        return MLPClassifier
+        return getattr(estimator, name)
     raise AttributeError(f"module 'fastmlp' has no attribute {name!r}")
