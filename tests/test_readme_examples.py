@@ -35,6 +35,7 @@ def test_use_it_from_python(tmp_path):
     accuracy = float(re.search(r"^accuracy ([0-9.]+)", done.stdout, re.M).group(1))
     assert accuracy > 0.9
     assert (tmp_path / "digits.onnx").stat().st_size > 0
+    assert float(re.search(r"^R\^2 ([0-9.]+)", done.stdout, re.M).group(1)) > 0.3
 
 
 def test_your_own_data(tmp_path):
