@@ -601,7 +601,11 @@ def run_bench(splits, groups=None, epochs=True, anchors=tuple(ANCHORS), progress
             contenders |= {name: run for name, run in case.anchors.items() if name in anchors}
             for run in contenders.values():
                 run()  # compile outside the timing (jit, Numba, torch's first call)
-            best = best_seconds(contenders, min_time=0.0, rounds=2, settle=SETTLE_SECONDS)
+            # an epoch is long enough to time once a round; inference (milliseconds) is
+            # repeated for a quarter of a second a round, over more rounds
+            quick = case.group == "inference"
+            best = best_seconds(contenders, min_time=0.25 if quick else 0.0,
+                                rounds=5 if quick else 2, settle=SETTLE_SECONDS)
         else:
             # Kernels one thread each: interleaving calls into two BLAS libraries (SciPy's,
             # which Numba calls, and NumPy's) leaves the idle one's threads spinning against
