@@ -189,10 +189,29 @@ def flops_per_sample(sizes) -> float:
     return 4.0 * sum(products) + 2.0 * sum(products[1:])
 
 
+def timed_epoch(group: str, label: str, config, layout, kernel_data, twin_data, anchors,
+                **extra) -> Case:
+    """A Case of one epoch: the compiled epoch (engine.run_epoch) on kernel_data and its twin
+    (reference.train_epoch) on twin_data, each (x, y, order), from the same initial
+    parameters (seed 0); work: the FLOPs of kernel_data's rows."""
+    from .engine import TrainState, run_epoch
+
+    start = init_params(layout, config.weight_init, np.random.default_rng(0),
+                        np.dtype(config.dtype))
+    state, layers = TrainState.fresh(start.copy()), layout.views(start.copy())
+    gold = ref.Optimizer(config.optimizer, layers, vars(config))
+    (x, y, order), (twin_x, twin_y, twin_order) = kernel_data, twin_data
+    return Case(
+        group, label,
+        lambda: run_epoch(state, layout, x, y, order, config.batch_size, config),
+        lambda: ref.train_epoch(layers, gold, twin_x, twin_y, twin_order, config.batch_size,
+                                config.activation, config.loss),
+        flops_per_sample(layout.sizes) * len(order), "FLOP", anchors=anchors, **extra)
+
+
 def epoch_case(splits, rows=None, **overrides) -> Case:
     """One training epoch of a configuration on real data: Numba, reference, PyTorch if present."""
     from .data import scale_pixels
-    from .engine import TrainState, run_epoch
 
     config = TrainConfig(**{**SEED_CONFIG, **overrides}).validated()
     layout = Layout(config.layer_sizes)
@@ -200,19 +219,10 @@ def epoch_case(splits, rows=None, **overrides) -> Case:
     pixels, labels = splits.pixels_train[:rows], splits.y_train[:rows]
     x = scale_pixels(pixels, dtype)  # what the reference (and torch) train on
     order = np.random.default_rng(0).permutation(len(labels))
-    start = init_params(layout, config.weight_init, np.random.default_rng(0), dtype)
-    state = TrainState.fresh(start.copy())
-    layers = layout.views(start.copy())
-    gold = ref.Optimizer(config.optimizer, layers, vars(config))
     label = (f"b{config.batch_size} {'-'.join(map(str, config.layer_sizes))} "
              f"{config.activation} {config.optimizer} {config.dtype} {len(labels)} rows")
-    return Case(
-        "epoch", label,
-        lambda: run_epoch(state, layout, pixels, labels, order, config.batch_size, config),
-        lambda: ref.train_epoch(layers, gold, x, labels, order, config.batch_size,
-                                config.activation, config.loss),
-        flops_per_sample(config.layer_sizes) * len(labels), "FLOP",
-        anchors=anchor_epochs(config, x, labels, order))
+    return timed_epoch("epoch", label, config, layout, (pixels, labels, order),
+                       (x, labels, order), anchor_epochs(config, x, labels, order))
 
 
 # ----------------------------------------------------------------------------- regression
@@ -267,8 +277,6 @@ def regression_case(x, y, batch_size, reference_rows=REGRESSION_REFERENCE_ROWS,
     (engine.run_epoch) and scikit-learn's MLPRegressor on every row, the reference on the
     first reference_rows of the same epoch's order (None: all of them), its time scaled to
     the whole epoch (Case.reference_scale). overrides: other settings (e.g. dtype)."""
-    from .engine import TrainState, run_epoch
-
     config = TrainConfig(**{**REGRESSION_CONFIG, "batch_size": batch_size,
                             **overrides}).validated()
     dtype = np.dtype(config.dtype)
@@ -277,10 +285,6 @@ def regression_case(x, y, batch_size, reference_rows=REGRESSION_REFERENCE_ROWS,
     layout = Layout((x.shape[1], *config.hidden_widths, targets.shape[1]))
     order = np.random.default_rng(0).permutation(len(y))
     reference_order = order[:reference_rows]
-    start = init_params(layout, config.weight_init, np.random.default_rng(0), dtype)
-    state = TrainState.fresh(start.copy())
-    layers = layout.views(start.copy())
-    gold = ref.Optimizer(config.optimizer, layers, vars(config))
     label = (f"b{config.batch_size} {'-'.join(map(str, layout.sizes))} {config.activation} "
              f"{config.optimizer} {config.dtype} {len(y):,} rows")
     scale = len(order) / len(reference_order)
@@ -288,13 +292,9 @@ def regression_case(x, y, batch_size, reference_rows=REGRESSION_REFERENCE_ROWS,
         label += f"; reference on {len(reference_order):,} rows, its time x{scale:g}"
     if config.batch_size in REGRESSION_TARGETS:
         label += f"; target {REGRESSION_TARGETS[config.batch_size]:g}x sklearn"
-    return Case(
-        "regression", label,
-        lambda: run_epoch(state, layout, x, y, order, config.batch_size, config),
-        lambda: ref.train_epoch(layers, gold, x, targets, reference_order, config.batch_size,
-                                config.activation, config.loss),
-        flops_per_sample(layout.sizes) * len(y), "FLOP",
-        anchors=anchor_epochs(config, x, y, order), reference_scale=scale)
+    return timed_epoch("regression", label, config, layout, (x, y, order),
+                       (x, targets, reference_order), anchor_epochs(config, x, y, order),
+                       reference_scale=scale)
 
 
 def regression_cases(rows=REGRESSION_ROWS, reference_rows=REGRESSION_REFERENCE_ROWS,
