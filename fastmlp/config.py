@@ -426,8 +426,9 @@ RUN_NAME = "hl_{num_layers}_bs_{batch_size}_ac_{activation}"  # the assignment's
 def _resolve_task(values: dict) -> None:
     """The task and the loss of validated settings, in place: an auto task is the loss's task
     when a loss is given, classification for a registry dataset, else left to the trainer
-    (which decides from the data's targets, trainer.resolved_task); a missing loss is its
-    task's default; a loss of another task is a ConfigError."""
+    (which decides from the data's targets: owndata.decide_task); a missing loss is its
+    task's default, an auto --monitor its task's; a loss or monitor of another task is a
+    ConfigError."""
     task, loss = values["task"], values["loss"]
     if task == AUTO_TASK:
         if loss is not None:

@@ -5,7 +5,7 @@
 
 The model file is read by fastmlp.model.load_model (format version, architecture and
 weights checked). Evaluation and prediction run the one compiled forward pass of inference
-(engine.evaluate_params / engine.predict_outputs), in the model's dtype.
+(engine.evaluate_params or score_params / engine.predict_outputs), in the model's dtype.
 """
 from __future__ import annotations
 
@@ -108,6 +108,7 @@ class Evaluation:
     figures: dict = None  # the task's figures (metrics.TASK_METRICS): accuracy, rmse, ...
     truth: np.ndarray | None = None  # regression, multilabel: the test targets, data units
     predicted: np.ndarray | None = None  # the model's outputs for them
+    weights: np.ndarray | None = None  # the test rows' weights, or None
 
     @property
     def task(self) -> str:
@@ -115,11 +116,11 @@ class Evaluation:
 
     def per_output(self) -> dict:
         """{figure: one value per output} (regression: rmse, mae, r2 per target;
-        multilabel: f1 per label) for the test rows."""
+        multilabel: accuracy and f1 per label) for the test rows, weighted as the totals."""
         from .metrics import task_metrics
 
-        columns = [task_metrics(self.task, self.truth[:, [t]], self.predicted[:, [t]], None)
-                   for t in range(self.truth.shape[1])]
+        columns = [task_metrics(self.task, self.truth[:, [t]], self.predicted[:, [t]], None,
+                                weights=self.weights) for t in range(self.truth.shape[1])]
         return {name: [column[name] for column in columns] for name in columns[0]}
 
     @property
@@ -191,7 +192,8 @@ def _evaluate_own_data(model: Model) -> Evaluation:
     figures = {name: scores[name] for name in TASK_METRICS[model.task]}
     if model.task != "classification":
         return Evaluation(model, data.name, scores["loss"], figures.get("accuracy"), None,
-                          tuple(model.class_names), figures, scores["truth"], scores["outputs"])
+                          tuple(model.class_names), figures, scores["truth"], scores["outputs"],
+                          data.w_test)
     matrix = confusion_matrix(y, scores["predictions"], len(model.class_names))
     return Evaluation(model, data.name, scores["loss"], figures["accuracy"], matrix,
                       tuple(model.class_names), figures)

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 
-# Each task's figures, its main one first (the one --keep best and --patience watch, with
-# the direction that is better). Every figure is named val_<name> / test_<name> in records.
+# Each task's figures, and the direction in which each (and the loss) is better. Every figure
+# is named val_<name> / test_<name> in records.
 TASK_METRICS = {"classification": ("accuracy",), "multilabel": ("accuracy", "f1"),
                 "regression": ("rmse", "mae", "r2")}
 HIGHER_IS_BETTER = {"accuracy": True, "f1": True, "rmse": False, "mae": False, "r2": True,
                     "loss": False}
-
 
 AUTO_MONITOR = "auto"
 # What --keep best and --patience watch by default: classification's figure of old, the F1

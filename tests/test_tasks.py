@@ -226,3 +226,18 @@ def test_a_regression_sweep_minimises_a_named_metric(diabetes_csv, tmp_path):
     assert outcome.err.strip() == (f"error: {sweep}: metric 'val_accuracy': regression runs "
                                    "record train_loss, val_loss, val_rmse, val_mae, val_r2")
     assert not (tmp_path / "other").exists()
+
+
+def test_evaluate_weighs_the_per_target_figures_like_the_totals(tmp_path):
+    """With one target, evaluate's per-target row is the weighted total itself."""
+    from fastmlp.inference import evaluate_model
+
+    frame = load_diabetes(as_frame=True).frame
+    frame["w"] = np.where(frame["target"] > 200, 3.0, 1.0)
+    csv = write_csv(tmp_path / "weighted.csv", frame)
+    _, run_dir = train(tmp_path, "--data", csv, "--target", "target", "--weight-column", "w",
+                       "-e", "2", "-nhl", "1", "-sz", "8")
+    result = evaluate_model(run_dir / "model.npz")
+    per_target = result.per_output()
+    assert per_target["rmse"] == [pytest.approx(result.figures["rmse"], rel=1e-12)]
+    assert per_target["r2"] == [pytest.approx(result.figures["r2"], rel=1e-12)]
