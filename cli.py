@@ -100,6 +100,9 @@ def setting_option(name: str, **overrides):
     """The click option of a setting, made from its row in the settings table
     (fastmlp/config.py); `overrides` (default, help, ...) adapt it to another command."""
     entry = SETTING[name]
+    if entry.kind is bool:  # --preprocess/--no-preprocess
+        return click.option(f"{entry.long}/--no-{entry.long[2:]}", name,
+                            **{"default": entry.default, "help": entry.help, **overrides})
     flags = [flag for flag in (entry.short, entry.long) if flag]
     kind = (_SpecChoice(entry.choices, case_sensitive=False) if entry.choices
             else (_Names() if entry.kind is str else _Widths()) if entry.many else entry.kind)
@@ -369,6 +372,10 @@ def bench(json_path, groups, epochs, anchors, no_anchors, real_runs, threads, da
 @setting_option("task", default=None, show_default=False)
 @setting_option("test_data")
 @setting_option("test_fraction", default=None, show_default=False)
+@setting_option("delimiter")
+@setting_option("categorical")
+@setting_option("drop")
+@setting_option("preprocess", default=None)
 def sweep(sweep_file, count, workers, storage, engine, name, report_only, output_dir, seeds,
           wandb_mode, **shared):
     """Run a wandb-format sweep FILE.yaml over `train` (Optuna by default).

@@ -123,6 +123,8 @@ def _is_names(value) -> bool:
             and all(isinstance(v, str) and v.strip() for v in value))
 
 
+DELIMITER_RULE = Rule(lambda v: isinstance(v, str) and len(v) == 1 and v not in '"\n\r',
+                      "must be one character (e.g. ';' or a tab)", "one character")
 NAMES_RULE = Rule(_is_names, "must be one or more column names", "one or more column names")
 
 WIDTHS_RULE = Rule(_is_widths, "must be whole numbers >= 1 (one per hidden layer, or one for all)",
@@ -315,7 +317,27 @@ class TrainConfig:
                                                 "w_train and w_test.")
     test_data: Optional[str] = setting(None, "--test-data", kind=str, sweep=False,
                                        shown_default="--test-fraction",
-                                       help="A CSV test set with the same columns as --data.")
+                                       help="A test set with the same columns as --data (a "
+                                            "table in any of its formats).")
+    delimiter: Optional[str] = setting(None, "--delimiter", kind=str, sweep=False,
+                                       rule=DELIMITER_RULE, shown_default="detected",
+                                       help="The CSV's delimiter (default: the one of , ; "
+                                            "tab | that splits its header).")
+    categorical: Optional[tuple] = setting(None, "--categorical", kind=str, many=True,
+                                           sweep=False, rule=NAMES_RULE, shown_default="text "
+                                           "columns", help="Columns of a table to one-hot "
+                                           "encode although they hold numbers (codes, "
+                                           "ids of a few groups); text columns always are.")
+    drop: Optional[tuple] = setting(None, "--drop", kind=str, many=True, sweep=False,
+                                    rule=NAMES_RULE, shown_default="none",
+                                    help="Columns of a table that are not inputs (row ids, "
+                                         "names, leaks of the target).")
+    preprocess: bool = setting(True, "--preprocess", sweep=False,
+                               help="A table's columns made into the network's inputs, "
+                                    "fitted on the training rows and kept in model.npz: "
+                                    "numbers standardised, text one-hot, missing cells "
+                                    "imputed with an indicator; --no-preprocess: the numbers "
+                                    "as they are.")
     test_fraction: float = setting(0.2, "--test-fraction", rule=fraction(False), sweep=False,
                                    help="Share of --data held out (seeded) as the test set when "
                                         "it has none of its own.")
@@ -332,6 +354,9 @@ class TrainConfig:
             if entry.choices is not None:
                 values[entry.name] = canonical_choice(value, entry.choices, entry.flag,
                                                       setting=entry.name)
+            elif entry.kind is bool and not isinstance(value, bool):
+                raise ConfigError(f"{entry.flag}: {_shown(value)} must be true or false",
+                                  setting=entry.name)
             elif entry.rule is not None and value is not None and not entry.rule.ok(value):
                 raise ConfigError(f"{entry.flag}: {_shown(value)} {entry.rule.text}",
                                   setting=entry.name)
@@ -343,8 +368,9 @@ class TrainConfig:
                                   f"({_shown(widths)}) for {values['num_layers']} hidden layers "
                                   f"({flag_name('num_layers')}); give one width per layer")
             values["hidden_size"] = widths
-        if isinstance(values["target"], list):  # as a JSON file gives it back
-            values["target"] = tuple(values["target"])
+        for name in ("target", "categorical", "drop"):
+            if isinstance(values[name], list):  # as a JSON file gives it back
+                values[name] = tuple(values[name])
         _resolve_task(values)
         if values["label_smoothing"] > 0 and values["loss"] != "cross_entropy":
             raise ConfigError(f"{flag_name('label_smoothing')}: label smoothing is for "
@@ -414,7 +440,9 @@ class TrainConfig:
             shown = entry.short is not None or value != entry.default
             if entry.name == "dataset" and self.data is not None:
                 shown = False  # --data replaces -d: showing both would mislead
-            if entry.in_command and value is not None and shown:
+            if entry.kind is bool and entry.in_command and shown:
+                parts.append(entry.long if value else f"--no-{entry.long[2:]}")
+            elif entry.in_command and value is not None and shown:
                 values = value if isinstance(value, (tuple, list)) else (value,)
                 parts += [entry.short or entry.long, *map(str, values)]
         return shlex.join(parts)
@@ -484,6 +512,8 @@ class Setting:
 
     @property
     def valid_values(self) -> str:
+        if self.kind is bool:
+            return f"`{self.long}`, `--no-{self.long[2:]}`"
         if self.choices is not None:
             return ", ".join(f"`{name}`" for name in self.choices)
         return self.rule.short if self.rule is not None else ""

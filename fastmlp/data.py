@@ -122,6 +122,9 @@ class Dataset:
     task_reason: str | None = None
     w_train: np.ndarray | None = field(default=None, repr=False)  # row weights, or None
     w_test: np.ndarray | None = field(default=None, repr=False)
+    # a table's: how its columns became x (preprocess.Preprocessing), None for numbers as
+    # they are
+    preprocessing: object = field(default=None, repr=False)
 
 
 # --------------------------------------------------------------------------- IDX files
@@ -479,6 +482,7 @@ class Splits:
     w_train: np.ndarray | None = None  # row weights of each set, or None (unweighted)
     w_val: np.ndarray | None = None
     w_test: np.ndarray | None = None
+    preprocessing: object = None  # a table's (preprocess.Preprocessing), kept in model.npz
     # regression: the y above are (y - target_mean) / target_scale, per target, from the
     # training rows (None: as they are); the network learns in those units
     target_mean: np.ndarray | None = None
@@ -523,7 +527,8 @@ def load_splits(config, own: Dataset | None = None) -> Splits:
         class_names=tuple(dataset.class_names),
         image_shape=image_shape, task=dataset.task,
         w_train=None if w is None else w[train_rows], w_val=None if w is None else w[val_rows],
-        w_test=dataset.w_test, target_mean=mean, target_scale=scale)
+        w_test=dataset.w_test, preprocessing=dataset.preprocessing, target_mean=mean,
+        target_scale=scale)
 
 
 # Regression losses trained on standardised targets (poisson's counts keep their scale: its

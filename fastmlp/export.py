@@ -12,7 +12,18 @@
                    regression  "values" = logits * target_scale + target_mean (the data's
                                units; no Mul/Add when the targets were not standardised),
                                or Exp(logits) for the poisson loss; one column per target
-    metadata       class_names (JSON: the outputs' names), activation, task, loss, version
+    metadata       class_names (JSON: the outputs' names), activation, task, loss, version,
+                   and for a table's model `inputs` (JSON: the graph's inputs and the columns
+                   each takes)
+
+A model trained on a table's columns (fastmlp.preprocess) takes the raw columns and does
+its preprocessing in the graph:
+    input          float (N, numbers): the number and true/false (1/0) columns, in the
+                   table's order, NaN where a cell is missing; imputed, standardised, with
+                   the missing indicators, exactly as `fastmlp predict` does
+    one per text column, named by the column: string (N, 1), "" where missing; one-hot
+                   by ai.onnx.ml's OneHotEncoder over the training levels, a level not
+                   among them in the column's "other" (when it has one)
 
 The weights keep the model's dtype (float32 or float64). The graph is checked by
 onnx.checker and written atomically: a failure leaves no partial file.
@@ -27,15 +38,17 @@ import numpy as np
 from .errors import FastMLPError
 
 OPSET = 17
+ML_OPSET = 3  # ai.onnx.ml: OneHotEncoder, for a table's text columns
 IR_VERSION = 8  # read by every onnxruntime since 1.10
 ONNX_ACTIVATIONS = {"ReLU": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid", "identity": None}
 
 
 def to_onnx(layout, params: np.ndarray, activation: str, class_names, loss="cross_entropy",
-            target_scaling=None) -> "onnx.ModelProto":
+            target_scaling=None, preprocessing=None) -> "onnx.ModelProto":
     """The ONNX model of a parameter buffer (fastmlp.model.Layout's flat layout); loss says
     the output kind (kernels/interface.py LOSS_OUTPUT); target_scaling: (mean, scale) of
-    standardised regression targets, or None."""
+    standardised regression targets, or None; preprocessing: a table's
+    (preprocess.Preprocessing), or None (the graph takes the network's inputs)."""
     from .kernels.interface import LOSS_OUTPUT
 
     import onnx
@@ -45,7 +58,12 @@ def to_onnx(layout, params: np.ndarray, activation: str, class_names, loss="cros
 
     elem = TensorProto.FLOAT if params.dtype == np.float32 else TensorProto.DOUBLE
     nodes, initializers = [], []
-    current = "input"
+    if preprocessing is None:
+        inputs = [helper.make_tensor_value_info("input", elem, ["N", layout.sizes[0]])]
+        current = "input"
+    else:
+        inputs, current = _preprocessing_graph(preprocessing, params.dtype, nodes,
+                                               initializers)
     layers = layout.views(params)
     for l, (weights, bias) in enumerate(layers):
         initializers += [numpy_helper.from_array(np.ascontiguousarray(weights), f"W{l}"),
@@ -92,18 +110,88 @@ def to_onnx(layout, params: np.ndarray, activation: str, class_names, loss="cros
                       helper.make_node("Add", ["scaled", "target_mean"], ["values"],
                                        name="unshift")]
         outputs = [helper.make_tensor_value_info("values", elem, ["N", width])]
-    graph = helper.make_graph(
-        nodes, "fastmlp_mlp",
-        [helper.make_tensor_value_info("input", elem, ["N", layout.sizes[0]])], outputs,
-        initializers)
+    graph = helper.make_graph(nodes, "fastmlp_mlp", inputs, outputs, initializers)
+    opsets = [helper.make_opsetid("", OPSET)]
+    if preprocessing is not None and preprocessing.categories:
+        opsets.append(helper.make_opsetid("ai.onnx.ml", ML_OPSET))
     model = helper.make_model(graph, producer_name="fastmlp", producer_version=__version__,
-                              opset_imports=[helper.make_opsetid("", OPSET)])
+                              opset_imports=opsets)
     model.ir_version = IR_VERSION
     task = {"softmax": "classification", "sigmoid": "multilabel"}.get(kind, "regression")
-    helper.set_model_props(model, {"class_names": json.dumps(list(class_names)),
-                                   "activation": activation, "task": task, "loss": loss})
+    properties = {"class_names": json.dumps(list(class_names)), "activation": activation,
+                  "task": task, "loss": loss}
+    if preprocessing is not None:
+        properties["inputs"] = json.dumps(_graph_inputs(preprocessing))
+    helper.set_model_props(model, properties)
     onnx.checker.check_model(model)
     return model
+
+
+def _graph_inputs(preprocessing) -> dict:
+    """{graph input: the table columns it takes}."""
+    inputs = {}
+    if preprocessing.numeric:
+        inputs["input"] = [rule.name for rule in preprocessing.numeric]
+    for rule in preprocessing.categories:
+        inputs[_text_input(rule.name)] = [rule.name]
+    return inputs
+
+
+def _text_input(column: str) -> str:
+    return column if column != "input" else "input_"  # "input" is the numbers'
+
+
+def _preprocessing_graph(preprocessing, dtype, nodes: list, initializers: list):
+    """The nodes from the raw columns to the network's inputs (as preprocess.Preprocessing
+    .transform lays them out: numbers, indicators, one-hot blocks); returns (the graph's
+    inputs, the name of the features)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    elem = TensorProto.FLOAT if dtype == np.float32 else TensorProto.DOUBLE
+
+    def constant(name, values, kind=dtype):
+        initializers.append(numpy_helper.from_array(np.asarray(values, dtype=kind), name))
+        return name
+
+    def node(op, inputs, output, **attributes):
+        nodes.append(helper.make_node(op, inputs, [output], name=output, **attributes))
+        return output
+
+    inputs, parts = [], []
+    numeric = preprocessing.numeric
+    if numeric:
+        inputs.append(helper.make_tensor_value_info("input", elem, ["N", len(numeric)]))
+        missing = node("IsNaN", ["input"], "missing")
+        filled = node("Where", [missing, constant("fill", [[r.fill for r in numeric]]),
+                                "input"], "filled")
+        shifted = node("Sub", [filled, constant("mean", [[r.mean for r in numeric]])], "shifted")
+        parts.append(node("Div", [shifted, constant("scale", [[r.scale for r in numeric]])],
+                          "standardised"))
+        flagged = [j for j, rule in enumerate(numeric) if rule.indicator]
+        if flagged:
+            chosen = node("Gather", [missing, constant("flagged", flagged, np.int64)],
+                          "missing_flagged", axis=1)
+            parts.append(node("Cast", [chosen], "indicators", to=elem))
+    for k, rule in enumerate(preprocessing.categories):
+        name = _text_input(rule.name)
+        inputs.append(helper.make_tensor_value_info(name, TensorProto.STRING, ["N", 1]))
+        width = len(rule.levels) + 1  # the levels, then "" (missing)
+        hot = node("OneHotEncoder", [name], f"onehot{k}", domain="ai.onnx.ml",
+                   cats_strings=list(rule.levels) + [""], zeros=1)
+        flat = node("Reshape", [hot, constant(f"shape{k}", [-1, width], np.int64)], f"flat{k}")
+        flat = node("Cast", [flat], f"hot{k}", to=elem)
+        parts.append(node("Slice", [flat, constant(f"start{k}", [0], np.int64),
+                                    constant(f"levels{k}", [len(rule.levels)], np.int64),
+                                    constant(f"axis{k}", [1], np.int64)], f"levels_hot{k}"))
+        if rule.other:  # 1 where no level (not even missing) matched
+            matched = node("ReduceSum", [flat, f"axis{k}"], f"matched{k}", keepdims=1)
+            parts.append(node("Sub", [constant(f"one{k}", [[1.0]]), matched], f"other{k}"))
+        if rule.indicator:
+            parts.append(node("Slice", [flat, f"levels{k}",
+                                        constant(f"end{k}", [width], np.int64), f"axis{k}"],
+                              f"missing{k}"))
+    features = node("Concat", parts, "features", axis=1) if len(parts) > 1 else parts[0]
+    return inputs, features
 
 
 def export_onnx(model_path, onnx_path) -> Path:
@@ -116,11 +204,12 @@ def export_onnx(model_path, onnx_path) -> Path:
     except ImportError:
         raise FastMLPError("export needs the onnx package: pip install 'fastmlp[onnx]'") \
             from None
-    from .model import load_target_scaling
+    from .model import load_extras
 
     layout, params, config, class_names = load_model(model_path)
+    extras = load_extras(model_path)
     model = to_onnx(layout, np.ascontiguousarray(params), config["activation"], class_names,
-                    config["loss"], load_target_scaling(model_path))
+                    config["loss"], extras.target_scaling, extras.preprocessing)
     onnx_path = Path(onnx_path)
     if onnx_path.is_dir():
         raise FastMLPError(f"{onnx_path}: is a directory; give the .onnx file to write")

@@ -61,11 +61,21 @@ class Model:
         return self.config.get("task", "classification")
 
     @functools.cached_property
+    def extras(self):
+        """model.ModelExtras: the target scaling and a table's preprocessing, if any."""
+        from .model import load_extras
+
+        return load_extras(self.path)
+
+    @property
     def target_scaling(self):
         """(mean, scale) of standardised regression targets, or None."""
-        from .model import load_target_scaling
+        return self.extras.target_scaling
 
-        return load_target_scaling(self.path)
+    @property
+    def preprocessing(self):
+        """How a table's columns become the inputs (preprocess.Preprocessing), or None."""
+        return self.extras.preprocessing
 
     def outputs(self, x: np.ndarray) -> np.ndarray:
         """The model's predictions for inputs x (N, inputs) as the network reads them (images
@@ -177,7 +187,7 @@ def _evaluate_own_data(model: Model) -> Evaluation:
 
     settings = SimpleNamespace(**{**TrainConfig().to_dict(), **model.config,
                                   "dtype": model.params.dtype.name})
-    data = load_own_data(settings)
+    data = load_own_data(settings, model.preprocessing)
     if tuple(data.class_names) != tuple(model.class_names) \
             or data.x_test.shape[1] != model.layout.sizes[0] or data.task != model.task:
         raise DataError(f"{settings.data}: the data has changed since the model was trained "
@@ -280,11 +290,9 @@ def predict(model_path, inputs, top_k: int = 1, invert=None) -> list:
     results = []
     for path in inputs:  # read all inputs first: a bad one fails before any output
         if model.image_shape is None:  # trained on a table (--data): rows of features
-            from .owndata import read_table_inputs, target_columns
+            from .owndata import read_table_inputs
 
-            results.append(read_table_inputs(path, model.layout.sizes[0],
-                                             target_columns(model.settings),
-                                             model.params.dtype, model.settings.weight_column))
+            results.append(read_table_inputs(path, model))
         else:
             results.append(read_inputs(path, model.image_shape, invert))
     predictions = []

@@ -81,36 +81,52 @@ def init_params(layout: Layout, weight_init: str, rng: np.random.Generator, dtyp
 
 # ----------------------------------------------------------------------------- model files
 
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2  # 2: a table's preprocessing may be in the file
+READABLE_FORMAT_VERSIONS = (1, 2)
 
 
 def save_model(path, layout: Layout, params: np.ndarray, config: dict, class_names,
-               target_scaling=None) -> None:
+               target_scaling=None, preprocessing=None) -> None:
     """Write model.npz atomically: weights, architecture, config, the outputs' names (classes,
-    or targets), format version; and target_mean, target_scale when the network learnt
+    or targets), format version; target_mean, target_scale when the network learnt
     standardised regression targets (its outputs times target_scale plus target_mean are
-    the predictions)."""
+    the predictions); `preprocessing` (JSON) when it was trained on a table's columns made
+    into numbers (preprocess.Preprocessing)."""
     import json
 
     from .files import atomic_writer
 
-    scaling = {} if target_scaling is None else dict(
+    extras = {} if target_scaling is None else dict(
         target_mean=np.asarray(target_scaling[0], np.float64),
         target_scale=np.asarray(target_scaling[1], np.float64))
+    if preprocessing is not None:
+        extras["preprocessing"] = np.str_(preprocessing.to_json())
     with atomic_writer(path, "wb") as handle:
         np.savez(handle, format_version=np.int64(MODEL_FORMAT_VERSION),
                  sizes=np.array(layout.sizes, dtype=np.int64), params=params,
                  activation=np.str_(config["activation"]), loss=np.str_(config["loss"]),
                  class_names=np.array(list(class_names)), config_json=np.str_(json.dumps(config)),
-                 **scaling)
+                 **extras)
 
 
-def load_target_scaling(path):
-    """(target_mean, target_scale) of a model file, or None (outputs are the predictions)."""
+@dataclass
+class ModelExtras:
+    """What a model file may hold beside the network."""
+
+    target_scaling: tuple | None = None  # (target_mean, target_scale), or None
+    preprocessing: object = None  # preprocess.Preprocessing, or None (numbers as they are)
+
+
+def load_extras(path) -> ModelExtras:
+    """The ModelExtras of a file that load_model has read."""
+    from .preprocess import Preprocessing
+
     with np.load(path, allow_pickle=False) as data:
-        if "target_mean" not in data.files:
-            return None
-        return np.array(data["target_mean"]), np.array(data["target_scale"])
+        scaling = None if "target_mean" not in data.files else (
+            np.array(data["target_mean"]), np.array(data["target_scale"]))
+        preprocessing = None if "preprocessing" not in data.files else \
+            Preprocessing.from_json(str(data["preprocessing"]))
+    return ModelExtras(scaling, preprocessing)
 
 
 def load_model(path):
@@ -144,7 +160,7 @@ def load_model(path):
                                          "`fastmlp train --resume RUN_DIR`)")
                 raise ModelFileError(f"{path}: not a fastmlp model file (no format_version)")
             version = int(data["format_version"])
-            if version != MODEL_FORMAT_VERSION:
+            if version not in READABLE_FORMAT_VERSIONS:
                 raise ModelFileError(f"{path}: model format version {version}, "
                                      f"this fastmlp reads version {MODEL_FORMAT_VERSION}")
             missing = [key for key in ("sizes", "params", "config_json", "class_names")

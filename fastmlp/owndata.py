@@ -22,15 +22,16 @@ To add a format: a loader below returning a Loaded and its suffix in LOADERS.
 """
 from __future__ import annotations
 
-import csv
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .data import FILES, Dataset, file_in, read_idx
+from .data import FILES, Dataset, file_in, read_idx, train_val_split
 from .errors import DataError
+from .preprocess import fit_preprocessing, plain_features
+from .tables import Table, is_table, read_table
 from .kernels.interface import LOSS_TASK
 
 MAX_AUTO_CLASSES = 50  # --task auto: more distinct whole numbers than this are a quantity
@@ -38,22 +39,26 @@ MAX_AUTO_CLASSES = 50  # --task auto: more distinct whole numbers than this are 
 
 @dataclass
 class Part:
-    """One set (training or test) as a loader reads it: features, targets (N,) or (N, T),
-    row weights or None, and for a CSV each row's line in the file (for errors)."""
+    """One set (training or test) as a loader reads it: features (for a table: its Table of
+    feature columns, made into numbers once the training rows are known), targets (N,) or
+    (N, T), row weights or None, and for a table the file each row came from and its row
+    there (for errors)."""
 
-    x: np.ndarray
+    x: object
     y: np.ndarray
     weights: np.ndarray | None = None
-    lines: np.ndarray | None = None
+    source: object = None  # the tables.Table the rows were read from
+    rows: np.ndarray | None = None  # each row's index in source
 
     def where(self, row: int) -> str:
-        """How an error names row `row`: the file's line, or the row's index."""
-        return f"line {self.lines[row]}" if self.lines is not None else f"row {row}"
+        """How an error names row `row`: the file's line (or Parquet row), or the index."""
+        return self.source.where(int(self.rows[row])) if self.source is not None \
+            else f"row {row}"
 
     def take(self, rows) -> "Part":
         return Part(self.x[rows], self.y[rows],
-                    None if self.weights is None else self.weights[rows],
-                    None if self.lines is None else self.lines[rows])
+                    None if self.weights is None else self.weights[rows], self.source,
+                    None if self.rows is None else self.rows[rows])
 
 
 @dataclass
@@ -65,21 +70,26 @@ class Loaded:
     image_shape: tuple | None
 
 
-def load_own_data(config) -> Dataset:
+def load_own_data(config, preprocessing=None) -> Dataset:
     """The data at config.data as a Dataset (config: target or label_column, weight_column,
-    task, loss, test_data, test_fraction, val_fraction, seed, dtype), its task decided
-    (Dataset.task, Dataset.task_reason)."""
+    task, loss, test_data, test_fraction, val_fraction, seed, dtype, and for a table
+    delimiter, categorical, drop, preprocess), its task decided (Dataset.task,
+    Dataset.task_reason). A table's preprocessing is fitted on its training rows, or is
+    `preprocessing` when given (a model's)."""
     path = Path(config.data)
     if path.is_dir():
         loaded = _load_idx_folder(path)
     elif not path.exists():
         raise DataError(f"{path}: no such file or directory")
+    elif is_table(path):
+        loaded = _load_table(path, config)
     elif path.suffix.lower() in LOADERS:
         loaded = LOADERS[path.suffix.lower()](path, config)
     else:
-        raise DataError(f"{path}: not a .npz file, a .csv file or a folder of IDX files")
-    if config.test_data is not None and path.suffix.lower() != ".csv":
-        raise DataError(f"{config.test_data}: --test-data goes with a CSV --data file; "
+        raise DataError(f"{path}: not a table (.csv, .csv.gz, .tsv, .parquet, .feather), an "
+                        ".npz file or a folder of IDX files")
+    if config.test_data is not None and not is_table(path):
+        raise DataError(f"{config.test_data}: --test-data goes with a table --data file; "
                         f"{path.name} holds its own test set")
     for part, name in ((loaded.train, "training"), (loaded.test, "test")):
         if part is not None and len(part.x) != len(part.y):
@@ -96,6 +106,8 @@ def load_own_data(config) -> Dataset:
         part.weights = _weights(path, part, config.weight_column)
         if task != "classification":
             part.y = _targets(path, part, task, config.loss, name)
+    if isinstance(loaded.train.x, Table):  # a table: its columns become numbers now
+        preprocessing = _table_features(config, loaded, preprocessing)
     train, test = loaded.train, loaded.test
     if test is None:
         train, test = _test_split(path, train, config.test_fraction, config.seed)
@@ -118,7 +130,7 @@ def load_own_data(config) -> Dataset:
             _every_label_seen(path, y_train, names)
     return Dataset(path.name, names, x_train, y_train, x_test, y_test,
                    image_shape=loaded.image_shape, task=task, task_reason=reason,
-                   w_train=w_train, w_test=w_test)
+                   w_train=w_train, w_test=w_test, preprocessing=preprocessing)
 
 
 def decide_task(path, config, y) -> tuple:
@@ -275,87 +287,75 @@ def _load_npz(path: Path, config):
 
 
 def target_columns(config) -> list:
-    """The CSV columns to learn: --target, else --label-column."""
+    """A table's columns to learn: --target, else --label-column."""
     return list(config.target) if config.target else [config.label_column]
 
 
-def _load_csv(path: Path, config):
-    targets, weight = target_columns(config), config.weight_column
-    header, train = _read_csv(path, targets, weight)
+def _load_table(path: Path, config):
+    targets = target_columns(config)
+    train = _read_part(path, config, targets)
     test = None
     if config.test_data is not None:
-        test_header, test = _read_csv(Path(config.test_data), targets, weight)
-        if test_header != header:
-            raise DataError(f"{config.test_data}: its columns ({len(test_header)} features) "
-                            f"differ from {path.name}'s ({len(header)} features): train and "
-                            "test need the same columns")
+        test = _read_part(Path(config.test_data), config, targets)
+        if test.x.names != train.x.names:
+            raise DataError(f"{config.test_data}: its columns ({_shown(test.x.names)}) differ "
+                            f"from {path.name}'s ({_shown(train.x.names)}): train and test "
+                            "need the same columns")
     return Loaded(train, test, None, tuple(targets), None)
 
 
-def _read_csv(path: Path, targets: list, weight_column=None, need_label: bool = True):
-    """(feature column names, Part: float64 features, the target columns' text (N,) for one
-    column or (N, T), the weight column's text or None, each row's line) of a CSV file
-    (targets None when the file has none of them and need_label is False)."""
-    try:
-        with open(path, newline="") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            if header is None:
-                raise DataError(f"{path}: empty file (a CSV needs a header row)")
-            header = [name.strip() for name in header]
-            shown = f"{', '.join(header[:8])}{', ...' if len(header) > 8 else ''}"
-            missing = [name for name in targets if name not in header]
-            if missing and (need_label or len(missing) < len(targets)):
-                what = "label column" if len(targets) == 1 else "target column"
-                raise DataError(f"{path}: no {what} {missing[0]!r} (columns: {shown}; choose "
-                                "with --target or --label-column)")
-            if weight_column is not None and weight_column not in header:
-                raise DataError(f"{path}: no weight column {weight_column!r} (columns: "
-                                f"{shown})")
-            rows, lines = [], []
-            for row in reader:
-                if not row:
-                    continue
-                if len(row) != len(header):
-                    raise DataError(f"{path}: line {reader.line_num} has {len(row)} fields, "
-                                    f"the header {len(header)}")
-                rows.append(row)
-                lines.append(reader.line_num)
-    except DataError:
-        raise
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: cannot read it as CSV ({exc})") from None
-    if not rows:
-        raise DataError(f"{path}: no data rows after the header")
-    lines = np.array(lines, dtype=np.int64)
-    table = np.array(rows, dtype=str)
-    taken = {name: header.index(name) for name in targets if name in header}
-    y = None
-    if taken:
-        y = np.char.strip(table[:, list(taken.values())])
-        empty = np.argwhere(y == "")
-        if len(empty):
-            row, column = empty[0]
-            raise DataError(f"{path}: line {lines[row]} has an empty {list(taken)[column]!r}")
-        y = y[:, 0] if len(taken) == 1 else y
-    weights = None
-    if weight_column is not None:
-        taken[weight_column] = header.index(weight_column)
-        weights = table[:, header.index(weight_column)]
-    kept = [i for i in range(len(header)) if i not in taken.values()]
-    features = [header[i] for i in kept]
-    if not features:
-        raise DataError(f"{path}: no feature columns besides {', '.join(map(repr, taken))}")
-    try:
-        x = table[:, kept].astype(np.float64)
-    except ValueError:
-        for row, cells in enumerate(table[:, kept]):
-            for column, cell in zip(features, cells):
-                if not _is_number(cell):
-                    raise DataError(f"{path}: line {lines[row]}, column {column!r}: "
-                                    f"{str(cell)!r} is not a number") from None
-        raise
-    return features, Part(x, y, weights, lines)
+def _read_part(path: Path, config, targets: list) -> Part:
+    """A table as a Part: its feature columns (a Table), the targets' cells (N,) for one
+    column or (N, T), the weight column's or None."""
+    weight = config.weight_column
+    table = read_table(path, config.delimiter, config.categorical or (),
+                       targets + ([weight] if weight else []))
+    shown = _shown(table.names)
+    missing = [name for name in targets if name not in table.names]
+    if missing:
+        what = "label column" if len(targets) == 1 else "target column"
+        raise DataError(f"{path}: no {what} {missing[0]!r} (columns: {shown}; choose with "
+                        "--target or --label-column)")
+    for name, flag in [(weight, "weight column")] + [(n, "--drop column") for n in
+                                                     config.drop or ()]:
+        if name is not None and name not in table.names:
+            raise DataError(f"{path}: no {flag} {name!r} (columns: {shown})")
+    cells = [table.cells(name) for name in targets]
+    for name, column in zip(targets, cells):
+        empty = (column == "") if column.dtype.kind == "U" else np.isnan(column)
+        if empty.any():
+            raise DataError(f"{path}: {table.where(int(np.argmax(empty)))} has an empty "
+                            f"{name!r}")
+    y = cells[0] if len(cells) == 1 else np.stack(cells, axis=1)
+    weights = table.cells(weight) if weight else None
+    left_out = targets + ([weight] if weight else []) + list(config.drop or ())
+    features = table.drop(name for name in table.names if name in left_out)
+    if not features.names:
+        raise DataError(f"{path}: no feature columns besides {', '.join(map(repr, left_out))}")
+    return Part(features, y, weights, table, np.arange(table.num_rows))
+
+
+def _table_features(config, loaded: Loaded, preprocessing):
+    """The parts' Tables made into feature arrays, in place, by `preprocessing`, or by one
+    fitted on the training rows (those the test and validation splits will leave); without
+    it (--no-preprocess) the numbers as they are. Returns the preprocessing used."""
+    train, test = loaded.train, loaded.test
+    names, dtype = train.x.names, np.dtype(config.dtype)
+    if preprocessing is None and config.preprocess:
+        rows = np.arange(len(train.y))
+        if test is None:
+            rows = _split_rows(config.data, len(rows), config.test_fraction, config.seed)[0]
+        fitting = rows[train_val_split(len(rows), config.val_fraction, config.seed)[0]]
+        preprocessing = fit_preprocessing(train.x, names, fitting, config.categorical or ())
+    for part in (train, test):
+        if part is not None:
+            part.x = (preprocessing.transform(part.x, dtype) if preprocessing is not None
+                      else plain_features(part.x, names, dtype))
+    return preprocessing
+
+
+def _shown(names) -> str:
+    return f"{', '.join(names[:8])}{', ...' if len(names) > 8 else ''}"
 
 
 def _load_idx_folder(path: Path):
@@ -381,56 +381,92 @@ def _load_idx_folder(path: Path):
                   None, None, shape)
 
 
-LOADERS = {".npz": _load_npz, ".csv": _load_csv}
+LOADERS = {".npz": _load_npz}
 
 
-def read_table_inputs(path, num_inputs: int, label_column, dtype, weight_column=None):
-    """(names, features) of the rows to predict for a model trained on a table: a CSV file
-    (its target columns label_column (a list) and weight column, if there, are left out), a
-    .npy array or an .npz (x_test, else x)."""
+def read_table_inputs(path, model):
+    """(names, features) of the rows to predict for a model (inference.Model) trained on a
+    table: a table file, made into the inputs as in training (its preprocessing; the
+    targets, weights and any column it does not read are left out), or a .npy array or an
+    .npz (x_test, else x) of the model's number columns."""
     path = Path(path)
-    suffix = path.suffix.lower()
+    settings, preprocessing = model.settings, model.preprocessing
+    dtype, num_inputs = np.dtype(model.params.dtype), model.layout.sizes[0]
     if path.is_dir():
-        raise DataError(f"{path}: is a directory, not a CSV, .npy or .npz file")
+        raise DataError(f"{path}: is a directory, not a table, .npy or .npz file")
     if not path.exists():
         raise DataError(f"{path}: no such file")
-    if suffix == ".csv":
-        _, rows = _read_csv(path, list(label_column), weight_column, need_label=False)
-        x = rows.x
+    suffix = path.suffix.lower()
+    if is_table(path):
+        categorical = [rule.name for rule in preprocessing.categories] if preprocessing else ()
+        table = read_table(path, settings.delimiter, categorical)
+        if preprocessing is None:  # numbers as they are: every column but the left-out ones
+            left_out = target_columns(settings) + [settings.weight_column] + \
+                list(settings.drop or ())
+            x = plain_features(table, [n for n in table.names if n not in left_out], dtype)
+        else:
+            x = preprocessing.transform(table, dtype)
     elif suffix in (".npy", ".npz"):
-        try:
-            with np.load(path, allow_pickle=False) as stored:  # an .npy array is no context
-                x = stored[next((k for k in ("x_test", "x") if k in stored.files), "x")]
-        except (AttributeError, TypeError):
-            x = np.load(path, allow_pickle=False)
-        except KeyError:
-            raise DataError(f"{path}: no array x_test or x in it") from None
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            raise DataError(f"{path}: not a readable NumPy file ({exc})") from None
-        if x.ndim == 1:
-            x = x[None, :]
-        if x.dtype.kind not in "biuf":
-            raise DataError(f"{path}: holds {x.dtype}, not numbers")
-        x = x.reshape(len(x), -1)
+        x = _read_array(path)
+        if preprocessing is not None:  # the raw number columns, made into the inputs
+            x = _array_inputs(path, x, preprocessing, dtype)
     else:
-        raise DataError(f"{path}: the model takes rows of {num_inputs} features: give a CSV, "
-                        ".npy or .npz file")
+        raise DataError(f"{path}: the model reads a table's rows: give a table (.csv, .parquet, "
+                        ".feather), .npy or .npz file")
     if x.shape[1] != num_inputs:
         raise DataError(f"{path}: rows of {x.shape[1]} features, the model takes {num_inputs}")
-    return [f"{path}[{i}]" for i in range(len(x))], _features(path, x, np.dtype(dtype))
+    return [f"{path}[{i}]" for i in range(len(x))], _features(path, x, dtype)
+
+
+def _read_array(path: Path) -> np.ndarray:
+    try:
+        with np.load(path, allow_pickle=False) as stored:  # an .npy array is no context
+            x = stored[next((k for k in ("x_test", "x") if k in stored.files), "x")]
+    except (AttributeError, TypeError):
+        x = np.load(path, allow_pickle=False)
+    except KeyError:
+        raise DataError(f"{path}: no array x_test or x in it") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{path}: not a readable NumPy file ({exc})") from None
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{path}: holds {x.dtype}, not numbers")
+    return x.reshape(len(x), -1)
+
+
+def _array_inputs(path: Path, x: np.ndarray, preprocessing, dtype) -> np.ndarray:
+    """An array of a preprocessed model's raw columns (all numbers) made into its inputs."""
+    import pyarrow as pa
+
+    if preprocessing.categories:
+        raise DataError(f"{path}: the model reads text columns "
+                        f"({_shown([rule.name for rule in preprocessing.categories])}): give "
+                        "its rows as a table")
+    names = preprocessing.columns
+    if x.shape[1] != len(names):
+        raise DataError(f"{path}: rows of {x.shape[1]} numbers, the model reads {len(names)} "
+                        f"columns ({_shown(names)})")
+    columns = pa.table({name: x[:, j].astype(np.float64) for j, name in enumerate(names)})
+    return preprocessing.transform(Table(path, columns), dtype)
 
 
 # ----------------------------------------------------------------------------- checks
 
-def _test_split(path, part: Part, fraction, seed):
-    """(train, test): a seeded share of the rows as the test set (data without its own)."""
-    n = len(part.y)
+def _split_rows(path, n: int, fraction, seed) -> tuple:
+    """(training rows, test rows), sorted: a seeded share of n rows as the test set."""
     n_test = round(n * fraction)
     if n_test < 1 or n_test >= n:
         raise DataError(f"{path}: {n} rows are too few for a test split of "
                         f"{fraction} (give --test-data, or more rows)")
     order = np.random.default_rng([seed, 2]).permutation(n)
-    return part.take(np.sort(order[n_test:])), part.take(np.sort(order[:n_test]))
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def _test_split(path, part: Part, fraction, seed):
+    """(train, test): a seeded share of the rows as the test set (data without its own)."""
+    train_rows, test_rows = _split_rows(path, len(part.y), fraction, seed)
+    return part.take(train_rows), part.take(test_rows)
 
 
 def _features(path, x, dtype) -> np.ndarray:
@@ -439,7 +475,7 @@ def _features(path, x, dtype) -> np.ndarray:
         raise DataError(f"{path}: no rows of data")
     if x.dtype == np.uint8:
         return np.ascontiguousarray(x)
-    x = np.array(x, dtype=dtype, order="C")
+    x = np.ascontiguousarray(x, dtype=dtype)  # a table's features are already: no copy
     if not np.isfinite(x).all():
         row, column = np.argwhere(~np.isfinite(x))[0]
         raise DataError(f"{path}: the features hold NaN or infinite values (first at row "

@@ -258,17 +258,19 @@ class RunDirectory:
 
         return run_plots(self.path, epochs, matrix, class_names, self.name, regression)
 
-    def finish(self, layout, params, class_names, summary: dict, target_scaling=None) -> None:
+    def finish(self, layout, params, class_names, summary: dict, target_scaling=None,
+               preprocessing=None) -> None:
         """model.npz, then summary.json (written last: "this run is finished"), then the
         checkpoint goes: there is nothing left to resume. target_scaling: (mean, scale) of
-        standardised regression targets, kept in the model file."""
+        standardised regression targets, and preprocessing, a table's, kept in the model
+        file."""
         from .model import save_model
 
         with writing(self.path / MODEL_NAME):
             save_model(self.path / MODEL_NAME, layout, params,  # + image_shape, if any
                        dict(self.config.to_dict(), **{key: summary[key] for key in
                                                       ("image_shape",) if key in summary}),
-                       class_names, target_scaling)
+                       class_names, target_scaling, preprocessing)
         with writing(self.path / SUMMARY_NAME):
             write_json_atomic(self.path / SUMMARY_NAME, summary)
         checkpoint_path(self.path).unlink(missing_ok=True)

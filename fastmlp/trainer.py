@@ -71,6 +71,7 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
             config = dataclasses.replace(config, task=own.task).validated()
             decided = f"task: {own.task} ({own.task_reason}); loss {config.loss}"
         splits = load_splits(config, own)
+        own = None  # the splits hold what training needs: a large table's memory back
         layout = Layout(splits.layer_sizes(config.hidden_widths))
         if config.augment != NO_AUGMENTATION and splits.image_shape is None:
             raise ConfigError(f"--augment: shifts and flips need images; {config.data} is a "
@@ -155,7 +156,8 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
                 regression = (test["truth"], test["outputs"])
             images = (run.draw_pictures(epochs, matrix, splits.class_names, regression)
                       if plots else {})
-            run.finish(layout, kept_params, splits.class_names, summary, splits.target_scaling)
+            run.finish(layout, kept_params, splits.class_names, summary, splits.target_scaling,
+                       splits.preprocessing)
             if not live:
                 wandb_run = _start_wandb(config, run, epochs)
             wandb_run.log_results(summary, splits.y_test, test["predictions"], images)

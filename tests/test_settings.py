@@ -34,7 +34,9 @@ def test_train_help_shows_every_setting_as_the_table_declares_it():
         assert squeeze(entry.help) in text, f"{entry.name}: its help text is missing"
         if entry.choices:
             assert "[" + "|".join(entry.choices) + "]" in text
-        if entry.default is not None:
+        if entry.kind is bool:  # a --flag/--no-flag pair
+            assert f"{entry.long} / --no-{entry.long[2:]}" in text
+        elif entry.default is not None:
             assert f"[default: {entry.default}]" in text
 
 
@@ -44,7 +46,7 @@ REFUSED = {"epochs": 0, "batch_size": 0, "learning_rate": 0.0, "momentum": 1.0, 
            "num_layers": -1, "test_fraction": 1.0, "hidden_size": 0, "seed": 2**32, "val_fraction": 0.0,
            "threads": 0, "dropout": 1.0, "input_dropout": -0.5, "augment": "shift:-1",
            "warmup_epochs": -1.0, "label_smoothing": 2.0, "patience": -1, "huber_delta": 0.0,
-           "target": ("price", " ")}
+           "target": ("price", " "), "delimiter": ";;", "categorical": (), "drop": ("",)}
 
 
 def test_every_rule_refuses_with_one_line_naming_the_flag():
@@ -61,7 +63,8 @@ def test_every_rule_refuses_with_one_line_naming_the_flag():
 
 # Another valid value of the settings with a rule that a generic guess cannot satisfy.
 OTHER_VALID = {"augment": "shift:1,flip", "warmup_epochs": 1.0, "task": "regression",
-               "target": ("price",)}
+               "target": ("price",), "delimiter": ";", "categorical": ("zip",),
+               "drop": ("id",), "preprocess": False}
 
 
 def another_valid_value(entry):

@@ -15,6 +15,7 @@ from sklearn.datasets import load_diabetes, load_digits, load_linnerud
 from clirunner import invoke
 from fastmlp.display import EpochDisplay
 from fastmlp.inference import open_model
+from fastmlp.owndata import read_table_inputs
 
 pytestmark = pytest.mark.usefixtures("fastmlp_env")
 QUIET = ("--wandb-mode", "disabled", "--no-progress", "--threads", "1")
@@ -92,11 +93,12 @@ def test_evaluate_predict_and_export_of_a_regression_model(regression_run, diabe
     model = open_model(run_dir / "model.npz")
     outcome = invoke("export", run_dir / "model.npz", tmp_path / "r.onnx")
     assert outcome.code == 0, outcome.err
+    # the graph takes the table's raw columns and standardises them as fastmlp does
     x = load_diabetes().data.astype(np.float32)
     session = onnxruntime.InferenceSession(str(tmp_path / "r.onnx"),
                                            providers=["CPUExecutionProvider"])
     (values,) = session.run(["values"], {"input": x})
-    mine = model.outputs(x)
+    mine = model.outputs(read_table_inputs(diabetes_csv, model)[1])
     assert values.shape == mine.shape == (442, 1)
     assert np.abs(values - mine).max() / np.abs(mine).max() < 1e-5
     assert float(lines[0].split("\t")[2]) == pytest.approx(float(mine[0, 0]), rel=1e-4)

@@ -1,0 +1,267 @@
+"""From a table's columns to the numbers a network reads, fitted on the training rows and
+stored in model.npz, so that `evaluate`, `predict` and `export` treat new rows the same.
+
+    fit_preprocessing(table, names, rows, categorical) -> Preprocessing
+    Preprocessing.transform(table, dtype)              -> (N, width) features
+    plain_features(table, names, dtype)                -> the numbers as they are
+                                                          (--no-preprocess)
+
+Each column is one of three kinds, decided from its type in the file:
+    number    (integers, floats): standardised, (x - mean) / std of the training rows;
+    boolean   (true/false):       0 or 1, not scaled;
+    category  (text, and the columns named by --categorical): one-hot over its levels of at
+              least MIN_LEVEL_ROWS training rows (the MAX_LEVELS most frequent); the rarer
+              levels share one "other" column, which also takes a level never seen in
+              training (no "other" column when training had no rare level: then an unseen
+              level is all zeros).
+A missing cell is imputed (a number: the training mean, so 0 after scaling; a boolean: its
+training share of 1s) and gets an indicator column, 1 where missing, for every column with
+a missing training cell. The features are laid out as: the numbers and booleans, then the
+indicators, then each category's one-hot block (`feature_names` says which is which).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .errors import DataError
+
+NUMBER, BOOLEAN, CATEGORY = "number", "boolean", "category"
+MIN_LEVEL_ROWS = 5  # a rarer level goes into its column's "other"
+MAX_LEVELS = 100  # one-hot columns kept per category (the most frequent levels)
+ID_LIKE_SHARE = 0.5  # a text column with more distinct values than this share of the rows
+
+
+@dataclass
+class ColumnRule:
+    """How one input column becomes features."""
+
+    name: str
+    kind: str  # NUMBER, BOOLEAN or CATEGORY
+    fill: float = 0.0  # a missing number or boolean becomes this
+    mean: float = 0.0  # then (value - mean) / scale
+    scale: float = 1.0
+    indicator: bool = False  # a 0/1 column saying where the cell was missing
+    levels: tuple = ()  # a category's one-hot levels
+    other: bool = False  # a category's column for its rare and unseen levels
+
+
+@dataclass
+class Preprocessing:
+    rules: tuple  # ColumnRule per input column, in the table's order
+
+    @property
+    def columns(self) -> list:
+        """The input columns the rows must have, in order."""
+        return [rule.name for rule in self.rules]
+
+    @property
+    def numeric(self) -> list:
+        """The rules of the number and boolean columns (the first features, in order)."""
+        return [rule for rule in self.rules if rule.kind != CATEGORY]
+
+    @property
+    def categories(self) -> list:
+        return [rule for rule in self.rules if rule.kind == CATEGORY]
+
+    @property
+    def feature_names(self) -> list:
+        names = [rule.name for rule in self.numeric]
+        names += [f"{rule.name} (missing)" for rule in self.numeric if rule.indicator]
+        for rule in self.categories:
+            names += [f"{rule.name}={level}" for level in rule.levels]
+            names += [f"{rule.name} (other)"] if rule.other else []
+            names += [f"{rule.name} (missing)"] if rule.indicator else []
+        return names
+
+    @property
+    def width(self) -> int:
+        return len(self.feature_names)
+
+    def transform(self, table, dtype) -> np.ndarray:
+        """The (N, width) features of a Table (fastmlp.tables) holding self.columns."""
+        _check_columns(table, self.columns)
+        out = np.zeros((table.num_rows, self.width), dtype=dtype)
+        numeric = self.numeric
+        indicator = len(numeric)
+        for j, rule in enumerate(numeric):
+            values = _numbers(table, rule.name, dtype, rule.kind)
+            missing = np.isnan(values)
+            if rule.indicator:
+                out[:, indicator] = missing
+                indicator += 1
+            values[missing] = rule.fill
+            out[:, j] = (values - dtype.type(rule.mean)) / dtype.type(rule.scale)
+        offset = indicator
+        for rule in self.categories:
+            offset = _one_hot(table, rule, out, offset)
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps([asdict(rule) for rule in self.rules])
+
+    @classmethod
+    def from_json(cls, text: str) -> "Preprocessing":
+        return cls(tuple(ColumnRule(**{**rule, "levels": tuple(rule["levels"])})
+                         for rule in json.loads(text)))
+
+
+def fit_preprocessing(table, names, rows, categorical=()) -> Preprocessing:
+    """The rules for the columns `names` of a Table, from its training rows `rows` (int
+    indices) only."""
+    _check_columns(table, names)
+    rules = []
+    for name in names:
+        kind = _kind(table, name, categorical)
+        if kind == CATEGORY:
+            rules.append(_fit_category(table, name, rows))
+            continue
+        values = _numbers(table, name, np.dtype(np.float64), kind)[rows]
+        missing = np.isnan(values)
+        seen = values[~missing]
+        fill = float(seen.mean()) if len(seen) else 0.0
+        mean, scale = 0.0, 1.0
+        if kind == NUMBER:
+            std = float(seen.std()) if len(seen) else 0.0
+            mean, scale = fill, std if std > 0 else 1.0
+        rules.append(ColumnRule(name, kind, fill, mean, scale, bool(missing.any())))
+    return Preprocessing(tuple(rules))
+
+
+def plain_features(table, names, dtype) -> np.ndarray:
+    """The columns `names` as numbers, as they are (--no-preprocess): a text or missing cell
+    is an error naming its line and column."""
+    _check_columns(table, names)
+    out = np.empty((table.num_rows, len(names)), dtype=dtype)
+    for j, name in enumerate(names):
+        kind = _kind(table, name, ())
+        if kind == CATEGORY:
+            cells = table.cells(name)
+            row = next(i for i, cell in enumerate(cells) if not _is_number(cell))
+            raise DataError(f"{table.path}: {table.where(row)}, column {name!r}: "
+                            f"{str(cells[row])!r} is not a number (--no-preprocess takes "
+                            "numbers only)")
+        out[:, j] = _numbers(table, name, dtype, kind)
+        missing = np.isnan(out[:, j])
+        if missing.any():
+            raise DataError(f"{table.path}: {table.where(int(np.argmax(missing)))}, column "
+                            f"{name!r}: a missing cell (--no-preprocess takes every cell)")
+    return out
+
+
+# ----------------------------------------------------------------------------- columns
+
+def _check_columns(table, names) -> None:
+    missing = [name for name in names if name not in table.names]
+    if missing:
+        raise DataError(f"{table.path}: no column {missing[0]!r} (the model reads "
+                        f"{', '.join(map(repr, list(names)[:8]))}{', ...' if len(names) > 8 else ''})")
+
+
+def _kind(table, name, categorical) -> str:
+    """NUMBER, BOOLEAN or CATEGORY from the column's type; a column of dates or of numbers
+    and text is an error."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .tables import NUMBER_PATTERN, mixed_column_error
+
+    column = table.columns.column(name)
+    kind_of = column.type
+    if name in categorical:
+        return CATEGORY
+    if pa.types.is_boolean(kind_of):
+        return BOOLEAN
+    if pa.types.is_integer(kind_of) or pa.types.is_floating(kind_of) or pa.types.is_null(kind_of):
+        return NUMBER
+    if pa.types.is_string(kind_of) or pa.types.is_large_string(kind_of) \
+            or pa.types.is_dictionary(kind_of):
+        text = pc.cast(column, pa.string()) if pa.types.is_dictionary(kind_of) else column
+        numbers = pc.match_substring_regex(text, NUMBER_PATTERN)
+        count, filled = pc.sum(numbers).as_py() or 0, len(text) - text.null_count
+        if count and count * 2 > filled:  # mostly numbers: a typo, not a category
+            words = pc.and_(pc.invert(numbers), pc.is_valid(text))
+            row = int(pc.index(words, True).as_py())
+            raise DataError(mixed_column_error(table.path, table.where(row), name,
+                                               text[row].as_py()))
+        return CATEGORY
+    raise DataError(f"{table.path}: column {name!r} holds {kind_of}, not numbers, true/false "
+                    f"or text (leave it out with --drop {name})")
+
+
+def _numbers(table, name, dtype, kind) -> np.ndarray:
+    """A number or boolean column as a new `dtype` array, NaN where missing; infinities are
+    an error."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .tables import NUMBER_PATTERN, mixed_column_error
+
+    column = table.columns.column(name)
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        numbers = pc.or_(pc.match_substring_regex(column, NUMBER_PATTERN), pc.is_null(column))
+        if not pc.all(numbers).as_py():  # text where the model reads numbers
+            row = int(pc.index(numbers, False).as_py())
+            raise DataError(mixed_column_error(table.path, table.where(row), name,
+                                               column[row].as_py()))
+        column = pc.cast(pc.utf8_trim_whitespace(column), pa.float64())
+    elif not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+        column = pc.cast(column, pa.float32())  # booleans, an empty (null) column
+    values = np.array(column.to_numpy(zero_copy_only=False), dtype=dtype)
+    infinite = np.isinf(values)
+    if infinite.any():
+        row = int(np.argmax(infinite))
+        raise DataError(f"{table.path}: {table.where(row)}, column {name!r}: an infinite "
+                        "number")
+    return values
+
+
+def _fit_category(table, name, rows) -> ColumnRule:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pc.cast(table.columns.column(name), pa.string()).take(pa.array(rows))
+    missing = text.null_count > 0
+    counts = pc.value_counts(text.drop_null())
+    levels, tally = counts.field("values").to_pylist(), counts.field("counts").to_numpy()
+    filled = len(rows) - text.null_count
+    if len(levels) > max(MAX_LEVELS, ID_LIKE_SHARE * filled):
+        raise DataError(f"{table.path}: column {name!r} looks like an identifier ({len(levels)} "
+                        f"different texts in {filled} rows), not a category: leave it out "
+                        f"with --drop {name}")
+    order = sorted(range(len(levels)), key=lambda i: (-tally[i], levels[i]))
+    kept = [levels[i] for i in order if tally[i] >= MIN_LEVEL_ROWS][:MAX_LEVELS]
+    return ColumnRule(name, CATEGORY, indicator=missing, levels=tuple(kept),
+                      other=len(kept) < len(levels))
+
+
+def _one_hot(table, rule: ColumnRule, out: np.ndarray, offset: int) -> int:
+    """Write the rule's one-hot block (levels, other, missing) from column `offset` of out;
+    returns the offset after it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pc.cast(table.columns.column(rule.name), pa.string())
+    index = pc.index_in(text, value_set=pa.array(list(rule.levels), pa.string()))
+    found = pc.fill_null(index, -1).to_numpy(zero_copy_only=False)
+    missing = text.is_null().to_numpy(zero_copy_only=False)
+    hit = np.flatnonzero(found >= 0)
+    out[hit, offset + found[hit]] = 1
+    offset += len(rule.levels)
+    if rule.other:
+        out[(found < 0) & ~missing, offset] = 1
+        offset += 1
+    if rule.indicator:
+        out[missing, offset] = 1
+        offset += 1
+    return offset
+
+
+def _is_number(text) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
