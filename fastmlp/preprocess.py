@@ -31,7 +31,8 @@ from .errors import DataError
 NUMBER, BOOLEAN, CATEGORY = "number", "boolean", "category"
 MIN_LEVEL_ROWS = 5  # a rarer level goes into its column's "other"
 MAX_LEVELS = 100  # one-hot columns kept per category (the most frequent levels)
-ID_LIKE_SHARE = 0.5  # a text column with more distinct values than this share of the rows
+ID_LIKE_SHARE = 0.5  # a text column with more distinct values than this share of its
+#                     filled training rows is an identifier, refused
 
 
 @dataclass
@@ -227,7 +228,7 @@ def _fit_category(table, name, rows) -> ColumnRule:
     counts = pc.value_counts(text.drop_null())
     levels, tally = counts.field("values").to_pylist(), counts.field("counts").to_numpy()
     filled = len(rows) - text.null_count
-    if len(levels) > max(MAX_LEVELS, ID_LIKE_SHARE * filled):
+    if len(levels) > max(MIN_LEVEL_ROWS, ID_LIKE_SHARE * filled):
         raise DataError(f"{table.path}: column {name!r} looks like an identifier ({len(levels)} "
                         f"different texts in {filled} rows), not a category: leave it out "
                         f"with --drop {name}")

@@ -256,6 +256,17 @@ NUM_HEAD = "a,b,y,w\n"
 NUM_ROWS = "".join(f"{i % 7},{i % 3},{(i * 37) % 101 + 0.5},1\n" for i in range(40))
 
 
+def _parquet_bytes(rows: int = 40) -> bytes:
+    """A Parquet file of the a, b, label table's first `rows` rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"a": np.arange(rows) % 7, "b": np.arange(rows) % 3,
+                             "label": np.arange(rows) % 2}), sink)
+    return sink.getvalue().to_pybytes()
+
+
 def _npz(**arrays):
     return lambda path: np.savez(path, **arrays)
 
@@ -506,6 +517,37 @@ CASES = [  # (id, argv or a function Sandbox -> argv, fragments of the error lin
     ("data-npz-rows-labels-mismatch", _own({"d.npz": _npz(x_train=_X, y_train=_Y[:20])}),
      ["30 rows of features but 20 labels"]),
     ("data-unknown-format", _own({"d.xlsx": "1 2 3\n"}), ["d.xlsx", "not a table"]),
+    # tables (fastmlp/tables.py, fastmlp/preprocess.py)
+    ("data-csv-header-only", _own({"t.csv": CSV_HEAD}), ["t.csv", "no data rows after the header"]),
+    ("data-csv-empty-file", _own({"t.csv": ""}), ["t.csv", "empty file"]),
+    ("data-csv-column-twice", _own({"t.csv": "a,a,label\n" + CSV_ROWS}),
+     ["t.csv", "the column 'a' appears twice"]),
+    ("data-csv-identifier-column",
+     _own({"t.csv": "name,a,label\n" + "".join(f"n{i},{i},{i % 2}\n" for i in range(60))}),
+     ["column 'name' looks like an identifier", "--drop name"]),
+    ("data-csv-text-past-the-sample",
+     _own({"t.csv": lambda path: path.write_text(
+         CSV_HEAD + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(150_000)) + "x,1,0\n")}),
+     ["line 150002, column 'a'", "'x' in a column of numbers"]),
+    ("data-csv-bad-delimiter", _own({"t.csv": CSV_HEAD + CSV_ROWS}, "--delimiter", ";;"),
+     ["--delimiter", "one character"]),
+    ("data-csv-unknown-categorical", _own({"t.csv": CSV_HEAD + CSV_ROWS}, "--categorical", "z"),
+     ["--categorical 'z': no such column"]),
+    ("data-csv-unknown-drop", _own({"t.csv": CSV_HEAD + CSV_ROWS}, "--drop", "z"),
+     ["no --drop column 'z'"]),
+    ("data-csv-text-not-preprocessed",
+     _own({"t.csv": "c,a,label\n" + "x,1,0\n" * 20 + "y,2,1\n" * 20}, "--no-preprocess"),
+     ["line 2, column 'c'", "'x' is not a number"]),
+    ("data-csv-dates", _own({"t.csv": "d,a,label\n" + "".join(
+        f"2024-01-{i % 28 + 1:02d},{i},{i % 2}\n" for i in range(40))}),
+     ["column 'd' holds", "--drop d"]),
+    ("data-parquet-truncated",
+     _own({"t.parquet": lambda path: path.write_bytes(_parquet_bytes()[:300])}),
+     ["t.parquet", "not a readable Parquet file"]),
+    ("data-parquet-empty", _own({"t.parquet": lambda path: path.write_bytes(_parquet_bytes(0))}),
+     ["t.parquet", "no data rows"]),
+    ("data-feather-random-bytes", _own({"t.feather": lambda path: path.write_bytes(b"x" * 500)}),
+     ["t.feather", "not a readable Arrow/Feather file"]),
     # regression, multilabel and row weights (--task, --target, --weight-column)
     ("data-regression-text-target", _own({"t.csv": CSV_HEAD + CSV_ROWS}, "--task", "regression"),
      ["t.csv", "line 2", "'no' is not a number", "regression learns numbers"]),
