@@ -36,6 +36,7 @@ def test_use_it_from_python(tmp_path):
     assert accuracy > 0.9
     assert (tmp_path / "digits.onnx").stat().st_size > 0
     assert float(re.search(r"^R\^2 ([0-9.]+)", done.stdout, re.M).group(1)) > 0.3
+    assert float(re.search(r"^penguin mass R\^2 ([0-9.]+)", done.stdout, re.M).group(1)) > 0.7
 
 
 def test_your_own_data(tmp_path):
@@ -44,6 +45,7 @@ def test_your_own_data(tmp_path):
                           capture_output=True, text=True, env=_env())
     assert done.returncode == 0, done.stderr[-3000:]
     assert "test accuracy" in done.stdout and "iris.csv[0]" in done.stdout
+    assert "penguins.csv[0]\tAdelie\t" in done.stdout  # a table of text and missing cells
     assert "test rmse" in done.stdout
     predictions = (tmp_path / "predictions.tsv").read_text().splitlines()
     assert len(predictions) == 442 and predictions[0].startswith("diabetes.csv[0]\ttarget\t")
