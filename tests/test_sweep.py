@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from clirunner import REPO, open_study, spec_of, sweep_program, sweep_yaml, worker_job
@@ -269,6 +270,11 @@ parameters:
                                                      "test_fraction": 0.2})
     assert own["command"][-5:] == ["--data", "my.csv", "--label-column", "y", "${args}"]
     assert "dataset" not in own["parameters"] and "--test-fraction" not in own["command"]
+    table = wandb_sweep_config(spec, count=20, shared={
+        "data": "t.parquet", "target": ("a", "b"), "drop": ("id",), "preprocess": False,
+        "delimiter": ";"})
+    assert table["command"][-11:] == ["--data", "t.parquet", "--target", "a", "b", "--drop", "id",
+                                      "--no-preprocess", "--delimiter", ";", "${args}"]
 
 
 @pytest.fixture
@@ -687,3 +693,37 @@ def test_a_ctrl_c_during_a_study_read_waits_for_the_read_to_end():
             finished.append(True)
     assert finished == [True]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_sweep_takes_a_table_as_train_does(tmp_path, sweep_env):
+    """A Parquet table with a text column, an id to --drop and a code to --categorical:
+    every trial reads it as `train` does, and the best command repeats the table's flags."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    rows = 300
+    shop = rng.choice(["north", "south", "east"], rows)
+    code = rng.integers(1, 4, rows)
+    x = rng.normal(size=rows)
+    price = x + (shop == "north") + 0.5 * code + rng.normal(0, 0.1, rows)
+    pq.write_table(pa.table({"id": [f"r{i}" for i in range(rows)], "shop": shop,
+                             "code": code, "x": x, "price": price}), tmp_path / "t.parquet")
+    spec_file = write(tmp_path, sweep_yaml("grid", 2, 32, metric="val_r2",
+                                           hidden_size="{values: [4, 8]}"))
+    out = tmp_path / "out"
+    code_, stdout, err = run_cli_sweep(
+        [str(spec_file), "--output-dir", str(out), "--wandb-mode", "offline",
+         "--data", str(tmp_path / "t.parquet"), "--target", "price", "--drop", "id",
+         "--categorical", "code"], sweep_env)
+    assert code_ == 0, err
+    assert "ran 2 trial(s)" in stdout
+    command = (out / "best_command.txt").read_text()
+    assert "--target price --categorical code --drop id" in command
+    summaries = [json.loads(p.read_text()) for p in out.rglob("summary.json")]
+    assert len(summaries) == 2 and all(s["task"] == "regression" for s in summaries)
+    model = next(out.rglob("model.npz"))
+    from fastmlp.model import load_extras
+
+    assert load_extras(model).preprocessing.feature_names[:1] == ["x"]
+    assert "code=1" in load_extras(model).preprocessing.feature_names

@@ -40,8 +40,14 @@ def wandb_sweep_config(spec, count: int, shared: Optional[dict] = None) -> dict:
     command = list(AGENT_COMMAND)
     defaults = TrainConfig().to_dict()
     for name, value in shared.items():
-        if value != defaults[name]:
-            command += [SETTING[name].long, str(value)]
+        entry = SETTING[name]
+        if value == defaults[name]:
+            continue
+        if entry.kind is bool:  # --preprocess / --no-preprocess
+            command.append(entry.long if value else f"--no-{entry.long[2:]}")
+        else:  # a many-valued one (--target a b) as its values, one argument each
+            values = value if isinstance(value, (tuple, list)) else (value,)
+            command += [entry.long, *map(str, values)]
     config = {
         "name": spec.name,
         "method": spec.method,
