@@ -50,10 +50,12 @@ class Part:
     source: object = None  # the tables.Table the rows were read from
     rows: np.ndarray | None = None  # each row's index in source
 
-    def where(self, row: int) -> str:
-        """How an error names row `row`: the file's line (or Parquet row), or the index."""
-        return self.source.where(int(self.rows[row])) if self.source is not None \
-            else f"row {row}"
+    def where(self, path, row: int) -> str:
+        """How an error names row `row`: its file (`path` unless read from a table) and
+        there its line (a CSV's), or its row."""
+        if self.source is None:
+            return f"{path}: row {row}"
+        return f"{self.source.path}: {self.source.where(int(self.rows[row]))}"
 
     def take(self, rows) -> "Part":
         return Part(self.x[rows], self.y[rows],
@@ -183,19 +185,19 @@ def _targets(path, part: Part, task: str, loss, name: str) -> np.ndarray:
             try:
                 float(cells[row, column])
             except ValueError:
-                raise DataError(f"{path}: {part.where(row)}: the {name} target "
+                raise DataError(f"{part.where(path, row)}: the {name} target "
                                 f"{str(cells[row, column])!r} is not a number ({task} learns "
                                 "numbers)") from None
     bad = ~np.isfinite(numbers)
     if bad.any():
         row = int(np.argwhere(bad)[0][0])
-        raise DataError(f"{path}: {part.where(row)}: the {name} target is NaN or infinite")
+        raise DataError(f"{part.where(path, row)}: the {name} target is NaN or infinite")
     if task == "multilabel" and not np.isin(numbers, (0.0, 1.0)).all():
         row = int(np.argwhere(~np.isin(numbers, (0.0, 1.0)))[0][0])
-        raise DataError(f"{path}: {part.where(row)}: multilabel targets are 0 or 1")
+        raise DataError(f"{part.where(path, row)}: multilabel targets are 0 or 1")
     if task == "regression" and loss == "poisson" and (numbers < 0).any():
         row = int(np.argwhere(numbers < 0)[0][0])
-        raise DataError(f"{path}: {part.where(row)}: a negative target; the poisson loss "
+        raise DataError(f"{part.where(path, row)}: a negative target; the poisson loss "
                         "learns counts (>= 0)")
     return numbers
 
@@ -222,12 +224,12 @@ def _weights(path, part: Part, column) -> np.ndarray | None:
     if weights is None:
         cells = np.char.strip(np.asarray(part.weights).astype(str))
         row = next(i for i, cell in enumerate(cells) if not _is_number(cell))
-        raise DataError(f"{path}: {part.where(row)}: {label} holds {str(cells[row])!r}, not a number")
+        raise DataError(f"{part.where(path, row)}: {label} holds {str(cells[row])!r}, not a number")
     weights = weights.reshape(-1)
     bad = ~np.isfinite(weights) | (weights < 0)
     if bad.any():
         row = int(np.argmax(bad))
-        raise DataError(f"{path}: {part.where(row)}: {label}: {weights[row]} (weights are "
+        raise DataError(f"{part.where(path, row)}: {label}: {weights[row]} (weights are "
                         "finite numbers >= 0)")
     if weights.sum() <= 0:
         raise DataError(f"{path}: {label}: every weight is 0")

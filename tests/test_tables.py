@@ -209,3 +209,16 @@ def test_predict_names_a_missing_column_and_text_in_numbers(tmp_path):
     outcome = invoke("predict", model, typo)
     assert outcome.code == 1 and "line 3, column 'depth': '6l.5' in a column of numbers" in \
         outcome.err
+
+
+def test_an_error_in_the_test_file_names_the_test_file_and_its_line(tmp_path):
+    train = write_csv(diamonds(100), tmp_path / "train.csv")
+    test = tmp_path / "test.csv"
+    test.write_text("carat,cut,depth,certified,price\n1.0,Ideal,61,true,500\n"
+                    "1.1,Good,60,false,\n")
+    with pytest.raises(DataError, match=rf"^{test}: line 3 has an empty 'price'$"):
+        load_own_data(config(train, test_data=str(test)))
+    test.write_text("carat,cut,depth,certified,price\n1.0,Ideal,61,true,500\n"
+                    "1.1,Good,60,false,inf\n")
+    with pytest.raises(DataError, match=rf"^{test}: line 3: the test target is NaN"):
+        load_own_data(config(train, test_data=str(test)))
