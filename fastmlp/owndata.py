@@ -118,7 +118,8 @@ def load_own_data(config, preprocessing=None) -> Dataset:
         raise DataError(f"{path}: {len(train.y)} training rows are too few for a validation "
                         f"split of {config.val_fraction} (--val-fraction)")
     dtype = np.dtype(config.dtype)
-    x_train, x_test = (_features(path, part.x, dtype) for part in (train, test))
+    x_train, x_test = (_features(path, part.x, dtype, checked=part.source is not None)
+                       for part in (train, test))
     w_train, w_test = train.weights, test.weights
     if task == "classification":
         y_train, y_test, names = _labels(path, train.y, test.y, loaded.class_names)
@@ -353,6 +354,7 @@ def _table_features(config, loaded: Loaded, preprocessing):
         if part is not None:
             part.x = (preprocessing.transform(part.x, dtype) if preprocessing is not None
                       else plain_features(part.x, names, dtype))
+            part.source = part.source.locator()  # the columns' memory goes
     return preprocessing
 
 
@@ -466,19 +468,35 @@ def _split_rows(path, n: int, fraction, seed) -> tuple:
 
 
 def _test_split(path, part: Part, fraction, seed):
-    """(train, test): a seeded share of the rows as the test set (data without its own)."""
+    """(train, test): a seeded share of the rows as the test set (data without its own).
+    The training rows are moved to the front of part's features in place: a large table
+    is not held twice."""
     train_rows, test_rows = _split_rows(path, len(part.y), fraction, seed)
-    return part.take(train_rows), part.take(test_rows)
+    test = part.take(test_rows)
+    train = Part(_keep_rows(part.x, train_rows), part.y[train_rows],
+                 None if part.weights is None else part.weights[train_rows], part.source,
+                 None if part.rows is None else part.rows[train_rows])
+    return train, test
 
 
-def _features(path, x, dtype) -> np.ndarray:
-    """uint8 pixels as they are (scaled in the kernel); other numbers as `dtype`."""
+def _keep_rows(x: np.ndarray, rows: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """x[rows] for sorted rows, written over x's first rows (a view of them): each chunk's
+    rows come from at or after where they go, so no row is overwritten before it moves."""
+    for start in range(0, len(rows), chunk):
+        moving = rows[start:start + chunk]
+        x[start:start + len(moving)] = x[moving]
+    return x[:len(rows)]
+
+
+def _features(path, x, dtype, checked=False) -> np.ndarray:
+    """uint8 pixels as they are (scaled in the kernel); other numbers as `dtype`, each
+    checked to be finite (unless `checked`: a table's, made by preprocess.py)."""
     if len(x) == 0:
         raise DataError(f"{path}: no rows of data")
     if x.dtype == np.uint8:
         return np.ascontiguousarray(x)
     x = np.ascontiguousarray(x, dtype=dtype)  # a table's features are already: no copy
-    if not np.isfinite(x).all():
+    if not checked and not np.isfinite(x).all():
         row, column = np.argwhere(~np.isfinite(x))[0]
         raise DataError(f"{path}: the features hold NaN or infinite values (first at row "
                         f"{row}, column {column})")

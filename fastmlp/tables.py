@@ -30,6 +30,7 @@ TABLE_SUFFIXES = CSV_SUFFIXES + PARQUET_SUFFIXES + ARROW_SUFFIXES
 DELIMITERS = (",", ";", "\t", "|")
 MISSING_CELLS = ("", "NA", "N/A", "n/a", "#N/A", "NaN", "nan", "-nan", "null", "NULL",
                  "None")
+COLUMNS_AT_ONCE = 8  # a Parquet file's columns decoded together (threads share them)
 SAMPLE_BYTES = 1 << 20  # the first MiB decides the delimiter and which columns hold numbers
 # a cell that is a number (pyarrow's own float syntax, with the sign and exponent optional)
 NUMBER_PATTERN = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$|^\s*[-+]?(inf|Inf|INF)\s*$"
@@ -84,6 +85,10 @@ class Table:
         text = pc.fill_null(pc.cast(column, pa.string()), "")
         return np.asarray(text.to_numpy(zero_copy_only=False), dtype=str)
 
+    def locator(self) -> "Table":
+        """The same table without its columns: what `where` needs, no more memory."""
+        return Table(self.path, self.columns.select([]), self.delimiter)
+
     def drop(self, names) -> "Table":
         return Table(self.path, self.columns.drop_columns(list(names)), self.delimiter)
 
@@ -102,7 +107,7 @@ def read_table(path, delimiter=None, categorical=(), as_read=()) -> Table:
     if suffix in CSV_SUFFIXES:
         table = _read_csv(path, delimiter, set(categorical), set(as_read))
     else:
-        table = _read_columnar(path, suffix in PARQUET_SUFFIXES)
+        table = _read_columnar(path, suffix in PARQUET_SUFFIXES, set(categorical) | set(as_read))
     if table.num_rows == 0:
         raise DataError(f"{path}: no data rows" + (" after the header" if table.delimiter
                                                     else ""))
@@ -267,28 +272,50 @@ def mixed_column_error(path, where: str, column: str, cell: str) -> str:
 
 # ----------------------------------------------------------------------------- Parquet, Arrow
 
-def _read_columnar(path: Path, parquet: bool) -> Table:
+def _read_columnar(path: Path, parquet: bool, as_read: set) -> Table:
+    """A Parquet file read a few columns at a time, or an Arrow/Feather file mapped into
+    memory; feature columns of numbers become float32 as they come (the others, `as_read`,
+    keep their types)."""
     import pyarrow as pa
 
+    kind = "Parquet" if parquet else "Arrow/Feather"
     try:
         if parquet:
             import pyarrow.parquet as pq
 
-            columns = pq.read_table(path)
+            source = pq.ParquetFile(path)
+            names = source.schema_arrow.names
+
+            def read(chosen):
+                return source.read(columns=chosen)
         else:
             import pyarrow.feather as feather
 
-            columns = feather.read_table(path, memory_map=True)
+            mapped = feather.read_table(path, memory_map=True)
+            names = mapped.column_names
+
+            def read(chosen):
+                return mapped.select(chosen)
+        twice = next((name for i, name in enumerate(names) if name in names[:i]), None)
+        if twice is not None:
+            raise DataError(f"{path}: the column {twice!r} appears twice")
+        columns = {}
+        for start in range(0, len(names), COLUMNS_AT_ONCE):
+            chunk = read(names[start:start + COLUMNS_AT_ONCE])
+            for name in chunk.column_names:
+                column = chunk.column(name)
+                if name not in as_read and (pa.types.is_integer(column.type) or
+                                            pa.types.is_floating(column.type)):
+                    column = column.cast(pa.float32())
+                columns[name] = column
+            del chunk
+    except DataError:
+        raise
     except (pa.ArrowException, OSError, ValueError) as exc:
-        kind = "Parquet" if parquet else "Arrow/Feather"
         raise DataError(f"{path}: not a readable {kind} file "
                         f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") \
             from None
-    names = columns.column_names
-    twice = next((name for i, name in enumerate(names) if name in names[:i]), None)
-    if twice is not None:
-        raise DataError(f"{path}: the column {twice!r} appears twice")
-    return Table(path, columns)
+    return Table(path, pa.table(columns) if columns else pa.table({}))
 
 
 def _shown(names) -> str:

@@ -99,6 +99,11 @@ def test_preprocessing_is_fitted_on_the_training_rows_only(tmp_path):
     order = np.random.default_rng([settings.seed, 2]).permutation(400)
     train = np.sort(order[80:])
     fitting = train[np.sort(np.random.default_rng(settings.seed).permutation(320)[32:])]
+    # the split keeps each row's features (the training rows are moved in place)
+    every = loaded.preprocessing.transform(read_table(settings.data, as_read=["price"]).drop(
+        ["price"]), np.dtype(np.float32))
+    np.testing.assert_array_equal(loaded.x_train, every[train])
+    np.testing.assert_array_equal(loaded.x_test, every[np.sort(order[:80])])
     carat = table.column("carat").to_numpy()
     assert rules["carat"].mean == pytest.approx(carat[fitting].mean(), rel=1e-6)
     assert rules["carat"].scale == pytest.approx(carat[fitting].std(), rel=1e-5)
