@@ -410,8 +410,10 @@ def sklearn_epoch(config, x, y, order):
     return run
 
 
-def torch_epoch(config, x, labels, order):
-    """The same network and optimizer in PyTorch (CPU), or None when torch is not installed."""
+def torch_epoch(config, x, labels, order, compiled=False):
+    """The same network and optimizer in PyTorch (CPU), eager, or with the whole training
+    step (forward, loss, backward, Adam) under torch.compile when `compiled`; None when
+    torch is not installed."""
     try:
         import torch
     except ImportError:
@@ -430,14 +432,24 @@ def torch_epoch(config, x, labels, order):
     x_all, y_all = torch.from_numpy(x), torch.from_numpy(labels)
     order_t = torch.from_numpy(order)
 
+    def step(xb, yb):
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(net(xb), yb)
+        loss.backward()
+        optimizer.step()
+
+    if compiled:  # compiled at the first calls (each batch shape), outside the timing
+        step = torch.compile(step, dynamic=False)  # one graph per batch shape
+
     def run():
         for start in range(0, len(order), config.batch_size):
             rows = order_t[start:start + config.batch_size]
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(net(x_all[rows]), y_all[rows])
-            loss.backward()
-            optimizer.step()
+            step(x_all[rows], y_all[rows])
     return run
+
+
+def torch_compiled_epoch(config, x, labels, order):
+    return torch_epoch(config, x, labels, order, compiled=True)
 
 
 def _torch_activation(torch, name):
@@ -499,11 +511,14 @@ def jax_epoch(config, x, labels, order):
 
 # The other libraries an epoch is timed against (each optional), by name: a builder
 # (config, x, labels, order) -> a zero-argument epoch, or None when not installed.
-ANCHORS = {"jax": jax_epoch, "torch": torch_epoch, "sklearn": sklearn_epoch}
+ANCHORS = {"jax": jax_epoch, "torch": torch_epoch, "torch_compile": torch_compiled_epoch,
+           "sklearn": sklearn_epoch}
 # the tasks each builder has an epoch of (jax's and torch's learn classes only)
 ANCHOR_TASKS = {"jax": ("classification",), "torch": ("classification",),
+                "torch_compile": ("classification",),
                 "sklearn": ("classification", "regression")}
 INSTALL_HINTS = {"jax": "pip install -e '.[jax]'", "torch": "pip install -e '.[torch]'",
+                 "torch_compile": "pip install -e '.[torch]'",
                  "sklearn": "pip install scikit-learn"}
 
 
