@@ -30,7 +30,7 @@ _blas_threads_from_command_line(sys.argv[1:])
 import click  # noqa: E402
 
 from fastmlp.config import (MAY_CHANGE, SETTING, SETTINGS, TrainConfig, infer_num_layers,
-                            parse_widths)
+                            parse_widths, with_table_defaults)
 from fastmlp.benchmarks import ANCHORS
 from fastmlp.errors import FastMLPError
 from fastmlp.sweep import ENGINES  # cheap: no optuna/wandb
@@ -146,6 +146,7 @@ def train(progress, resume, plots, **flags):
     typed = {name: value for name, value in flags.items()
              if context.get_parameter_source(name) == ParameterSource.COMMANDLINE}
     if resume is None:
+        flags = with_table_defaults(flags, given=typed)
         flags = infer_num_layers(flags, num_layers_given="num_layers" in typed)
         result = run_training(TrainConfig(**flags), progress=progress, plots=plots)
     else:  # only the flags typed on the line; the rest come from the run's checkpoint

@@ -536,6 +536,24 @@ def flag_name(field_name: str) -> str:
     return entry.flag if entry else field_name
 
 
+# A table (--data with a CSV, Parquet or Feather file) trains with these where the command
+# does not say otherwise: measured on real tables with text columns (docs/benchmarks.md,
+# "Real tables"); images keep the defaults of the table above.
+TABLE_DEFAULTS = {"num_layers": 2, "hidden_size": 128, "batch_size": 128, "epochs": 30,
+                  "lr_schedule": "cosine", "dropout": 0.2}
+
+
+def with_table_defaults(values: dict, given) -> dict:
+    """values with TABLE_DEFAULTS for the settings not in `given` when values["data"] is a
+    table; else values as they are."""
+    from .tables import is_table
+
+    if values.get("data") is None or not is_table(values["data"]):
+        return values
+    return {**values, **{name: value for name, value in TABLE_DEFAULTS.items()
+                         if name not in given}}
+
+
 def infer_num_layers(values: dict, num_layers_given: bool) -> dict:
     """`-sz 512 256 128` without -nhl: the number of hidden layers is the number of widths."""
     widths = values.get("hidden_size")

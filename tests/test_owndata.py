@@ -36,7 +36,7 @@ def test_csv_with_a_test_file_then_evaluate_and_predict(tmp_path):
                      "-e", "15", "-nhl", "1", "-sz", "16", "-lr", "0.01", "--output-dir", out,
                      *QUIET)
     assert outcome.code == 0, outcome.err
-    run = out / "hl_1_bs_32_ac_ReLU"
+    run = out / "hl_1_bs_128_ac_ReLU"  # a table trains in batches of 128 unless told
     summary = json.loads((run / "summary.json").read_text())
     assert summary["class_names"] == ["bird", "cat", "dog"]
     assert np.sum(summary["confusion_matrix"]) == 200 and summary["test_accuracy"] > 0.85
@@ -65,7 +65,7 @@ def test_csv_seeded_test_split_and_npz(tmp_path):
                          "-nhl", "0", "--test-fraction", "0.3", "--output-dir", tmp_path / out,
                          *QUIET)
         assert outcome.code == 0, outcome.err
-    first, second = (json.loads((tmp_path / out / "hl_0_bs_32_ac_ReLU" / "summary.json")
+    first, second = (json.loads((tmp_path / out / "hl_0_bs_128_ac_ReLU" / "summary.json")
                                 .read_text()) for out in ("a", "b"))
     assert np.sum(first["confusion_matrix"]) == 150
     assert first["confusion_matrix"] == second["confusion_matrix"]  # seeded: the same split

@@ -14,12 +14,13 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
-from clirunner import invoke
-from fastmlp.config import TrainConfig
+from clirunner import invoke, spec_of
+from fastmlp.config import TABLE_DEFAULTS, TrainConfig, with_table_defaults
 from fastmlp.errors import DataError
 from fastmlp.inference import open_model
 from fastmlp.owndata import load_own_data, read_table_inputs
 from fastmlp.preprocess import MIN_LEVEL_ROWS, Preprocessing, fit_preprocessing
+from fastmlp.sweep.supervisor import base_config
 from fastmlp.tables import read_table
 
 pytestmark = pytest.mark.usefixtures("fastmlp_env")
@@ -162,7 +163,7 @@ def test_a_table_model_predicts_raw_rows_and_its_onnx_graph_agrees(tmp_path):
     outcome = invoke("train", "--data", train, "--target", "price", "-e", "30", "-sz", "32",
                      "--output-dir", out, *QUIET)
     assert outcome.code == 0, outcome.err
-    run = out / "hl_3_bs_32_ac_ReLU"
+    run = out / "hl_2_bs_128_ac_ReLU"  # a table's defaults: 2 layers, batches of 128
     summary = json.loads((run / "summary.json").read_text())
     assert summary["test_r2"] > 0.9, summary["test_r2"]
 
@@ -202,7 +203,7 @@ def test_predict_names_a_missing_column_and_text_in_numbers(tmp_path):
     out = tmp_path / "runs"
     assert invoke("train", "--data", train, "--target", "price", "-e", "1", "--output-dir",
                   out, *QUIET).code == 0
-    model = out / "hl_3_bs_32_ac_ReLU" / "model.npz"
+    model = out / "hl_2_bs_128_ac_ReLU" / "model.npz"
     lacking = tmp_path / "lacking.csv"
     lacking.write_text("carat,cut,certified\n1.0,Ideal,true\n")
     outcome = invoke("predict", model, lacking)
@@ -227,3 +228,23 @@ def test_an_error_in_the_test_file_names_the_test_file_and_its_line(tmp_path):
                     "1.1,Good,60,false,inf\n")
     with pytest.raises(DataError, match=rf"^{test}: line 3: the test target is NaN"):
         load_own_data(config(train, test_data=str(test)))
+
+
+def test_a_table_trains_with_the_table_defaults_unless_told(tmp_path):
+    train = write_csv(diamonds(200), tmp_path / "train.csv")
+    out = tmp_path / "runs"
+    assert invoke("train", "--data", train, "--target", "price", "-e", "1", "-b", "64",
+                  "--output-dir", out, *QUIET).code == 0
+    (run,) = out.iterdir()
+    recorded = json.loads((run / "summary.json").read_text())["config"]
+    told = {"epochs": 1, "batch_size": 64}
+    for name, value in TABLE_DEFAULTS.items():
+        assert recorded[name] == told.get(name, value), name
+    # images and .npz arrays keep the settings table's defaults
+    assert with_table_defaults({"data": "x.npz", "num_layers": 3}, given=()) == {
+        "data": "x.npz", "num_layers": 3}
+    assert with_table_defaults({"data": "t.parquet", "num_layers": 3}, given=("num_layers",))[
+        "num_layers"] == 3
+    shared = base_config(spec_of("method: grid\nparameters:\n  epochs: {value: 1}\n"),
+                         {"data": str(train), "target": ("price",), "batch_size": 16})
+    assert (shared.num_layers, shared.batch_size, shared.lr_schedule) == (2, 16, "cosine")

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..config import SETTING, TrainConfig
+from ..config import SETTING, TrainConfig, with_table_defaults
 from ..errors import ConfigError, FastMLPError
 from .spec import SweepSpec, load_spec
 
@@ -158,7 +158,7 @@ def base_config(spec: SweepSpec, shared: Optional[dict] = None, *, wandb_mode="o
         if clash in swept:
             raise ConfigError(f"{SETTING[name].long}: {spec.source} already sets {clash}; "
                               "remove one of them")
-    values = {**TrainConfig().to_dict(), **shared}
+    values = with_table_defaults({**TrainConfig().to_dict(), **shared}, given=shared)
     values.update(wandb_mode=wandb_mode, threads=threads)
     if spec.project:
         values["wandb_project"] = spec.project
