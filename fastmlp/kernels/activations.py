@@ -35,7 +35,8 @@ def bias_activate(z, bias, code, slope):
     slope: LeakyReLU's for z < 0 (the others ignore it)."""
     rows, cols = z.shape
     one, zero = scalar_like(1.0, z), scalar_like(0.0, z)
-    slope = scalar_like(slope, z)
+    # (scalar_like allocates: only the activation that reads a constant makes it)
+    leak = scalar_like(slope, z) if code == LEAKY_RELU else zero
     for i in range(rows):
         row = z[i]
         if code == IDENTITY:
@@ -62,7 +63,7 @@ def bias_activate(z, bias, code, slope):
         elif code == LEAKY_RELU:
             for j in range(cols):
                 v = row[j] + bias[j]
-                row[j] = v if v > zero else slope * v
+                row[j] = v if v > zero else leak * v
         else:
             raise ValueError("unknown activation code")
 
@@ -96,9 +97,9 @@ def scale_by_derivative(grad, kept, code, slope):
     if code == IDENTITY:
         return
     one, zero = scalar_like(1.0, kept), scalar_like(0.0, kept)
-    slope = scalar_like(slope, kept)
-    density = scalar_like(INV_SQRT_2PI, kept)
-    half = scalar_like(0.5, kept)
+    leak = scalar_like(slope, kept) if code == LEAKY_RELU else zero
+    density = scalar_like(INV_SQRT_2PI, kept) if code == GELU else zero
+    half = scalar_like(0.5, kept) if code == GELU else zero
     for i in range(rows):
         g_row, k_row = grad[i], kept[i]
         if code == SIGMOID:  # k = a
@@ -123,6 +124,6 @@ def scale_by_derivative(grad, kept, code, slope):
                 g_row[j] *= s * (one + v * (e * s if v > zero else one - s))
         elif code == LEAKY_RELU:  # k = a
             for j in range(cols):
-                g_row[j] = g_row[j] if k_row[j] > zero else slope * g_row[j]
+                g_row[j] = g_row[j] if k_row[j] > zero else leak * g_row[j]
         else:
             raise ValueError("unknown activation code")
