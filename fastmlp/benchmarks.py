@@ -14,7 +14,8 @@ import numpy as np
 
 from . import reference as ref
 from .config import TrainConfig, code_of
-from .kernels.interface import ACTIVATIONS, LOSS_OUTPUT, LOSSES, OPTIMIZERS, kernel_inputs
+from .kernels.interface import (ACTIVATIONS, LEAKY_SLOPE, LOSS_OUTPUT, LOSSES, OPTIMIZERS,
+                                kernel_inputs)
 from .model import Layout, init_params
 
 SEED_CONFIG = dict(batch_size=32, hidden_size=64, num_layers=3, activation="ReLU",
@@ -65,7 +66,7 @@ def dense_cases(dtype="float32", sizes=DENSE_SIZES) -> list:
         label = f"{name} b{batch} {n_in}x{n_out}"
         cases.append(Case(
             "dense_forward", label,
-            lambda out=out, a=a_in, w=weights, b=bias: dense_forward(out, a, w, b, relu),
+            lambda out=out, a=a_in, w=weights, b=bias: dense_forward(out, a, w, b, relu, 0.0),
             lambda a=a_in, w=weights, b=bias: ref.activate("ReLU", a @ w + b), flops))
 
         def gold_backward(a=a_in, w=weights, dz=dz):
@@ -75,13 +76,14 @@ def dense_cases(dtype="float32", sizes=DENSE_SIZES) -> list:
         cases.append(Case(
             "dense_backward", label,
             lambda dw=dweights, db=dbias, dzi=dz_in, dz=dz, a=a_in, w=weights:
-                dense_backward(dw, db, dzi, dz, a, w, relu, True, a, a, False),
+                dense_backward(dw, db, dzi, dz, a, w, relu, 0.0, True, a, a, False),
             gold_backward, 2 * flops))
     return cases
 
 
 def activation_cases(dtype="float32", sizes=ELEMENTWISE_SIZES) -> list:
-    from .kernels.activations import bias_activate, scale_by_derivative
+    from .kernels.activations import (bias_activate, bias_activate_keeping_z,
+                                      needs_pre_activations, scale_by_derivative)
 
     rng = np.random.default_rng(1)
     cases = []
@@ -90,18 +92,24 @@ def activation_cases(dtype="float32", sizes=ELEMENTWISE_SIZES) -> list:
         for size_name, shape in sizes.items():
             z = rng.normal(size=shape).astype(dtype)
             bias = rng.normal(size=shape[1]).astype(dtype)
-            work = np.empty_like(z)
+            work, kept = np.empty_like(z), np.empty_like(z)
             grad = rng.normal(size=shape).astype(dtype)
             label = f"{name} {size_name} {shape[0]}x{shape[1]}"
 
-            def mine(z=z, bias=bias, work=work, grad=grad, code=code):
-                work[...] = z
-                bias_activate(work, bias, code)
-                scale_by_derivative(grad, work, code)
+            def mine(z=z, bias=bias, work=work, kept=kept, grad=grad, code=code):
+                # the training pass: GELU and SiLU keep z + bias beside their output
+                if needs_pre_activations(code):
+                    kept[...] = z
+                    bias_activate_keeping_z(work, kept, bias, code, LEAKY_SLOPE)
+                    scale_by_derivative(grad, kept, code, LEAKY_SLOPE)
+                else:
+                    work[...] = z
+                    bias_activate(work, bias, code, LEAKY_SLOPE)
+                    scale_by_derivative(grad, work, code, LEAKY_SLOPE)
 
             def gold(z=z, bias=bias, grad=grad, name=name):
-                a = ref.activate(name, z + bias)
-                return grad * ref.activation_derivative(name, a)
+                kept = ref.derivative_input(name, z + bias)
+                return grad * ref.activation_derivative(name, kept)
 
             cases.append(Case("activation", label, mine, gold, float(z.size), "values"))
     return cases

@@ -22,8 +22,8 @@ from typing import Callable, Optional
 from .data import DATASETS, REGISTRY as DATASET_REGISTRY
 from .errors import ConfigError
 from .metrics import AUTO_MONITOR, DEFAULT_MONITOR, MONITORS, monitors_of
-from .kernels.interface import (ACTIVATIONS, LOSS_TASK, LOSSES, OPTIMIZERS, SCHEDULES,
-                                TASK_LOSSES, TASKS)
+from .kernels.interface import (ACTIVATIONS, LEAKY_SLOPE, LOSS_TASK, LOSSES, OPTIMIZERS,
+                                SCHEDULES, TASK_LOSSES, TASKS)
 from .model import WEIGHT_INITS
 
 DTYPES = ("float32", "float64")
@@ -236,8 +236,12 @@ class TrainConfig:
                                             "hidden layer (`-sz 512 256 128`; then -nhl may "
                                             "be left out).")
     activation: str = setting("ReLU", "--activation", "-a", choices=ACTIVATIONS,
-                              help="Activation of the hidden layers.")
+                              help="Activation of the hidden layers (GELU: the exact erf "
+                                   "form; SiLU: z * sigmoid(z)).")
     # -- fastmlp's extras
+    leaky_slope: float = setting(LEAKY_SLOPE, "--leaky-slope", rule=fraction(True),
+                                 help="LeakyReLU's slope for negative inputs (the other "
+                                      "activations ignore it).")
     seed: int = setting(42, "--seed", rule=SEED_RULE,
                         help="Seed of the initialisation, the shuffling and the validation split.")
     val_fraction: float = setting(0.1, "--val-fraction", rule=fraction(False),

@@ -27,15 +27,17 @@ What each learns (the task and loss of `fastmlp train --task`):
 
 Parameters take scikit-learn's `MLPClassifier` / `MLPRegressor` names where they overlap;
 the rest are fastmlp's settings under their `fastmlp train` names (loss, huber_delta,
-weight_init, beta, dtype, threads). They become a TrainConfig, checked by the settings
+leaky_slope, weight_init, beta, dtype, threads). They become a TrainConfig, checked by the settings
 table's own rules (a bad value is a ValueError naming the estimator's parameter). Both
 estimators share this mapping and the training loop (_BaseMLP). How they map:
 
     solver              "adam" (default), "sgd", "momentum", "nag", "rmsprop", "nadam".
                         "sgd" behaves like scikit-learn's: with momentum > 0 it is "nag"
                         (nesterovs_momentum=True) or "momentum"; "lbfgs" is not offered.
-    activation          identity, logistic, tanh, relu (scikit-learn's names) or fastmlp's
-                        (identity, sigmoid, tanh, ReLU).
+    activation          identity, logistic, tanh, relu (scikit-learn's names), gelu, silu,
+                        leaky_relu (which scikit-learn lacks; leaky_slope is the negative
+                        slope, 0.01 by default), or fastmlp's (identity, sigmoid, tanh, ReLU,
+                        GELU, SiLU, LeakyReLU).
     alpha               scikit-learn adds alpha * 0.5 * ||W||^2 / s to each batch's loss
                         (s: the batch's summed sample weight, its rows when unweighted), so
                         each step's gradient gains alpha * W / s. fastmlp's weight_decay adds
@@ -104,12 +106,14 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from .config import TrainConfig
 from .errors import ConfigError
-from .kernels.interface import OPTIMIZERS, TASK_LOSSES
+from .kernels.interface import LEAKY_SLOPE, OPTIMIZERS, TASK_LOSSES
 from .model import Layout, init_params
 
-# scikit-learn's activation names -> fastmlp's (fastmlp's own names are accepted too)
+# scikit-learn's activation names -> fastmlp's (fastmlp's own names are accepted too), and
+# the ones scikit-learn lacks in its lower-case style (PyTorch's functional names)
 SKLEARN_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh",
-                       "relu": "ReLU"}
+                       "relu": "ReLU", "gelu": "GELU", "silu": "SiLU",
+                       "leaky_relu": "LeakyReLU"}
 SOLVERS = ("sgd",) + tuple(name for name in OPTIMIZERS if name != "sgd")
 # The settings-table field each parameter becomes (the others keep their names)
 SETTING_OF = {"solver": "optimizer", "learning_rate_init": "learning_rate",
@@ -173,7 +177,8 @@ class _BaseMLP(BaseEstimator):
         from .files import atomic_writer
 
         graph = to_onnx(self._layout, self._state.params, self._fitted_config.activation,
-                        self._output_names(), loss=self._fitted_config.loss)
+                        self._output_names(), loss=self._fitted_config.loss,
+                        leaky_slope=self._fitted_config.leaky_slope)
         with atomic_writer(path, "wb") as handle:
             handle.write(graph.SerializeToString())
 
@@ -225,7 +230,8 @@ class _BaseMLP(BaseEstimator):
         widths = self.hidden_layer_sizes
         widths = (widths,) if np.isscalar(widths) else tuple(widths)
         widths = tuple(int(w) if isinstance(w, np.integer) else w for w in widths)
-        values = dict(activation=self._activation_name(), task=task, loss=self._loss_of(task),
+        values = dict(activation=self._activation_name(), leaky_slope=self.leaky_slope,
+                      task=task, loss=self._loss_of(task),
                       optimizer=optimizer, learning_rate=self.learning_rate_init,
                       momentum=self.momentum, beta=self.beta, beta1=self.beta_1,
                       beta2=self.beta_2, epsilon=self.epsilon, weight_init=self.weight_init,
@@ -453,7 +459,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  n_iter_no_change=10, beta=0.9, loss="cross_entropy", weight_init="Xavier",
-                 dtype="float32", threads=None, class_weight=None):
+                 dtype="float32", threads=None, class_weight=None, leaky_slope=LEAKY_SLOPE):
         self._store(locals())
 
     def partial_fit(self, X, y, classes=None, *, sample_weight=None):
@@ -601,7 +607,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  n_iter_no_change=10, loss="squared_error", huber_delta=1.0, beta=0.9,
-                 weight_init="Xavier", dtype="float32", threads=None):
+                 weight_init="Xavier", dtype="float32", threads=None, leaky_slope=LEAKY_SLOPE):
         self._store(locals())
 
     def partial_fit(self, X, y, sample_weight=None):

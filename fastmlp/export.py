@@ -2,8 +2,9 @@
 
     input          "input", float (N, inputs): what the network reads (images as pixel / 255
                    in [0, 1], as `fastmlp train` feeds them; other features as they are)
-    per layer      Gemm(A, W_l, b_l), then the hidden activation (Relu, Tanh, Sigmoid;
-                   nothing for identity)
+    per layer      Gemm(A, W_l, b_l), then the hidden activation (Relu, Tanh, Sigmoid,
+                   LeakyRelu(alpha = the slope); SiLU as Mul(z, Sigmoid(z)); GELU, which
+                   opset 17 lacks, as 0.5 * z * (1 + Erf(z / sqrt 2)); nothing for identity)
     outputs        by the model's output kind (its loss):
                    classes     "probabilities" = Softmax(logits, axis=1), and "label" =
                                ArgMax (int64, the index into the class names)
@@ -12,9 +13,9 @@
                    regression  "values" = logits * target_scale + target_mean (the data's
                                units; no Mul/Add when the targets were not standardised),
                                or Exp(logits) for the poisson loss; one column per target
-    metadata       class_names (JSON: the outputs' names), activation, task, loss, version,
-                   and for a table's model `inputs` (JSON: the graph's inputs and the columns
-                   each takes)
+    metadata       class_names (JSON: the outputs' names), activation (and leaky_slope
+                   for LeakyReLU), task, loss, version, and for a table's model `inputs`
+                   (JSON: the graph's inputs and the columns each takes)
 
 A model trained on a table's columns (fastmlp.preprocess) takes the raw columns and does
 its preprocessing in the graph:
@@ -40,16 +41,43 @@ from .errors import FastMLPError
 OPSET = 17
 ML_OPSET = 3  # ai.onnx.ml: OneHotEncoder, for a table's text columns
 IR_VERSION = 8  # read by every onnxruntime since 1.10
-ONNX_ACTIVATIONS = {"ReLU": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid", "identity": None}
+# The activations that are one ONNX operator (GELU and SiLU are composed: activation_nodes)
+ONNX_ACTIVATIONS = {"ReLU": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid",
+                    "LeakyReLU": "LeakyRelu", "identity": None}
+
+
+def activation_nodes(activation: str, z: str, a: str, l: int, leaky_slope: float) -> list:
+    """The nodes computing a = act(z) for hidden layer l (none for identity). GELU reads
+    the initializers "sqrt2", "one" and "half" (to_onnx adds them)."""
+    from onnx import helper
+
+    if activation == "GELU":  # 0.5 z (1 + erf(z / sqrt 2)): the exact form, as fastmlp's
+        return [helper.make_node("Div", [z, "sqrt2"], [f"gelu{l}_scaled"], name=f"gelu{l}_div"),
+                helper.make_node("Erf", [f"gelu{l}_scaled"], [f"gelu{l}_erf"], name=f"gelu{l}_erf"),
+                helper.make_node("Add", [f"gelu{l}_erf", "one"], [f"gelu{l}_cdf2"],
+                                 name=f"gelu{l}_add"),
+                helper.make_node("Mul", [z, f"gelu{l}_cdf2"], [f"gelu{l}_twice"],
+                                 name=f"gelu{l}_mul"),
+                helper.make_node("Mul", [f"gelu{l}_twice", "half"], [a], name=f"gelu{l}")]
+    if activation == "SiLU":  # z sigmoid(z)
+        return [helper.make_node("Sigmoid", [z], [f"silu{l}_sigmoid"], name=f"silu{l}_sigmoid"),
+                helper.make_node("Mul", [z, f"silu{l}_sigmoid"], [a], name=f"silu{l}")]
+    op = ONNX_ACTIVATIONS[activation]
+    if op is None:
+        return []
+    attributes = {"alpha": float(leaky_slope)} if op == "LeakyRelu" else {}
+    return [helper.make_node(op, [z], [a], name=f"{op.lower()}{l}", **attributes)]
 
 
 def to_onnx(layout, params: np.ndarray, activation: str, class_names, loss="cross_entropy",
-            target_scaling=None, preprocessing=None) -> "onnx.ModelProto":
+            target_scaling=None, preprocessing=None,
+            leaky_slope: float = None) -> "onnx.ModelProto":
     """The ONNX model of a parameter buffer (fastmlp.model.Layout's flat layout); loss says
     the output kind (kernels/interface.py LOSS_OUTPUT); target_scaling: (mean, scale) of
     standardised regression targets, or None; preprocessing: a table's
-    (preprocess.Preprocessing), or None (the graph takes the network's inputs)."""
-    from .kernels.interface import LOSS_OUTPUT
+    (preprocess.Preprocessing), or None (the graph takes the network's inputs);
+    leaky_slope: LeakyReLU's (None: the default)."""
+    from .kernels.interface import LEAKY_SLOPE, LOSS_OUTPUT
 
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -57,7 +85,12 @@ def to_onnx(layout, params: np.ndarray, activation: str, class_names, loss="cros
     from .version import __version__
 
     elem = TensorProto.FLOAT if params.dtype == np.float32 else TensorProto.DOUBLE
+    leaky_slope = LEAKY_SLOPE if leaky_slope is None else leaky_slope
     nodes, initializers = [], []
+    if activation == "GELU":  # its constants, in the model's dtype
+        initializers += [numpy_helper.from_array(np.array(value, dtype=params.dtype), name)
+                         for name, value in (("sqrt2", np.sqrt(2.0)), ("one", 1.0),
+                                             ("half", 0.5))]
     if preprocessing is None:
         inputs = [helper.make_tensor_value_info("input", elem, ["N", layout.sizes[0]])]
         current = "input"
@@ -73,9 +106,9 @@ def to_onnx(layout, params: np.ndarray, activation: str, class_names, loss="cros
         nodes.append(helper.make_node("Gemm", [current, f"W{l}", f"b{l}"], [out],
                                       name=f"dense{l}"))
         current = out
-        op = ONNX_ACTIVATIONS[activation]
-        if not last and op is not None:
-            nodes.append(helper.make_node(op, [out], [f"a{l}"], name=f"{op.lower()}{l}"))
+        hidden_nodes = [] if last else activation_nodes(activation, out, f"a{l}", l, leaky_slope)
+        if hidden_nodes:
+            nodes += hidden_nodes
             current = f"a{l}"
     width = layout.sizes[-1]
     kind = LOSS_OUTPUT[loss]
@@ -120,6 +153,8 @@ def to_onnx(layout, params: np.ndarray, activation: str, class_names, loss="cros
     task = {"softmax": "classification", "sigmoid": "multilabel"}.get(kind, "regression")
     properties = {"class_names": json.dumps(list(class_names)), "activation": activation,
                   "task": task, "loss": loss}
+    if activation == "LeakyReLU":
+        properties["leaky_slope"] = repr(float(leaky_slope))
     if preprocessing is not None:
         properties["inputs"] = json.dumps(_graph_inputs(preprocessing))
     helper.set_model_props(model, properties)
@@ -204,12 +239,15 @@ def export_onnx(model_path, onnx_path) -> Path:
     except ImportError:
         raise FastMLPError("export needs the onnx package: pip install 'fastmlp[onnx]'") \
             from None
+    from .config import TrainConfig
     from .model import load_extras
 
     layout, params, config, class_names = load_model(model_path)
+    settings = TrainConfig.from_saved(config)  # checked, and the defaults of older files
     extras = load_extras(model_path)
-    model = to_onnx(layout, np.ascontiguousarray(params), config["activation"], class_names,
-                    config["loss"], extras.target_scaling, extras.preprocessing)
+    model = to_onnx(layout, np.ascontiguousarray(params), settings.activation, class_names,
+                    settings.loss, extras.target_scaling, extras.preprocessing,
+                    settings.leaky_slope)
     onnx_path = Path(onnx_path)
     if onnx_path.is_dir():
         raise FastMLPError(f"{onnx_path}: is a directory; give the .onnx file to write")

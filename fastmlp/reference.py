@@ -6,7 +6,7 @@ time:
 
     input:     X = the batch's examples, shifted and flipped (augment), times S_0 (input
                dropout: S = mask / (1 - p), mask ~ Bernoulli(1 - p); no dropout: S = 1)
-    forward:   A_0 = X;  A_{l+1} = act(A_l @ W_l + b_l) * S_{l+1};
+    forward:   A_0 = X;  Z_{l+1} = A_l @ W_l + b_l;  A_{l+1} = act(Z_{l+1}) * S_{l+1};
                P = softmax(A_L @ W_L + b_L)
     losses:    the weighted mean sum_b w_b l_b / sum_b w_b of the rows' losses l_b (w_b = 1
                without weights; kernels/losses.py lists each l_b), e.g.
@@ -14,7 +14,8 @@ time:
                                    q = (1 - e) onehot(y) + e / K   (label smoothing e)
                squared_error       l_b = 0.5 * mean_t (Z[b, t] - Y[b, t])^2  (linear output)
     backward:  dZ_L = dLoss/dlogits;  dW_l = A_l^T dZ_l;  db_l = sum_b dZ_l;
-               dZ_{l-1} = (dZ_l W_l^T) * S_l * act'(act(Z_l))
+               dZ_{l-1} = (dZ_l W_l^T) * S_l * act'(Z_l), act' read from act(Z_l),
+               or from Z_l for GELU and SiLU (derivative_input)
     update:    g = dW + weight_decay * W (weights only; adamw decays the weights directly),
                then the optimizer (see `update`) at the step's scheduled learning rate.
 
@@ -26,15 +27,24 @@ from __future__ import annotations
 import numpy as np
 
 from .kernels import random as kernel_random
-from .kernels.interface import SCHEDULES
+from .kernels.interface import LEAKY_SLOPE, NEEDS_PRE_ACTIVATIONS, SCHEDULES
 from .kernels.schedules import scheduled_lr
 
 # ----------------------------------------------------------------------------- activations
-# Each derivative is written in terms of the activation's OUTPUT a, which is all the
-# backward pass keeps.
+# As in the kernels, each derivative reads what the backward pass keeps: the activation's
+# OUTPUT a, or for GELU and SiLU (NEEDS_PRE_ACTIVATIONS: their output does not tell z) the
+# pre-activation z itself. leaky_slope: LeakyReLU's (the others ignore it).
 
 
-def activate(name: str, z: np.ndarray) -> np.ndarray:
+def normal_cdf(z: np.ndarray) -> np.ndarray:
+    """Phi(z) = (1 + erf(z / sqrt 2)) / 2, as erfc(-z / sqrt 2) / 2 (no cancellation for
+    z < 0)."""
+    from scipy.special import erfc
+
+    return 0.5 * erfc(-z / np.sqrt(2.0))
+
+
+def activate(name: str, z: np.ndarray, leaky_slope: float = LEAKY_SLOPE) -> np.ndarray:
     if name == "identity":
         return z
     if name == "sigmoid":
@@ -43,18 +53,39 @@ def activate(name: str, z: np.ndarray) -> np.ndarray:
         return np.tanh(z)
     if name == "ReLU":
         return np.maximum(z, 0)
+    if name == "GELU":  # the exact (erf) form
+        return z * normal_cdf(z)
+    if name == "SiLU":
+        return z / (1.0 + np.exp(-z))
+    if name == "LeakyReLU":
+        return np.where(z > 0, z, leaky_slope * z)
     raise ValueError(name)
 
 
-def activation_derivative(name: str, a: np.ndarray) -> np.ndarray:
+def derivative_input(name: str, z: np.ndarray, leaky_slope: float = LEAKY_SLOPE) -> np.ndarray:
+    """What activation_derivative reads for pre-activations z: z itself for GELU and SiLU,
+    else the output act(z)."""
+    return z if name in NEEDS_PRE_ACTIVATIONS else activate(name, z, leaky_slope)
+
+
+def activation_derivative(name: str, kept: np.ndarray,
+                          leaky_slope: float = LEAKY_SLOPE) -> np.ndarray:
+    """act'(z) from kept = derivative_input(name, z): the output a, or z (GELU, SiLU)."""
     if name == "identity":
-        return np.ones_like(a)
+        return np.ones_like(kept)
     if name == "sigmoid":
-        return a * (1 - a)
+        return kept * (1 - kept)
     if name == "tanh":
-        return 1 - a * a
+        return 1 - kept * kept
     if name == "ReLU":
-        return (a > 0).astype(a.dtype)
+        return (kept > 0).astype(kept.dtype)
+    if name == "GELU":  # Phi(z) + z phi(z)
+        return normal_cdf(kept) + kept * np.exp(-0.5 * kept * kept) / np.sqrt(2 * np.pi)
+    if name == "SiLU":  # s (1 + z (1 - s)), s = sigmoid(z)
+        s = 1.0 / (1.0 + np.exp(-kept))
+        return s * (1 + kept * (1 - s))
+    if name == "LeakyReLU":  # a > 0 exactly where z > 0 (the slope is >= 0)
+        return np.where(kept > 0, 1.0, leaky_slope).astype(kept.dtype)
     raise ValueError(name)
 
 
@@ -135,18 +166,23 @@ def output_values(loss: str, logits: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- the network
 
 
-def forward(layers, x: np.ndarray, activation: str, scales=None):
-    """All activations [A_0 = x, A_1, ..., A_L] and the output logits. scales: the dropout
-    factors S_1 .. S_L of the hidden layers (None: no dropout)."""
-    activations = [x]
+def forward(layers, x: np.ndarray, activation: str, scales=None,
+            leaky_slope: float = LEAKY_SLOPE):
+    """(all activations [A_0 = x, A_1, ..., A_{L-1}], the hidden layers' pre-activations
+    [Z_1, ..., Z_{L-1}], the output logits). scales: the dropout factors S_1 .. S_{L-1} of
+    the hidden layers (None: no dropout)."""
+    activations, pre_activations = [x], []
     for l, (weights, bias) in enumerate(layers[:-1]):
-        a = activate(activation, activations[-1] @ weights + bias)
+        z = activations[-1] @ weights + bias
+        a = activate(activation, z, leaky_slope)
+        pre_activations.append(z)
         activations.append(a if scales is None else a * scales[l])
     weights, bias = layers[-1]
-    return activations, activations[-1] @ weights + bias
+    return activations, pre_activations, activations[-1] @ weights + bias
 
 
-def backward(layers, activations, dlogits: np.ndarray, activation: str, scales=None):
+def backward(layers, activations, pre_activations, dlogits: np.ndarray, activation: str,
+             scales=None, leaky_slope: float = LEAKY_SLOPE):
     """[(dW_0, db_0), ...] of the data loss."""
     grads = [None] * len(layers)
     dz = dlogits
@@ -155,22 +191,29 @@ def backward(layers, activations, dlogits: np.ndarray, activation: str, scales=N
         grads[l] = (activations[l].T @ dz, dz.sum(axis=0))
         if l > 0:
             da = dz @ weights.T
-            if scales is None:
-                dz = da * activation_derivative(activation, activations[l])
-            else:  # A_l = act(Z_l) * S_l: act(Z_l) is A_l undone where the unit was kept
-                s = scales[l - 1]
-                kept = np.divide(activations[l], s, out=np.zeros_like(s), where=s != 0)
-                dz = da * s * activation_derivative(activation, kept)
+            if scales is not None:  # A_l = act(Z_l) * S_l
+                da = da * scales[l - 1]
+            # what the derivative reads, as the kernel keeps it: Z_l (GELU, SiLU), else
+            # act(Z_l), which is A_l itself without dropout
+            if activation in NEEDS_PRE_ACTIVATIONS:
+                kept = pre_activations[l - 1]
+            elif scales is None:
+                kept = activations[l]
+            else:
+                kept = activate(activation, pre_activations[l - 1], leaky_slope)
+            dz = da * activation_derivative(activation, kept, leaky_slope)
     return grads
 
 
 def gradients(layers, x, labels, activation: str, loss: str, scales=None, smoothing=0.0,
-              weights=None, delta=1.0):
+              weights=None, delta=1.0, leaky_slope=LEAKY_SLOPE):
     """(loss, [(dW, db), ...], logits) for one batch; labels: integer labels or float
     targets (B, T); weights: per row, or None."""
-    activations, logits = forward(layers, x, activation, scales)
+    activations, pre_activations, logits = forward(layers, x, activation, scales, leaky_slope)
     batch_loss, dlogits = loss_and_grad(loss, logits, labels, smoothing, weights, delta)
-    return batch_loss, backward(layers, activations, dlogits, activation, scales), logits
+    grads = backward(layers, activations, pre_activations, dlogits, activation, scales,
+                     leaky_slope)
+    return batch_loss, grads, logits
 
 
 # ----------------------------------------------------------------------------- randomness
@@ -296,9 +339,9 @@ def train_epoch(layers, optimizer: Optimizer, x, labels, order, batch_size, acti
     share of rows predicted right, the class or every label; 0 for regression). labels:
     integer labels (N,) or float targets (N, T); weights: (N,) or None. regime: the
     training additions, a mapping with dropout, input_dropout, label_smoothing, seed, shift,
-    flip, image_width and huber_delta (None: none of them)."""
+    flip, image_width, huber_delta and leaky_slope (None: none of them)."""
     r = dict(dropout=0.0, input_dropout=0.0, label_smoothing=0.0, seed=0, shift=0, flip=0,
-             image_width=0, huber_delta=1.0) | dict(regime or {})
+             image_width=0, huber_delta=1.0, leaky_slope=LEAKY_SLOPE) | dict(regime or {})
     w_all = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=np.float64)
     loss_sum, correct, batches = 0.0, 0, 0
     for start in range(0, len(order), batch_size):
@@ -320,7 +363,7 @@ def train_epoch(layers, optimizer: Optimizer, x, labels, order, batch_size, acti
                       for l, (weights, _) in enumerate(layers[:-1])]
         batch_loss, grads, logits = gradients(layers, x_batch, labels[rows], activation, loss,
                                               scales, r["label_smoothing"], w_all[rows],
-                                              r["huber_delta"])
+                                              r["huber_delta"], r["leaky_slope"])
         optimizer.step(layers, grads)
         loss_sum += batch_loss
         correct += (w_all[rows] * right_rows(loss, logits, labels[rows])).sum()
@@ -339,17 +382,18 @@ def right_rows(loss: str, logits, y) -> np.ndarray:
     return np.zeros(len(logits))
 
 
-def predict(layers, x, activation, loss="cross_entropy"):
+def predict(layers, x, activation, loss="cross_entropy", leaky_slope=LEAKY_SLOPE):
     """(the output layer's values, the argmax of each row's logits) of every row: the twin
     of the compiled forward pass of inference (kernels.epoch.infer)."""
-    _, logits = forward(layers, x, activation)
+    _, _, logits = forward(layers, x, activation, leaky_slope=leaky_slope)
     return output_values(loss, logits), logits.argmax(axis=1)
 
 
-def evaluate(layers, x, labels, activation, loss, weights=None, delta=1.0):
+def evaluate(layers, x, labels, activation, loss, weights=None, delta=1.0,
+             leaky_slope=LEAKY_SLOPE):
     """(loss, accuracy, argmax of each row's logits) over a whole set, weighted by
     weights (or not); labels: integer labels or float targets (N, T)."""
-    _, logits = forward(layers, x, activation)
+    _, _, logits = forward(layers, x, activation, leaky_slope=leaky_slope)
     mean_loss, _ = loss_and_grad(loss, logits, labels, 0.0, weights, delta)
     w = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=np.float64)
     accuracy = (w * right_rows(loss, logits, labels)).sum() / w.sum()

@@ -205,6 +205,29 @@ def test_resume_with_dropout_augmentation_and_a_schedule_equals_uninterrupted(
     assert rates == [0.003, pytest.approx(0.0015), pytest.approx(0.0, abs=1e-12)]
 
 
+@pytest.mark.parametrize("activation", ["GELU", "SiLU", "LeakyReLU"])
+def test_new_activations_resume_exactly_on_two_threads(activation, small_fashion, tmp_path,
+                                                       monkeypatch):
+    """GELU and SiLU keep their pre-activations per shard, LeakyReLU reads --leaky-slope:
+    with dropout, on two threads (two shards a batch), a resumed run is the uninterrupted
+    one, and so the same flags, seed and threads give the same numbers."""
+    whole_dir, parts_dir = tmp_path / "whole", tmp_path / "parts"
+    args = ("train", *RUN, "-a", activation, "--leaky-slope", "0.2", "--dropout", "0.2",
+            "--threads", "2", "--data-dir", small_fashion, "--no-progress")
+    run_name = RUN_NAME.replace("ReLU", activation)
+    assert invoke(*args, "--output-dir", whole_dir).code == 0
+    interrupt_after_epoch(monkeypatch, 2)
+    assert invoke(*args, "--output-dir", parts_dir).code == 130
+    monkeypatch.undo()
+    resumed = invoke("train", "--resume", parts_dir / run_name, "--no-progress")
+    assert resumed.code == 0, resumed.err
+    whole, parts = results(whole_dir / run_name), results(parts_dir / run_name)
+    assert parts["config"]["activation"] == activation
+    assert parts["config"]["leaky_slope"] == 0.2
+    whole["config"].pop("output_dir", None), parts["config"].pop("output_dir", None)
+    assert parts == whole
+
+
 def test_the_best_epoch_is_kept_and_patience_stops_the_run(small_fashion, tmp_path):
     """--keep best (the default): model.npz and the test figures are the best validation
     epoch's; --patience 1 stops one epoch after the best."""

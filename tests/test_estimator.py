@@ -218,6 +218,27 @@ def test_predictions_come_in_the_models_dtype_from_the_compiled_forward_pass(fas
     np.testing.assert_allclose(as64, twin, rtol=1e-10)
 
 
+@pytest.mark.parametrize("activation,fastmlp_name", [("gelu", "GELU"), ("silu", "SiLU"),
+                                                     ("leaky_relu", "LeakyReLU")])
+def test_activations_scikit_learn_lacks_go_by_lower_case_names(fashion, activation,
+                                                               fastmlp_name):
+    """gelu, silu and leaky_relu (with leaky_slope) train fastmlp's GELU, SiLU and
+    LeakyReLU: the fitted network's probabilities are the NumPy twin's for that activation
+    and slope."""
+    from fastmlp import reference
+
+    x_train, y_train, x_test, _ = fashion
+    model = MLPClassifier(hidden_layer_sizes=(16, 8), activation=activation, leaky_slope=0.2,
+                          max_iter=2, random_state=0, dtype="float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(x_train[:500], y_train[:500])
+    assert model._fitted_config.activation == fastmlp_name
+    twin, _ = reference.predict(list(zip(model.coefs_, model.intercepts_)), x_test[:300],
+                                fastmlp_name, leaky_slope=0.2)
+    np.testing.assert_allclose(model.predict_proba(x_test[:300]), twin, rtol=1e-10)
+
+
 def test_partial_fit_one_epoch_per_call(fashion):
     x_train, y_train, x_test, y_test = fashion
     model = MLPClassifier(hidden_layer_sizes=(32,), random_state=0)
@@ -285,7 +306,8 @@ def test_bad_parameters_are_value_errors(fashion):
                        (dict(batch_size=0), "batch_size"), (dict(alpha=-1.0), "alpha"),
                        (dict(beta_2=1.0), "beta_2"), (dict(solver="adagrad"), "solver"),
                        (dict(validation_fraction=0.0), "validation_fraction"),
-                       (dict(dtype="float16"), "dtype"), (dict(max_iter=0), "max_iter")):
+                       (dict(dtype="float16"), "dtype"), (dict(max_iter=0), "max_iter"),
+                       (dict(leaky_slope=-1.0), "leaky_slope")):
         with pytest.raises(ValueError, match=named):
             MLPClassifier(**{"max_iter": 1, **bad}).fit(x_train[:50], y_train[:50])
 

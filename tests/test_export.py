@@ -2,7 +2,7 @@
 
 For every activation a tiny model (1 epoch on 2,000 images) is exported and run with
 onnxruntime on the whole Fashion-MNIST test set: the same class for every image, the
-probabilities within 1e-5 of fastmlp's."""
+probabilities within 1e-5 of fastmlp's (LeakyReLU with a slope that is not the default)."""
 from __future__ import annotations
 
 import json
@@ -26,10 +26,18 @@ def test_images(fashion_dir):
     return data.scale_pixels(images.reshape(len(images), -1), np.float32)
 
 
+# the operators each activation becomes (opset 17 has no Gelu: it is composed with Erf)
+ACTIVATION_OPS = {"identity": set(), "sigmoid": {"Sigmoid"}, "tanh": {"Tanh"}, "ReLU": {"Relu"},
+                  "GELU": {"Erf", "Div", "Add", "Mul"}, "SiLU": {"Sigmoid", "Mul"},
+                  "LeakyReLU": {"LeakyRelu"}}
+SLOPE = 0.2  # LeakyReLU's, not the default: the model file and the graph must carry it
+
+
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_onnx_runtime_agrees_with_fastmlp(activation, small_fashion, test_images, tmp_path):
+    slope = ["--leaky-slope", SLOPE] if activation == "LeakyReLU" else []
     outcome = invoke("train", "-e", "1", "-nhl", "2", "-sz", "32", "16", "-a", activation,
-                     "--data-dir", small_fashion, "--output-dir", tmp_path,
+                     *slope, "--data-dir", small_fashion, "--output-dir", tmp_path,
                      "--wandb-mode", "disabled", "--no-progress", "--no-plots")
     assert outcome.code == 0, outcome.err
     model_path = next(tmp_path.glob("*/model.npz"))
@@ -42,8 +50,15 @@ def test_onnx_runtime_agrees_with_fastmlp(activation, small_fashion, test_images
     onnx.checker.check_model(graph)
     ops = [node.op_type for node in graph.graph.node]
     assert ops.count("Gemm") == 3 and "Softmax" in ops
-    names = json.loads({p.key: p.value for p in graph.metadata_props}["class_names"])
+    assert set(ops) - {"Gemm", "Softmax", "ArgMax"} == ACTIVATION_OPS[activation]
+    props = {p.key: p.value for p in graph.metadata_props}
+    names = json.loads(props["class_names"])
     assert names == list(data.REGISTRY["fashion_mnist"].class_names)
+    assert props["activation"] == activation
+    if activation == "LeakyReLU":
+        alphas = [attribute.f for node in graph.graph.node if node.op_type == "LeakyRelu"
+                  for attribute in node.attribute if attribute.name == "alpha"]
+        assert alphas == [pytest.approx(SLOPE)] * 2 and float(props["leaky_slope"]) == SLOPE
 
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     probabilities, labels = session.run(["probabilities", "label"], {"input": test_images})

@@ -305,6 +305,12 @@ def _model_nan(box: Sandbox) -> Path:
     return box.model_file("nan.npz", params=params)
 
 
+def _model_bad_slope(box: Sandbox) -> Path:
+    return box.model_file("steep.npz", config={"activation": "LeakyReLU", "leaky_slope": -1.0,
+                                               "loss": "cross_entropy",
+                                               "dataset": "fashion_mnist"})
+
+
 def _model_pickled(box: Sandbox) -> Path:
     path = box.root / "pickled.npz"
     np.savez(path, format_version=np.int64(1), sizes=np.array([784, 10]),
@@ -407,6 +413,12 @@ CASES = [  # (id, argv or a function Sandbox -> argv, fragments of the error lin
                                        "mean_squared_error"], ["--label-smoothing",
                                                                "cross_entropy"]),
     ("flag-lr-schedule-unknown", ["train", "--lr-schedule", "linear"], ["--lr-schedule"]),
+    ("flag-activation-unknown", ["train", "-a", "swish"], ["--activation", "swish"]),
+    ("flag-leaky-slope-negative", ["train", "-a", "LeakyReLU", "--leaky-slope", "-1"],
+     ["--leaky-slope", "[0, 1)"]),
+    ("flag-leaky-slope-1", ["train", "--leaky-slope", "1"], ["--leaky-slope", "[0, 1)"]),
+    ("flag-leaky-slope-nan", ["train", "--leaky-slope", "nan"], ["--leaky-slope", "nan"]),
+    ("flag-leaky-slope-not-a-number", ["train", "--leaky-slope", "steep"], ["--leaky-slope"]),
     ("flag-warmup-with-onecycle", ["train", "--lr-schedule", "onecycle", "--warmup-epochs",
                                    "1"], ["--warmup-epochs", "onecycle"]),
     ("flag-patience-negative", ["train", "--patience", "-1"], ["--patience"]),
@@ -426,6 +438,9 @@ CASES = [  # (id, argv or a function Sandbox -> argv, fragments of the error lin
      ["-lr/--learning_rate", "--resume"]),
     ("resume-changes-epochs", lambda b: ["train", "--resume", b.interrupted, "-e", "9"],
      ["-e/--epochs"]),
+    ("resume-changes-leaky-slope",
+     lambda b: ["train", "--resume", b.interrupted, "--leaky-slope", "0.2"],
+     ["--leaky-slope", "--resume"]),
     ("resume-missing-dir", lambda b: ["train", "--resume", b.root / "nope"],
      ["no such run directory"]),
     ("resume-finished-run", lambda b: ["train", "--resume", b.run], ["already finished"]),
@@ -473,6 +488,10 @@ CASES = [  # (id, argv or a function Sandbox -> argv, fragments of the error lin
     ("model-is-a-directory", _evaluate(lambda b: b.run), ["is a directory"]),
     ("model-missing", _evaluate(lambda b: b.root / "missing.npz"), ["no such model file"]),
     ("model-nan-weights", _evaluate(_model_nan), ["NaN"]),
+    ("model-bad-leaky-slope", _evaluate(_model_bad_slope), ["--leaky-slope", "[0, 1)"]),
+    ("model-export-bad-leaky-slope", lambda b: ["export", _model_bad_slope(b),
+                                                b.root / "model.onnx"],
+     ["--leaky-slope", "[0, 1)"]),
     ("model-path-under-a-file", _evaluate(lambda b: b.file("plain", b"x") / "model.npz"),
      ["no such model file"]),
     ("model-predict-other-architecture",

@@ -18,7 +18,7 @@ PROGRAM = """if True:
     from fastmlp.kernels.dense import dense_forward
     from fastmlp.kernels.interface import IDENTITY
     out = np.empty((2, 3))
-    dense_forward(out, np.ones((2, 4)), np.ones((4, 3)), np.zeros(3), IDENTITY)
+    dense_forward(out, np.ones((2, 4)), np.ones((4, 3)), np.zeros(3), IDENTITY, 0.0)
     print(out[0, 0], sum(dense_forward.stats.cache_hits.values()), KERNEL_CACHE_DIR)
 """
 

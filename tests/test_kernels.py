@@ -9,13 +9,15 @@ from fastmlp import reference as ref
 from fastmlp.config import TrainConfig
 from fastmlp.data import scale_pixels
 from fastmlp.engine import NO_LABELS, NO_TARGETS, NO_WEIGHTS, kernel_targets
-from fastmlp.kernels.activations import bias_activate, scale_by_derivative
-from fastmlp.kernels.dense import dense_backward, dense_forward
+from fastmlp.kernels.activations import (bias_activate, bias_activate_keeping_z,
+                                         needs_pre_activations, scale_by_derivative)
+from fastmlp.kernels.dense import dense_backward, dense_forward, dense_forward_keeping_z
 from fastmlp.kernels.epoch import infer, train_epoch
 from fastmlp.kernels.gemm import matmul, tiled_matmul, tiles_suit
 from fastmlp.kernels.interface import (ACTIVATIONS, CODE_ACTIVATION, CODE_LOSS, CODE_OPTIMIZER,
-                                       CODE_SCHEDULE, CODES, LOSS_OUTPUT, LOSSES, OPTIMIZERS,
-                                       OUTPUTS, SCHEDULES, TASK_LOSSES, kernel_inputs)
+                                       CODE_SCHEDULE, CODES, LEAKY_SLOPE, LOSS_OUTPUT, LOSSES,
+                                       NEEDS_PRE_ACTIVATIONS, OPTIMIZERS, OUTPUTS, SCHEDULES,
+                                       TASK_LOSSES, kernel_inputs)
 from fastmlp.benchmarks import sample_targets
 from fastmlp.kernels.losses import loss_backward
 from fastmlp.kernels.optimizers import optimizer_update
@@ -23,6 +25,7 @@ from fastmlp.kernels.schedules import scheduled_lr
 from fastmlp.model import Layout, init_params
 
 TIGHT = 1e-10  # relative tolerance of Numba vs reference in float64
+SLOPE = 0.2  # LeakyReLU's, where a test sets it: not the default, so it must be passed on
 HYPER = dict(learning_rate=0.01, momentum=0.9, beta=0.9, beta1=0.9, beta2=0.999,
              epsilon=1e-8, weight_decay=0.01)
 
@@ -148,19 +151,28 @@ def test_every_loss_and_weights_train_like_reference(problem, activation, loss, 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_dense_forward_and_backward_match_reference(activation):
     rng = np.random.default_rng(3)
-    a_in = ref.activate(activation, rng.normal(size=(9, 13)))
+    code = ACTIVATIONS.index(activation)
+    z_in = rng.normal(size=(9, 13)) * 2
+    a_in = ref.activate(activation, z_in, SLOPE)
     weights, bias = rng.normal(size=(13, 6)), rng.normal(size=6)
+    gold_z = a_in @ weights + bias
     out = np.empty((9, 6))
-    dense_forward(out, a_in, weights, bias, ACTIVATIONS.index(activation))
-    assert relative_error(out, ref.activate(activation, a_in @ weights + bias)) < TIGHT
+    dense_forward(out, a_in, weights, bias, code, SLOPE)
+    assert relative_error(out, ref.activate(activation, gold_z, SLOPE)) < TIGHT
+    if needs_pre_activations(code):  # the training pass of GELU and SiLU keeps z too
+        kept_out, z = np.empty((9, 6)), np.empty((9, 6))
+        dense_forward_keeping_z(kept_out, z, a_in, weights, bias, code, SLOPE)
+        assert np.array_equal(kept_out, out)
+        assert relative_error(z, gold_z) < TIGHT
 
     dz = rng.normal(size=(9, 6))
+    in_kept = ref.derivative_input(activation, z_in, SLOPE)  # the output, or z_in
     dweights, dbias, dz_in = np.empty((13, 6)), np.empty(6), np.empty((9, 13))
-    dense_backward(dweights, dbias, dz_in, dz, a_in, weights, ACTIVATIONS.index(activation), True,
-                   a_in, a_in, False)
+    dense_backward(dweights, dbias, dz_in, dz, a_in, weights, code, SLOPE, True, in_kept, a_in,
+                   False)
     assert relative_error(dweights, a_in.T @ dz) < TIGHT
     assert relative_error(dbias, dz.sum(axis=0)) < TIGHT
-    want = (dz @ weights.T) * ref.activation_derivative(activation, a_in)
+    want = (dz @ weights.T) * ref.activation_derivative(activation, in_kept, SLOPE)
     if activation == "ReLU":
         assert np.array_equal(dz_in == 0, want == 0)
     assert relative_error(dz_in, want) < TIGHT
@@ -216,14 +228,35 @@ def test_matmul_takes_the_tile_only_where_it_is_faster(rows, n_in, n_out, tiled)
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_activation_kernels_match_reference(activation):
     rng = np.random.default_rng(4)
+    code = ACTIVATIONS.index(activation)
     z, bias = rng.normal(size=(5, 7)) * 4, rng.normal(size=7)
     mine = z.copy()
-    bias_activate(mine, bias, ACTIVATIONS.index(activation))
-    assert relative_error(mine, ref.activate(activation, z + bias)) < TIGHT
+    bias_activate(mine, bias, code, SLOPE)
+    assert relative_error(mine, ref.activate(activation, z + bias, SLOPE)) < TIGHT
+    kept = ref.derivative_input(activation, z + bias, SLOPE)
+    assert needs_pre_activations(code) == (activation in NEEDS_PRE_ACTIVATIONS)
+    if needs_pre_activations(code):
+        kept_z, out = z.copy(), np.empty_like(z)
+        bias_activate_keeping_z(out, kept_z, bias, code, SLOPE)
+        assert np.array_equal(out, mine) and np.array_equal(kept_z, z + bias)
     grad = rng.normal(size=(5, 7))
     scaled = grad.copy()
-    scale_by_derivative(scaled, mine, ACTIVATIONS.index(activation))
-    assert relative_error(scaled, grad * ref.activation_derivative(activation, mine)) < TIGHT
+    scale_by_derivative(scaled, kept, code, SLOPE)
+    gold = grad * ref.activation_derivative(activation, kept, SLOPE)
+    assert relative_error(scaled, gold) < TIGHT
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_activation_derivatives_match_finite_differences(activation):
+    """The twin's act' (read from the output, or from z for GELU and SiLU) is the slope of
+    its act, away from ReLU's and LeakyReLU's kink at 0."""
+    z = np.linspace(-6, 6, 1201)
+    z = z[np.abs(z) > 1e-3]
+    step = 1e-6
+    numeric = (ref.activate(activation, z + step, SLOPE)
+               - ref.activate(activation, z - step, SLOPE)) / (2 * step)
+    kept = ref.derivative_input(activation, z, SLOPE)
+    assert np.max(np.abs(ref.activation_derivative(activation, kept, SLOPE) - numeric)) < 1e-8
 
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
@@ -373,12 +406,14 @@ def test_inference_matches_reference(problem, activation, loss, workers):
     labels, targets, kernel_weights = kernel_targets(y_big, weights)
     predictions = np.empty(len(x_big), dtype=np.int64)
     outputs = np.empty((len(x_big), 10))
-    codes, hyper = kernel_arrays(activation, loss, "sgd", regime=dict(huber_delta=0.7))
+    codes, hyper = kernel_arrays(activation, loss, "sgd",
+                                 regime=dict(huber_delta=0.7, leaky_slope=SLOPE))
     mine = infer(outputs, predictions, x_big, labels, targets, kernel_weights, params,
                  layout.arrays(), codes, hyper, workers)
     gold_loss, _, gold_predictions = ref.evaluate(layout.views(params), x_big, y_big,
-                                                  activation, loss, weights, delta=0.7)
-    gold_outputs, _ = ref.predict(layout.views(params), x_big, activation, loss)
+                                                  activation, loss, weights, delta=0.7,
+                                                  leaky_slope=SLOPE)
+    gold_outputs, _ = ref.predict(layout.views(params), x_big, activation, loss, SLOPE)
     assert mine == pytest.approx(gold_loss, rel=TIGHT)
     assert np.array_equal(predictions, gold_predictions)
     assert relative_error(outputs, gold_outputs) < TIGHT
@@ -438,9 +473,11 @@ def test_every_kernel_branch_names_its_code():
     its own table's last name, not an `else` that catches everything)."""
     z, bias = np.ones((2, 3)), np.zeros(3)
     with pytest.raises(ValueError, match="unknown activation"):
-        bias_activate(z, bias, len(ACTIVATIONS))
+        bias_activate(z, bias, len(ACTIVATIONS), SLOPE)
     with pytest.raises(ValueError, match="unknown activation"):
-        scale_by_derivative(z, z, len(ACTIVATIONS))
+        scale_by_derivative(z, z, len(ACTIVATIONS), SLOPE)
+    with pytest.raises(ValueError, match="unknown activation"):  # it keeps z for GELU, SiLU only
+        bias_activate_keeping_z(z.copy(), z, bias, ACTIVATIONS.index("ReLU"), SLOPE)
     with pytest.raises(ValueError, match="unknown loss"):
         loss_backward(np.empty((2, 3)), z, np.arange(2), np.zeros(2, np.int64), NO_TARGETS,
                       NO_WEIGHTS, len(LOSSES), 2.0, 0.0, 1.0)
@@ -481,7 +518,9 @@ def test_weight_decay_gradient_matches_finite_differences():
 
 
 @pytest.mark.parametrize("optimizer,activation", [("adam", "ReLU"), ("nadam", "tanh"),
-                                                  ("momentum", "sigmoid"), ("sgd", "identity")])
+                                                  ("momentum", "sigmoid"), ("sgd", "identity"),
+                                                  ("adamw", "GELU"), ("rmsprop", "SiLU"),
+                                                  ("nag", "LeakyReLU")])
 def test_float32_epoch_tracks_float64_reference(problem, optimizer, activation):
     layout, pixels, labels, order = problem
     x = scale_pixels(pixels, np.float64)
@@ -511,12 +550,24 @@ def test_diverging_epoch_stops_early(problem):
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_float32_activations_are_accurate(activation):
-    """float32 uses vectorised exp/tanh (kernels/fastmath.py): within float32 rounding."""
+    """float32 uses vectorised exp/tanh/normal CDF (kernels/fastmath.py): the activations
+    and their derivatives within float32 rounding (absolute below 1, relative above)."""
+    code = ACTIVATIONS.index(activation)
     z = np.linspace(-120, 120, 24001, dtype=np.float32).reshape(1, -1)
+    z = np.concatenate([z, np.linspace(-8, 8, 24001, dtype=np.float32).reshape(1, -1)])
+    z64 = z.astype(np.float64)
     mine = z.copy()
-    bias_activate(mine, np.zeros(z.shape[1], np.float32), ACTIVATIONS.index(activation))
-    gold = ref.activate(activation, z.astype(np.float64))
-    assert np.max(np.abs(mine - gold)) < 3e-7
+    bias_activate(mine, np.zeros(z.shape[1], np.float32), code, np.float32(SLOPE))
+    gold = ref.activate(activation, z64, np.float64(np.float32(SLOPE)))
+    assert np.max(np.abs(mine - gold) / np.maximum(1, np.abs(gold))) < 3e-7
+    kept = z if needs_pre_activations(code) else mine
+    scaled = np.ones_like(z)
+    scale_by_derivative(scaled, kept, code, np.float32(SLOPE))
+    slope = np.float64(np.float32(SLOPE))  # the slope as the float32 kernel holds it
+    gold = ref.activation_derivative(activation, ref.derivative_input(activation, z64, slope),
+                                     slope)
+    away_from_kinks = np.abs(z64) > 1e-6
+    assert np.max(np.abs(scaled - gold)[away_from_kinks]) < 1e-6
 
 
 def test_float32_exp_is_accurate():
@@ -612,6 +663,49 @@ def test_training_additions_match_reference(problem, name, shards):
     assert relative_error(params, flatten(layers)) < TIGHT
 
 
+NEW_ACTIVATIONS = ("GELU", "SiLU", "LeakyReLU")  # issue N
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+@pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["kept", "kept-and-dropped"])
+@pytest.mark.parametrize("activation", NEW_ACTIVATIONS)
+def test_new_activations_train_like_reference(problem, activation, dropout, shards):
+    """GELU and SiLU keep their pre-activations for the backward pass, with and without
+    dropout (which keeps its own buffers); LeakyReLU reads a slope that is not the default.
+    Two epochs against the twin: losses, accuracies, parameters."""
+    layout, pixels, labels, order = problem
+    regime = dict(dropout=dropout, input_dropout=0.1, seed=5, leaky_slope=SLOPE)
+    x = scale_pixels(pixels, np.float64)
+    params = init_params(layout, "He", np.random.default_rng(1), np.float64)
+    layers = [(w.copy(), b.copy()) for w, b in layout.views(params)]
+    gold_optimizer = ref.Optimizer("adamw", layers, HYPER)
+    state = None
+    for epoch_order in (order, order[::-1].copy()):
+        gold_loss, gold_acc = ref.train_epoch(layers, gold_optimizer, x, labels, epoch_order, 32,
+                                              activation, "cross_entropy", regime)
+        mine_loss, mine_acc, _, state = kernel_epoch(params, layout, pixels, labels, epoch_order,
+                                                     32, activation, "cross_entropy", "adamw",
+                                                     state=state, shards=shards, regime=regime)
+        assert mine_loss == pytest.approx(gold_loss, rel=TIGHT)
+        assert mine_acc == gold_acc
+    assert relative_error(params, flatten(layers)) < TIGHT
+
+
+def test_leaky_slope_changes_only_leaky_relu(problem):
+    """The slope reaches LeakyReLU's kernels (another slope, other parameters) and no other
+    activation's (the same parameters, bit for bit)."""
+    layout, pixels, labels, order = problem
+    start = init_params(layout, "He", np.random.default_rng(1), np.float64)
+    for activation, differs in (("LeakyReLU", True), ("GELU", False), ("ReLU", False)):
+        trained = []
+        for slope in (LEAKY_SLOPE, 0.3):
+            params = start.copy()
+            kernel_epoch(params, layout, pixels, labels, order, 32, activation, "cross_entropy",
+                         "adam", regime=dict(leaky_slope=slope))
+            trained.append(params)
+        assert (not np.array_equal(*trained)) == differs, activation
+
+
 def test_kernel_and_twin_draw_the_same_random_numbers():
     from fastmlp.kernels.random import uniform
 
@@ -622,10 +716,13 @@ def test_kernel_and_twin_draw_the_same_random_numbers():
     assert 0.45 < twin.mean() < 0.55 and twin.min() >= 0 and twin.max() < 1
 
 
-@pytest.mark.parametrize("regime", [dict(dropout=0.4, seed=3), dict(label_smoothing=0.2),
-                                    dict(input_dropout=0.3, dropout=0.2, seed=4)],
-                         ids=["dropout", "smoothing", "both-dropouts"])
-def test_regularised_gradients_match_finite_differences(regime):
+@pytest.mark.parametrize("activation,regime", [
+    ("sigmoid", dict(dropout=0.4, seed=3)), ("sigmoid", dict(label_smoothing=0.2)),
+    ("sigmoid", dict(input_dropout=0.3, dropout=0.2, seed=4)),
+    *[(activation, dict(dropout=0.4, seed=3, leaky_slope=SLOPE))
+      for activation in NEW_ACTIVATIONS]],
+    ids=["dropout", "smoothing", "both-dropouts", *[f"dropout-{a}" for a in NEW_ACTIVATIONS]])
+def test_regularised_gradients_match_finite_differences(activation, regime):
     """With the step's masks held fixed, kernel and reference gradients are the derivative
     of the (dropped-out, smoothed) batch loss."""
     rng = np.random.default_rng(12)
@@ -642,17 +739,18 @@ def test_regularised_gradients_match_finite_differences(regime):
         scales = [ref.dropout_scales(regime["dropout"], seed, step, 1 + l, places, width)
                   for l, width in enumerate((5, 4))]
     smoothing = regime.get("label_smoothing", 0.0)
+    slope = regime.get("leaky_slope", LEAKY_SLOPE)
 
     def batch_loss(flat):
-        return ref.gradients(layout.views(flat.copy()), x, labels, "sigmoid", "cross_entropy",
-                             scales, smoothing)[0]
+        return ref.gradients(layout.views(flat.copy()), x, labels, activation, "cross_entropy",
+                             scales, smoothing, leaky_slope=slope)[0]
 
     numeric = centred_differences(batch_loss, params)
-    _, gold_grads, _ = ref.gradients(layout.views(params.copy()), x, labels, "sigmoid",
-                                     "cross_entropy", scales, smoothing)
+    _, gold_grads, _ = ref.gradients(layout.views(params.copy()), x, labels, activation,
+                                     "cross_entropy", scales, smoothing, leaky_slope=slope)
     no_step = dict(HYPER, weight_decay=0.0)  # grads: the batch's data gradient
     _, _, kernel_grads, _ = kernel_epoch(params.copy(), layout, pixels, labels, np.arange(7), 7,
-                                         "sigmoid", "cross_entropy", "sgd", hyper=no_step,
+                                         activation, "cross_entropy", "sgd", hyper=no_step,
                                          regime=regime)
     assert relative_error(flatten(gold_grads), numeric) < 1e-6
     assert relative_error(kernel_grads, numeric) < 1e-6

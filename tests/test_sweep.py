@@ -124,6 +124,18 @@ parameters:
     assert spec.constants == {"loss": "mean_squared_error"}
 
 
+def test_the_activations_and_leaky_slope_are_sweep_parameters():
+    spec = spec_of("""
+parameters:
+  activation: {values: [gelu, SILU, leakyrelu, relu]}
+  leaky_slope: {min: 0.0, max: 0.3}
+""")
+    params = {p.name: p for p in spec.params}
+    assert params["activation"].values == ("GELU", "SiLU", "LeakyReLU", "ReLU")
+    assert params["leaky_slope"].distribution == "uniform"
+    assert (params["leaky_slope"].low, params["leaky_slope"].high) == (0.0, 0.3)
+
+
 def test_distribution_is_inferred_like_wandb_and_numbers_are_coerced():
     spec = spec_of("""
 parameters:
@@ -152,6 +164,7 @@ parameters:
     ("parameters: {learning_rate: {min: 0.1, max: 0.01}}", "min 0.1 is greater than max 0.01"),
     ("parameters: {activation: {values: [swish]}}", "'swish' is not one of"),
     ("parameters: {learning_rate: {values: [-1]}}", "must be a finite number > 0"),
+    ("parameters: {leaky_slope: {values: [0.01, 1.5]}}", "must be in [0, 1)"),
     ("parameters: {epochs: {distribution: uniform, min: 1, max: 3}}", "is a whole number"),
     ("method: hyperopt\nparameters: {epochs: {value: 1}}", "method 'hyperopt' is not supported"),
     ("metric: {name: accuracy}\nparameters: {epochs: {value: 1}}", "metric 'accuracy'"),

@@ -201,7 +201,7 @@ def test_help_lists_every_flag_in_spec_spelling():
     assert outcome.code == 0 and outcome.err == ""
     for short, long, _, _ in SPEC_VALUES:
         assert re.search(rf"^\s+{short}, {long} ", outcome.out, re.M), long
-    assert "[identity|sigmoid|tanh|ReLU]" in outcome.out
+    assert "[identity|sigmoid|tanh|ReLU|GELU|SiLU|LeakyReLU]" in outcome.out
     assert "[random|Xavier|He]" in outcome.out
 
 
@@ -319,7 +319,7 @@ BAD_INPUT = [
     ("hidden-size-0", ["-sz", "0"], ["-sz/--hidden_size"]),
     ("epsilon-0", ["-eps", "0"], ["-eps/--epsilon"]),
     ("optimizer-adamax", ["-o", "adamax"], ["--optimizer", "adamax"]),
-    ("activation-gelu", ["-a", "gelu"], ["--activation", "gelu", "ReLU"]),
+    ("activation-swish", ["-a", "swish"], ["--activation", "swish", "ReLU", "GELU"]),
     ("dataset-cifar", ["-d", "cifar"], ["--dataset", "cifar"]),
     ("epochs-abc", ["-e", "abc"], ["--epochs", "abc"]),
     ("unknown-flag", ["--colour", "blue"], ["--colour"]),

@@ -1,26 +1,36 @@
-"""One dense layer forward and backward, bias and activation fused. Arguments: outputs first."""
+"""One dense layer forward and backward, bias and activation fused. Arguments: outputs first.
+slope: LeakyReLU's (the other activations ignore it)."""
 import numpy as np
 from . import kernel
 
-from .activations import bias_activate, scale_by_derivative
+from .activations import bias_activate, bias_activate_keeping_z, scale_by_derivative
 from .gemm import matmul
 
 
 @kernel()
-def dense_forward(out, a_in, weights, bias, act_code):
+def dense_forward(out, a_in, weights, bias, act_code, slope):
     """out (B, n_out) = act(a_in (B, n_in) @ weights (n_in, n_out) + bias (n_out,))."""
     matmul(out, a_in, weights)
-    bias_activate(out, bias, act_code)
+    bias_activate(out, bias, act_code, slope)
 
 
 @kernel()
-def dense_backward(dweights, dbias, dz_in, dz, a_in, weights, in_act_code, want_dz_in,
-                   a_in_pre, in_scales, dropped):
+def dense_forward_keeping_z(out, z, a_in, weights, bias, act_code, slope):
+    """dense_forward, and z (B, n_out) = a_in @ weights + bias kept beside out: for the
+    activations whose backward pass reads z (activations.needs_pre_activations)."""
+    matmul(z, a_in, weights)
+    bias_activate_keeping_z(out, z, bias, act_code, slope)
+
+
+@kernel()
+def dense_backward(dweights, dbias, dz_in, dz, a_in, weights, in_act_code, slope, want_dz_in,
+                   in_kept, in_scales, dropped):
     """Given dz = dLoss/d(pre-activation) (B, n_out) of this layer:
     dweights (n_in, n_out) = a_in^T dz;  dbias (n_out,) = column sums of dz;
-    if want_dz_in: dz_in (B, n_in) = (dz @ weights^T) * act'(a_in), the previous layer's dz.
-    dropped: the input went through dropout, a_in = a_in_pre * in_scales; then
-    dz_in = (dz @ weights^T) * in_scales * act'(a_in_pre)."""
+    if want_dz_in: dz_in (B, n_in) = (dz @ weights^T) * act'(.), the previous layer's dz,
+    act' read from in_kept: what the input layer's activation's derivative reads
+    (activations.scale_by_derivative), its output or its pre-activation. dropped: the input
+    went through dropout, a_in = act(.) * in_scales; then dz_in is also times in_scales."""
     matmul(dweights, a_in.T, dz)
     rows, cols = dz.shape
     for j in range(cols):
@@ -34,6 +44,4 @@ def dense_backward(dweights, dbias, dz_in, dz, a_in, weights, in_act_code, want_
             for i in range(rows):
                 for j in range(dz_in.shape[1]):
                     dz_in[i, j] *= in_scales[i, j]
-            scale_by_derivative(dz_in, a_in_pre, in_act_code)
-        else:
-            scale_by_derivative(dz_in, a_in, in_act_code)
+        scale_by_derivative(dz_in, in_kept, in_act_code, slope)

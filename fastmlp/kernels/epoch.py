@@ -20,12 +20,14 @@ from numba.extending import overload
 
 from . import kernel
 
-from .dense import dense_backward, dense_forward
+from .activations import needs_pre_activations
+from .dense import dense_backward, dense_forward, dense_forward_keeping_z
 from .fastmath import flush_denormals, restore_denormals, scalar_like
 from .interface import (CODE_ACTIVATION, CODE_FLIP, CODE_IMAGE_WIDTH, CODE_LOSS,
                         CODE_OPTIMIZER, CODE_OUTPUT, CODE_SCHEDULE, CODE_SHIFT, HP_DROPOUT,
-                        HP_HUBER_DELTA, HP_INPUT_DROPOUT, HP_LABEL_SMOOTHING, HP_LEARNING_RATE,
-                        HP_SEED, HP_TOTAL_STEPS, HP_WARMUP_STEPS, IDENTITY, check_codes)
+                        HP_HUBER_DELTA, HP_INPUT_DROPOUT, HP_LABEL_SMOOTHING, HP_LEAKY_SLOPE,
+                        HP_LEARNING_RATE, HP_SEED, HP_TOTAL_STEPS, HP_WARMUP_STEPS, IDENTITY,
+                        check_codes)
 from .losses import loss_backward, output_values
 from .optimizers import optimizer_update
 from .random import STREAM_DROPOUT, STREAM_FLIP, STREAM_INPUT_DROPOUT, STREAM_SHIFT_X, \
@@ -69,19 +71,22 @@ def _activation_offsets(sizes, batch_size):
 
 
 @kernel()
-def _forward(acts, act_offsets, x_batch, params, w_offsets, sizes, act_code):
+def _forward(acts, act_offsets, x_batch, params, w_offsets, sizes, act_code, slope):
     """Fill A_1 .. A_L for x_batch (rows, n_in); returns the logits view (rows, K)."""
-    return _forward_dropout(acts, acts, acts, act_offsets, x_batch, params, w_offsets, sizes,
-                            act_code, 0.0, 0, 0, 0)
+    return _forward_training(acts, acts, acts, act_offsets, x_batch, params, w_offsets, sizes,
+                             act_code, slope, False, 0.0, 0, 0, 0)
 
 
 @kernel()
-def _forward_dropout(acts, pre, scales, act_offsets, x_batch, params, w_offsets, sizes,
-                     act_code, dropout, seed, t, first_row):
-    """_forward, with inverted dropout on every hidden layer's output when dropout > 0:
-    A_l = act(Z_l) * S_l with S_l = mask / (1 - p); act(Z_l) is kept in `pre` and S_l in
-    `scales` (same layout as acts) for the backward pass. Row i of the batch draws its
-    mask with the key (seed, t, STREAM_DROPOUT + l, first_row + i, unit)."""
+def _forward_training(acts, kept, scales, act_offsets, x_batch, params, w_offsets, sizes,
+                      act_code, slope, keep_z, dropout, seed, t, first_row):
+    """_forward, keeping in `kept` (same layout as acts) what each hidden layer's backward
+    pass reads besides A_l (dense_backward's in_kept), and with inverted dropout on every
+    hidden layer's output when dropout > 0: A_l = act(Z_l) * S_l, S_l = mask / (1 - p) kept
+    in `scales`. kept holds Z_l when keep_z (the activation needs its pre-activations:
+    activations.needs_pre_activations), else act(Z_l) before dropout when dropout > 0, else
+    nothing (the derivative reads A_l itself). Row i of the batch draws its mask with the
+    key (seed, t, STREAM_DROPOUT + l, first_row + i, unit)."""
     rows = x_batch.shape[0]
     num_dense = len(sizes) - 1
     keep_scale = scalar_like(1.0 / (1.0 - dropout), params)
@@ -92,14 +97,19 @@ def _forward_dropout(acts, pre, scales, act_offsets, x_batch, params, w_offsets,
         width = sizes[l + 1]
         out = acts[at:at + rows * width].reshape(rows, width)
         hidden = l < num_dense - 1
-        dense_forward(out, a_in, _weights(params, w_offsets, sizes, l),
-                      _bias(params, w_offsets, sizes, l), act_code if hidden else IDENTITY)
+        weights, bias = _weights(params, w_offsets, sizes, l), _bias(params, w_offsets, sizes, l)
+        if hidden and keep_z:
+            z = kept[at:at + rows * width].reshape(rows, width)
+            dense_forward_keeping_z(out, z, a_in, weights, bias, act_code, slope)
+        else:
+            dense_forward(out, a_in, weights, bias, act_code if hidden else IDENTITY, slope)
         if hidden and dropout > 0.0:
-            kept = pre[at:at + rows * width].reshape(rows, width)
+            before_dropout = kept[at:at + rows * width].reshape(rows, width)
             scale = scales[at:at + rows * width].reshape(rows, width)
             for i in range(rows):
                 for j in range(width):
-                    kept[i, j] = out[i, j]
+                    if not keep_z:
+                        before_dropout[i, j] = out[i, j]
                     keep = uniform(seed, t, STREAM_DROPOUT + l, first_row + i, j) >= dropout
                     scale[i, j] = keep_scale if keep else zero
                     out[i, j] = out[i, j] * scale[i, j]
@@ -152,7 +162,7 @@ def _gather(x_batch, pixels, rows_order, codes, hyper, t, first_row):
 
 
 @kernel()
-def _batch_gradients(grads, x_batch, acts, pre, scales, dz_a, dz_b, pixels, labels, targets,
+def _batch_gradients(grads, x_batch, acts, kept, scales, dz_a, dz_b, pixels, labels, targets,
                      weights, rows_order, first_row, weight_total, params, w_offsets, sizes,
                      codes, hyper, t):
     """Gather this share of batch t (rows_order, starting at first_row of the batch) into
@@ -163,13 +173,15 @@ def _batch_gradients(grads, x_batch, acts, pre, scales, dz_a, dz_b, pixels, labe
     num_dense = len(sizes) - 1
     rows = rows_order.shape[0]
     act_code, loss_code = codes[CODE_ACTIVATION], codes[CODE_LOSS]
-    dropout = hyper[HP_DROPOUT]
+    slope, dropout = hyper[HP_LEAKY_SLOPE], hyper[HP_DROPOUT]
+    keep_z = needs_pre_activations(act_code)
     x_batch = x_batch[:rows * sizes[0]].reshape(rows, sizes[0])
     _gather(x_batch, pixels, rows_order, codes, hyper, t, first_row)
 
     act_offsets = _activation_offsets(sizes, rows)
-    logits = _forward_dropout(acts, pre, scales, act_offsets, x_batch, params, w_offsets, sizes,
-                              act_code, dropout, np.int64(hyper[HP_SEED]), t, first_row)
+    logits = _forward_training(acts, kept, scales, act_offsets, x_batch, params, w_offsets,
+                               sizes, act_code, slope, keep_z, dropout,
+                               np.int64(hyper[HP_SEED]), t, first_row)
     dz = dz_a[:rows * sizes[num_dense]].reshape(rows, sizes[num_dense])
     loss, correct = loss_backward(dz, logits, rows_order, labels, targets, weights, loss_code,
                                   weight_total, hyper[HP_LABEL_SMOOTHING], hyper[HP_HUBER_DELTA])
@@ -182,17 +194,19 @@ def _batch_gradients(grads, x_batch, acts, pre, scales, dz_a, dz_b, pixels, labe
             # ping-pong: dz of layer l is in one buffer, dz_in goes to the other
             spare = dz_b if l % 2 == (num_dense - 1) % 2 else dz_a
             dz_in = spare[:rows * n_in].reshape(rows, n_in)
+            # what act' reads (_forward_training): Z_l or act(Z_l) kept, else A_l itself
+            in_kept = a_in
+            if keep_z or dropout > 0.0:
+                in_kept = kept[at:at + rows * n_in].reshape(rows, n_in)
+            in_scales = a_in
             if dropout > 0.0:
-                a_pre = pre[at:at + rows * n_in].reshape(rows, n_in)
                 in_scales = scales[at:at + rows * n_in].reshape(rows, n_in)
-            else:
-                a_pre = in_scales = a_in
         else:
-            a_in = a_pre = in_scales = x_batch
+            a_in = in_kept = in_scales = x_batch
             dz_in = x_batch  # not written: the input layer needs no gradient
         dense_backward(_weights(grads, w_offsets, sizes, l), _bias(grads, w_offsets, sizes, l),
-                       dz_in, dz, a_in, _weights(params, w_offsets, sizes, l), act_code, l > 0,
-                       a_pre, in_scales, l > 0 and dropout > 0.0)
+                       dz_in, dz, a_in, _weights(params, w_offsets, sizes, l), act_code, slope,
+                       l > 0, in_kept, in_scales, l > 0 and dropout > 0.0)
         dz = dz_in
     return loss, correct
 
@@ -229,9 +243,12 @@ def train_epoch(buffers, progress, t, pixels, labels, targets, weights, order, b
     x_bufs = np.empty((shards, per_shard * sizes[0]), dtype=params.dtype)
     act_size = _activation_offsets(sizes, per_shard)[-1]
     act_bufs = np.empty((shards, act_size), dtype=params.dtype)
-    dropout_size = act_size if hyper[HP_DROPOUT] > 0.0 else 1
-    pre_bufs = np.empty((shards, dropout_size), dtype=params.dtype)
-    scale_bufs = np.empty((shards, dropout_size), dtype=params.dtype)
+    # kept (per shard): what the backward pass reads besides the activations, only where
+    # something is kept (_forward_training): Z_l for GELU and SiLU, act(Z_l) under dropout
+    dropped = hyper[HP_DROPOUT] > 0.0
+    kept_size = act_size if dropped or needs_pre_activations(codes[CODE_ACTIVATION]) else 1
+    kept_bufs = np.empty((shards, kept_size), dtype=params.dtype)
+    scale_bufs = np.empty((shards, act_size if dropped else 1), dtype=params.dtype)
     dz_a = np.empty((shards, per_shard * widest), dtype=params.dtype)
     dz_b = np.empty((shards, per_shard * widest), dtype=params.dtype)
     shard_grads = np.zeros((shards, num_params), dtype=params.dtype)
@@ -256,7 +273,7 @@ def train_epoch(buffers, progress, t, pixels, labels, targets, weights, order, b
                 weight_total += weights[order[i]]
         if used == 1:  # no thread launch at all
             shard_loss[0], shard_correct[0] = _batch_gradients(
-                shard_grads[0], x_bufs[0], act_bufs[0], pre_bufs[0], scale_bufs[0], dz_a[0],
+                shard_grads[0], x_bufs[0], act_bufs[0], kept_bufs[0], scale_bufs[0], dz_a[0],
                 dz_b[0], pixels, labels, targets, weights, order[start:start + rows], 0,
                 weight_total, params, w_offsets, sizes, codes, hyper, step)
         else:
@@ -265,7 +282,7 @@ def train_epoch(buffers, progress, t, pixels, labels, targets, weights, order, b
                 first = start + s * per_shard
                 last = min(start + rows, first + per_shard)
                 shard_loss[s], shard_correct[s] = _batch_gradients(
-                    shard_grads[s], x_bufs[s], act_bufs[s], pre_bufs[s], scale_bufs[s],
+                    shard_grads[s], x_bufs[s], act_bufs[s], kept_bufs[s], scale_bufs[s],
                     dz_a[s], dz_b[s], pixels, labels, targets, weights, order[first:last],
                     first - start, weight_total, params, w_offsets, sizes, codes, hyper, step)
                 restore_denormals(thread_mode)
@@ -322,6 +339,7 @@ def infer(outputs, predictions, x, labels, targets, weights, params, net, codes,
     check_codes(codes)
     sizes, w_offsets, _ = net
     act_code, loss_code, output_code = codes[CODE_ACTIVATION], codes[CODE_LOSS], codes[CODE_OUTPUT]
+    slope = hyper[HP_LEAKY_SLOPE]
     n = x.shape[0]
     want_outputs = outputs.shape[0] == n
     want_loss = labels.shape[0] == n or targets.shape[0] == n
@@ -345,7 +363,7 @@ def infer(outputs, predictions, x, labels, targets, weights, params, net, codes,
             start = c * chunk
             rows = min(chunk, n - start)
             logits = _forward(acts[w], act_offsets, x[start:start + rows], params, w_offsets,
-                              sizes, act_code)
+                              sizes, act_code, slope)
             for i in range(rows):
                 predictions[start + i] = np.argmax(logits[i])
             if want_outputs:

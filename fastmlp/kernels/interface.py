@@ -24,8 +24,15 @@ from . import kernel
 
 # ----------------------------------------------------------------------------- name tables
 
-ACTIVATIONS = ("identity", "sigmoid", "tanh", "ReLU")
-IDENTITY, SIGMOID, TANH, RELU = range(len(ACTIVATIONS))
+ACTIVATIONS = ("identity", "sigmoid", "tanh", "ReLU", "GELU", "SiLU", "LeakyReLU")
+IDENTITY, SIGMOID, TANH, RELU, GELU, SILU, LEAKY_RELU = range(len(ACTIVATIONS))
+# The activations whose derivative cannot be read from their output (GELU and SiLU are not
+# one-to-one): the training pass keeps their pre-activations Z for the backward pass. Every
+# other activation's derivative is written in terms of its output A, and keeps nothing more.
+NEEDS_PRE_ACTIVATIONS = ("GELU", "SiLU")
+# ... as a flag per activation code, for the kernels (activations.needs_pre_activations)
+PRE_ACTIVATIONS_NEEDED = np.array([name in NEEDS_PRE_ACTIVATIONS for name in ACTIVATIONS])
+LEAKY_SLOPE = 0.01  # LeakyReLU's slope for z < 0 by default (PyTorch's): --leaky-slope
 
 LOSSES = ("mean_squared_error", "cross_entropy", "squared_error", "absolute_error", "huber",
           "poisson", "binary_cross_entropy")
@@ -76,10 +83,10 @@ CODE_LIMITS = np.array([len(table) if table is not None else -1
 # derived from them and the epoch's length (the schedule's total and warm-up steps).
 HYPERPARAMETERS = ("learning_rate", "momentum", "beta", "beta1", "beta2", "epsilon",
                    "weight_decay", "dropout", "input_dropout", "label_smoothing", "seed",
-                   "total_steps", "warmup_steps", "huber_delta")
+                   "total_steps", "warmup_steps", "huber_delta", "leaky_slope")
 (HP_LEARNING_RATE, HP_MOMENTUM, HP_BETA, HP_BETA1, HP_BETA2, HP_EPSILON, HP_WEIGHT_DECAY,
  HP_DROPOUT, HP_INPUT_DROPOUT, HP_LABEL_SMOOTHING, HP_SEED, HP_TOTAL_STEPS,
- HP_WARMUP_STEPS, HP_HUBER_DELTA) = range(len(HYPERPARAMETERS))
+ HP_WARMUP_STEPS, HP_HUBER_DELTA, HP_LEAKY_SLOPE) = range(len(HYPERPARAMETERS))
 
 
 def kernel_inputs(config, steps_per_epoch: int = 0, image_width: int = 0):
