@@ -2,6 +2,8 @@
 and both against centred finite differences. float64, tight tolerances, seeded shapes."""
 import itertools
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -13,7 +15,7 @@ from fastmlp.kernels.activations import (bias_activate, bias_activate_keeping_z,
                                          needs_pre_activations, scale_by_derivative)
 from fastmlp.kernels.dense import dense_backward, dense_forward, dense_forward_keeping_z
 from fastmlp.kernels.epoch import infer, train_epoch
-from fastmlp.kernels.gemm import matmul, tiled_matmul, tiles_suit
+from fastmlp.kernels.gemm import MAX_TILE_ROWS, TILE_BYTES, matmul, tiled_matmul, tiles_suit
 from fastmlp.kernels.interface import (ACTIVATIONS, CODE_ACTIVATION, CODE_LOSS, CODE_OPTIMIZER,
                                        CODE_SCHEDULE, CODES, LEAKY_SLOPE, LOSS_OUTPUT, LOSSES,
                                        NEEDS_PRE_ACTIVATIONS, OPTIMIZERS, OUTPUTS, SCHEDULES,
@@ -180,12 +182,13 @@ def test_dense_forward_and_backward_match_reference(activation):
 
 @pytest.mark.parametrize("dtype,tolerance", [(np.float64, TIGHT), (np.float32, 1e-5)])
 def test_tiled_matmul_matches_numpy(dtype, tolerance):
-    """The register-blocked tile (kernels/gemm.py) on every row remainder (1-13 rows, and a
-    shard's 16, a batch's 32 and 64), several tile columns, and x both as rows and as a
-    transposed view (the dW product a_in.T @ dz)."""
+    """The register-blocked tile (kernels/gemm.py, shaped for this CPU) on every row
+    remainder (1 to two tiles and one more row, and a shard's 16, a batch's 32 and 64),
+    several tile columns, and x both as rows and as a transposed view (the dW product
+    a_in.T @ dz)."""
     rng = np.random.default_rng(11)
-    tile_cols = 64 // np.dtype(dtype).itemsize
-    for rows in [*range(1, 14), 16, 32, 64]:
+    tile_cols = TILE_BYTES // np.dtype(dtype).itemsize
+    for rows in [*range(1, 2 * MAX_TILE_ROWS + 2), 16, 32, 64]:
         for depth, cols in [(1, tile_cols), (30, 2 * tile_cols), (97, 4 * tile_cols)]:
             x = rng.normal(size=(rows, depth)).astype(dtype)
             w = rng.normal(size=(depth, cols)).astype(dtype)
@@ -196,6 +199,47 @@ def test_tiled_matmul_matches_numpy(dtype, tolerance):
             dweights = np.full((depth, cols), np.nan, dtype)
             tiled_matmul(dweights, x.T, dz)
             assert relative_error(dweights, x.T @ dz) < tolerance, (rows, depth, cols)
+
+
+TILE_PROGRAM = """
+import sys
+import numpy as np
+from fastmlp.kernels.gemm import TILE_BYTES, tiled_matmul
+rng = np.random.default_rng(13)
+w = rng.normal(size=(97, 64)).astype(np.float32)
+results = {}
+for rows in range(1, 30):
+    x = rng.normal(size=(rows, 97)).astype(np.float32)
+    out = np.empty((rows, 64), np.float32)
+    tiled_matmul(out, x, w)
+    results[f"rows{rows}"] = out
+np.savez(sys.argv[1], tile_bytes=TILE_BYTES, **results)
+"""
+
+
+def test_the_tile_gives_the_same_bits_on_avx2_and_avx512(tmp_path):
+    """The tile shaped for AVX2 (forced by FASTMLP_VECTOR_BYTES=32: the fallback path) and
+    for this CPU sum each product in the same order with one FMA per term: the same bits.
+    (On an AVX2 machine both are the AVX2 shape.)"""
+    import os
+    import subprocess
+    import sys
+
+    outcomes = {}
+    for vector in ("32", "native"):
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        env.pop("FASTMLP_VECTOR_BYTES", None)
+        if vector == "32":
+            env["FASTMLP_VECTOR_BYTES"] = "32"
+        path = tmp_path / f"{vector}.npz"
+        done = subprocess.run([sys.executable, "-c", TILE_PROGRAM, str(path)], env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        outcomes[vector] = dict(np.load(path))
+    assert int(outcomes["32"]["tile_bytes"]) == 64
+    assert int(outcomes["native"]["tile_bytes"]) == TILE_BYTES
+    for rows in range(1, 30):
+        assert np.array_equal(outcomes["32"][f"rows{rows}"], outcomes["native"][f"rows{rows}"])
 
 
 @pytest.mark.parametrize("rows,n_in,n_out,tiled", [

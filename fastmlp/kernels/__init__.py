@@ -20,14 +20,18 @@ from numba import njit
 
 def _kernel_cache_dir() -> str:
     """<user cache>/fastmlp/kernels/<hash of this package's sources, Numba's and Python's
-    versions>; under $NUMBA_CACHE_DIR/fastmlp/ when that is set."""
+    versions, the CPU's vector width and L2 size>; under $NUMBA_CACHE_DIR/fastmlp/ when that
+    is set."""
     import platform
     import sys
 
     digest = hashlib.sha256()
     for source in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
-    digest.update(f"{numba.__version__} {sys.version} {platform.machine()}".encode())
+    from .machine import shape_key  # the tile's shape is generated from the CPU's
+
+    digest.update(f"{numba.__version__} {sys.version} {platform.machine()} "
+                  f"{shape_key()}".encode())
     if os.environ.get("NUMBA_CACHE_DIR"):
         base = Path(os.environ["NUMBA_CACHE_DIR"]) / "fastmlp"
     else:

@@ -6,15 +6,20 @@ at 16 rows it runs at a third of its large-matrix rate. The tile below skips the
 
     out[i0:i0+R, j0:j0+W] = x[i0:i0+R, :] @ w[:, j0:j0+W]
 
-with W = two SIMD registers of columns (16 float32) and R <= 6 rows. Its R x 2 accumulators
+with W = two SIMD registers of columns (16 float32 with AVX2, 32 with AVX-512: the CPU's,
+kernels/machine.py) and R <= MAX_TILE_ROWS rows (6, or 12 in AVX-512's 32 registers). Its
+R x 2 accumulators
 stay in registers for the whole sum over k; at each k it loads w[k, j0:j0+W] once (two
 vector loads) and broadcasts x[i, k] for each row (the classic BLAS micro-kernel, as in
 BLIS and OpenBLAS, here without the packing). It is written in LLVM IR (a Numba
 intrinsic) because Numba has no SIMD types and LLVM does not vectorise the same loop written
 with scalars. The sum over k runs in order, one fused multiply-add per term.
 
+Every shape sums each output's terms in the same order with one fused multiply-add each, so
+AVX2 and AVX-512 tiles give the same bits.
+
 `matmul` chooses: the tile for float32 products over at most SMALL_ROWS of a batch's rows
-whose weight matrix fits in the L2 cache and whose width is a multiple of W (measured with
+whose weight matrix fits in half the L2 cache (its size read from the machine) and whose width is a multiple of W (measured with
 `fastmlp bench --group dense_forward --group dense_backward`); np.dot (BLAS) for everything
 else. The NumPy twin is the plain product `x @ w`.
 """
@@ -26,12 +31,15 @@ from numba.extending import intrinsic
 
 from . import kernel
 
-VECTOR_BYTES = 32  # one AVX2 register: 8 float32
-TILE_BYTES = 2 * VECTOR_BYTES  # the columns of one tile
+from .machine import L2_BYTES, VECTOR_BYTES, VECTOR_REGISTERS
+
+TILE_BYTES = 2 * VECTOR_BYTES  # the columns of one tile: 16 float32 (AVX2), 32 (AVX-512)
 SMALL_ROWS = 64  # at more rows BLAS's packing begins to pay for itself
-SMALL_WEIGHTS = 65536  # elements of the weight-sized matrix: 256 KB of float32, half a Zen 3
-                       # core's L2 cache
-MAX_TILE_ROWS = 6  # 6 x 2 accumulators + 2 loads + 1 broadcast: 15 of 16 registers
+SMALL_WEIGHTS = L2_BYTES // 2 // 4  # elements of the weight-sized matrix: float32 filling
+                                    # half a core's L2 cache (65,536 on Zen 3)
+# rows x 2 accumulators + 2 loads of w + 1 broadcast of x fit the vector registers: 6 rows
+# (15 of AVX2's 16), 12 (27 of AVX-512's 32; 14 would leave LLVM no spare register)
+MAX_TILE_ROWS = 6 if VECTOR_REGISTERS == 16 else 12
 
 
 def _tile_intrinsic(tile_rows):
@@ -112,8 +120,10 @@ def _tile_intrinsic(tile_rows):
     return tile
 
 
-_tile1, _tile2, _tile3, _tile4, _tile5, _tile6 = (
-    _tile_intrinsic(rows) for rows in range(1, MAX_TILE_ROWS + 1))
+# the tiles a product's rows are cut into: as many of the largest as fit, then the rest by
+# halves (16 rows: 12 + 4 on AVX-512, 6 + 6 + 4 on AVX2)
+_tile_max, _tile8, _tile4, _tile2, _tile1 = (_tile_intrinsic(rows) for rows in
+                                             (MAX_TILE_ROWS, 8, 4, 2, 1))
 
 
 @kernel()
@@ -125,18 +135,18 @@ def tiled_matmul(out, x, w):
     for j in range(0, cols, tile_cols):
         i = 0
         while rows - i >= MAX_TILE_ROWS:
-            _tile6(out, x, w, i, j)
+            _tile_max(out, x, w, i, j)
             i += MAX_TILE_ROWS
-        left = rows - i
-        if left == 5:
-            _tile5(out, x, w, i, j)
-        elif left == 4:
+        if MAX_TILE_ROWS > 8 and rows - i >= 8:
+            _tile8(out, x, w, i, j)
+            i += 8
+        if rows - i >= 4:
             _tile4(out, x, w, i, j)
-        elif left == 3:
-            _tile3(out, x, w, i, j)
-        elif left == 2:
+            i += 4
+        if rows - i >= 2:
             _tile2(out, x, w, i, j)
-        elif left == 1:
+            i += 2
+        if rows - i == 1:
             _tile1(out, x, w, i, j)
 
 
