@@ -498,10 +498,13 @@ class Splits:
         return None if self.target_mean is None else (self.target_mean, self.target_scale)
 
 
-def load_splits(config, own: Dataset | None = None) -> Splits:
+def load_splits(config, own: Dataset | None = None, consume: bool = False) -> Splits:
     """The seeded validation split taken off train; validation and test as floats in [0, 1].
     config: a TrainConfig (dataset, data_dir, val_fraction, seed, dtype). own: the user's
-    data (`--data`), already read by owndata.load_own_data; without it, config.dataset."""
+    data (`--data`), already read by owndata.load_own_data; without it, config.dataset.
+    consume: the caller drops `own` afterwards, so its float features may be rearranged in
+    place (the training rows moved to the front) instead of copied: a large table is not
+    held twice."""
     if own is not None:
         dataset, image_shape = own, own.image_shape
     elif getattr(config, "data", None) is not None:
@@ -520,15 +523,28 @@ def load_splits(config, own: Dataset | None = None) -> Splits:
         scale = np.where(scale > 0, scale, 1.0)
         y, y_test = (y - mean) / scale, (y_test - mean) / scale
     w = dataset.w_train
+    x_val = model_inputs(dataset.x_train[val_rows], dtype)
+    if consume and own is not None and dataset.x_train.dtype == dtype:
+        x_train, x_test = keep_rows(dataset.x_train, train_rows), dataset.x_test
+    else:
+        x_train, x_test = dataset.x_train[train_rows], model_inputs(dataset.x_test, dtype)
     return Splits(
-        pixels_train=dataset.x_train[train_rows], y_train=y[train_rows],
-        x_val=model_inputs(dataset.x_train[val_rows], dtype), y_val=y[val_rows],
-        x_test=model_inputs(dataset.x_test, dtype), y_test=y_test,
+        pixels_train=x_train, y_train=y[train_rows], x_val=x_val, y_val=y[val_rows],
+        x_test=x_test, y_test=y_test,
         class_names=tuple(dataset.class_names),
         image_shape=image_shape, task=dataset.task,
         w_train=None if w is None else w[train_rows], w_val=None if w is None else w[val_rows],
         w_test=dataset.w_test, preprocessing=dataset.preprocessing, target_mean=mean,
         target_scale=scale)
+
+
+def keep_rows(x: np.ndarray, rows: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """x[rows] for sorted rows, written over x's first rows (a view of them): each chunk's
+    rows come from at or after where they go, so no row is overwritten before it moves."""
+    for start in range(0, len(rows), chunk):
+        moving = rows[start:start + chunk]
+        x[start:start + len(moving)] = x[moving]
+    return x[:len(rows)]
 
 
 # Regression losses trained on standardised targets (poisson's counts keep their scale: its

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import FILES, Dataset, file_in, read_idx, train_val_split
+from .data import FILES, Dataset, file_in, keep_rows, read_idx, train_val_split
 from .errors import DataError
 from .preprocess import fit_preprocessing, plain_features
 from .tables import Table, is_table, read_table
@@ -355,6 +355,9 @@ def _table_features(config, loaded: Loaded, preprocessing):
             part.x = (preprocessing.transform(part.x, dtype) if preprocessing is not None
                       else plain_features(part.x, names, dtype))
             part.source = part.source.locator()  # the columns' memory goes
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()  # back to the system, not kept by pyarrow
     return preprocessing
 
 
@@ -473,19 +476,10 @@ def _test_split(path, part: Part, fraction, seed):
     is not held twice."""
     train_rows, test_rows = _split_rows(path, len(part.y), fraction, seed)
     test = part.take(test_rows)
-    train = Part(_keep_rows(part.x, train_rows), part.y[train_rows],
+    train = Part(keep_rows(part.x, train_rows), part.y[train_rows],
                  None if part.weights is None else part.weights[train_rows], part.source,
                  None if part.rows is None else part.rows[train_rows])
     return train, test
-
-
-def _keep_rows(x: np.ndarray, rows: np.ndarray, chunk: int = 65536) -> np.ndarray:
-    """x[rows] for sorted rows, written over x's first rows (a view of them): each chunk's
-    rows come from at or after where they go, so no row is overwritten before it moves."""
-    for start in range(0, len(rows), chunk):
-        moving = rows[start:start + chunk]
-        x[start:start + len(moving)] = x[moving]
-    return x[:len(rows)]
 
 
 def _features(path, x, dtype, checked=False) -> np.ndarray:

@@ -172,18 +172,35 @@ def _read_csv(path: Path, delimiter, categorical: set, as_read: set) -> Table:
     sampled = _arrow_read(path, lambda: pacsv.read_csv(
         io.BytesIO(sample), read_options=read, parse_options=parse,
         convert_options=_convert(None)), delimiter)
-    types = {}
-    for field in sampled.schema:
-        if field.name in categorical:
-            types[field.name] = pa.string()
-        elif field.name not in as_read and (pa.types.is_integer(field.type) or
-                                            pa.types.is_floating(field.type) or
-                                            pa.types.is_null(field.type)):
-            types[field.name] = pa.float32()
-    columns = _arrow_read(path, lambda: pacsv.read_csv(
-        path, read_options=read, parse_options=parse, convert_options=_convert(types)),
+    types = {field.name: _column_type(field, categorical, as_read) for field in sampled.schema}
+    # block by block: a whole-file read holds the file's text beside its columns (4x the
+    # float32 matrix at the peak, measured), a stream one block of it
+    columns = _arrow_read(path, lambda: _read_stream(pacsv.open_csv(
+        path, read_options=read, parse_options=parse, convert_options=_convert(types))),
         delimiter, types)
     return Table(path, columns, delimiter)
+
+
+def _column_type(field, categorical: set, as_read: set):
+    """The type a CSV column is read as, from its type in the sample: every column's type
+    is fixed before the stream starts (a later block cannot widen it)."""
+    import pyarrow as pa
+
+    kind = field.type
+    if field.name in categorical or pa.types.is_string(kind) or pa.types.is_null(kind) \
+            and field.name in as_read:
+        return pa.string()
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind):
+        # a feature as float32 (half the memory); a target or weight as float64 (an integer
+        # column of the sample may hold fractions further on)
+        return pa.float64() if field.name in as_read else pa.float32()
+    return kind
+
+
+def _read_stream(reader):
+    import pyarrow as pa
+
+    return pa.Table.from_batches(list(reader), schema=reader.schema)
 
 
 def _convert(types):

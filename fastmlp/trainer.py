@@ -70,7 +70,7 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
         if own is not None and config.task == "auto":
             config = dataclasses.replace(config, task=own.task).validated()
             decided = f"task: {own.task} ({own.task_reason}); loss {config.loss}"
-        splits = load_splits(config, own)
+        splits = load_splits(config, own, consume=True)
         own = None  # the splits hold what training needs: a large table's memory back
         layout = Layout(splits.layer_sizes(config.hidden_widths))
         if config.augment != NO_AUGMENTATION and splits.image_shape is None:
