@@ -162,7 +162,7 @@ def _read_csv(path: Path, delimiter, categorical: set, as_read: set) -> Table:
     if delimiter is None:
         delimiter = detect_delimiter(sample.split(b"\n", 1)[0].decode("utf-8", "replace"))
     parse = pacsv.ParseOptions(delimiter=delimiter)
-    read = pacsv.ReadOptions(block_size=16 << 20)
+    read = pacsv.ReadOptions()
     header = _csv_header(path, delimiter)
     for name in categorical:
         if name not in header:
@@ -173,17 +173,15 @@ def _read_csv(path: Path, delimiter, categorical: set, as_read: set) -> Table:
         io.BytesIO(sample), read_options=read, parse_options=parse,
         convert_options=_convert(None)), delimiter)
     types = {field.name: _column_type(field, categorical, as_read) for field in sampled.schema}
-    # block by block: a whole-file read holds the file's text beside its columns (4x the
-    # float32 matrix at the peak, measured), a stream one block of it
-    columns = _arrow_read(path, lambda: _read_stream(pacsv.open_csv(
-        path, read_options=read, parse_options=parse, convert_options=_convert(types))),
+    columns = _arrow_read(path, lambda: pacsv.read_csv(
+        path, read_options=read, parse_options=parse, convert_options=_convert(types)),
         delimiter, types)
     return Table(path, columns, delimiter)
 
 
 def _column_type(field, categorical: set, as_read: set):
-    """The type a CSV column is read as, from its type in the sample: every column's type
-    is fixed before the stream starts (a later block cannot widen it)."""
+    """The type a CSV column is read as, from its type in the sample (every column's type
+    is fixed before the file is read)."""
     import pyarrow as pa
 
     kind = field.type
@@ -195,12 +193,6 @@ def _column_type(field, categorical: set, as_read: set):
         # column of the sample may hold fractions further on)
         return pa.float64() if field.name in as_read else pa.float32()
     return kind
-
-
-def _read_stream(reader):
-    import pyarrow as pa
-
-    return pa.Table.from_batches(list(reader), schema=reader.schema)
 
 
 def _convert(types):
