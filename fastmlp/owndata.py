@@ -108,11 +108,14 @@ def load_own_data(config, preprocessing=None) -> Dataset:
         part.weights = _weights(path, part, config.weight_column)
         if task != "classification":
             part.y = _targets(path, part, task, config.loss, name)
+    split = None  # (training rows, test rows) of data without a test set of its own
+    if loaded.test is None:
+        split = _split_rows(path, len(loaded.train.y), config.test_fraction, config.seed)
     if isinstance(loaded.train.x, Table):  # a table: its columns become numbers now
-        preprocessing = _table_features(config, loaded, preprocessing)
+        preprocessing = _table_features(config, loaded, preprocessing, split)
     train, test = loaded.train, loaded.test
     if test is None:
-        train, test = _test_split(path, train, config.test_fraction, config.seed)
+        train, test = _test_split(train, *split)
     n_val = round(len(train.y) * config.val_fraction)
     if n_val < 1 or n_val >= len(train.y):
         raise DataError(f"{path}: {len(train.y)} training rows are too few for a validation "
@@ -157,12 +160,13 @@ def decide_task(path, config, y) -> tuple:
         if np.isin(finite, (0.0, 1.0)).all():
             return "multilabel", f"{columns} target columns of 0/1"
         return "regression", f"{columns} target columns of numbers"
-    distinct = len(np.unique(finite))
-    if (finite == np.round(finite)).all() and distinct <= MAX_AUTO_CLASSES:
+    if not (finite == np.round(finite)).all():
+        return "regression", "the target holds fractions"
+    distinct = len(np.unique(finite))  # (a sort: only for whole numbers)
+    if distinct <= MAX_AUTO_CLASSES:
         return "classification", f"the target holds {distinct} distinct whole numbers"
-    whole = (finite == np.round(finite)).all()
     return "regression", (f"the target holds {distinct} distinct whole numbers, more than "
-                          f"{MAX_AUTO_CLASSES}" if whole else "the target holds fractions")
+                          f"{MAX_AUTO_CLASSES}")
 
 
 def _as_numbers(y: np.ndarray):
@@ -338,16 +342,15 @@ def _read_part(path: Path, config, targets: list) -> Part:
     return Part(features, y, weights, table, np.arange(table.num_rows))
 
 
-def _table_features(config, loaded: Loaded, preprocessing):
+def _table_features(config, loaded: Loaded, preprocessing, split):
     """The parts' Tables made into feature arrays, in place, by `preprocessing`, or by one
-    fitted on the training rows (those the test and validation splits will leave); without
-    it (--no-preprocess) the numbers as they are. Returns the preprocessing used."""
+    fitted on the training rows (those the test split, `split`, and the validation split
+    will leave); without it (--no-preprocess) the numbers as they are. Returns the
+    preprocessing used."""
     train, test = loaded.train, loaded.test
     names, dtype = train.x.names, np.dtype(config.dtype)
     if preprocessing is None and config.preprocess:
-        rows = np.arange(len(train.y))
-        if test is None:
-            rows = _split_rows(config.data, len(rows), config.test_fraction, config.seed)[0]
+        rows = np.arange(len(train.y)) if split is None else split[0]
         fitting = rows[train_val_split(len(rows), config.val_fraction, config.seed)[0]]
         preprocessing = fit_preprocessing(train.x, names, fitting, config.categorical or ())
     for part in (train, test):
@@ -470,11 +473,10 @@ def _split_rows(path, n: int, fraction, seed) -> tuple:
     return np.sort(order[n_test:]), np.sort(order[:n_test])
 
 
-def _test_split(path, part: Part, fraction, seed):
-    """(train, test): a seeded share of the rows as the test set (data without its own).
-    The training rows are moved to the front of part's features in place: a large table
-    is not held twice."""
-    train_rows, test_rows = _split_rows(path, len(part.y), fraction, seed)
+def _test_split(part: Part, train_rows, test_rows):
+    """(train, test) of data without a test set of its own (_split_rows' rows). The
+    training rows are moved to the front of part's features in place: a large table is
+    not held twice."""
     test = part.take(test_rows)
     train = Part(keep_rows(part.x, train_rows), part.y[train_rows],
                  None if part.weights is None else part.weights[train_rows], part.source,

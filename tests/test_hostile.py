@@ -548,6 +548,8 @@ CASES = [  # (id, argv or a function Sandbox -> argv, fragments of the error lin
      _own({"t.csv": lambda path: path.write_text(
          CSV_HEAD + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(150_000)) + "x,1,0\n")}),
      ["line 150002, column 'a'", "'x' in a column of numbers"]),
+    ("data-csv-infinite-feature", _own({"t.csv": CSV_HEAD + CSV_ROWS + "inf,1,no\n"}),
+     ["line 42, column 'a'", "an infinite number"]),
     ("data-csv-bad-delimiter", _own({"t.csv": CSV_HEAD + CSV_ROWS}, "--delimiter", ";;"),
      ["--delimiter", "one character"]),
     ("data-csv-unknown-categorical", _own({"t.csv": CSV_HEAD + CSV_ROWS}, "--categorical", "z"),

@@ -248,4 +248,3 @@ def test_a_table_trains_with_the_table_defaults_unless_told(tmp_path):
     shared = base_config(spec_of("method: grid\nparameters:\n  epochs: {value: 1}\n"),
                          {"data": str(train), "target": ("price",), "batch_size": 16})
     assert (shared.num_layers, shared.batch_size, shared.lr_schedule) == (2, 16, "cosine")
-
