@@ -31,7 +31,7 @@ import numpy as np
 from .data import FILES, Dataset, file_in, keep_rows, read_idx, train_val_split
 from .errors import DataError
 from .preprocess import fit_preprocessing, plain_features
-from .tables import Table, is_table, read_table
+from .tables import Table, is_number, is_table, read_table
 from .kernels.interface import LOSS_TASK
 
 MAX_AUTO_CLASSES = 50  # --task auto: more distinct whole numbers than this are a quantity
@@ -228,7 +228,7 @@ def _weights(path, part: Part, column) -> np.ndarray | None:
     weights = _as_numbers(np.asarray(part.weights))
     if weights is None:
         cells = np.char.strip(np.asarray(part.weights).astype(str))
-        row = next(i for i, cell in enumerate(cells) if not _is_number(cell))
+        row = next(i for i, cell in enumerate(cells) if not is_number(cell))
         raise DataError(f"{part.where(path, row)}: {label} holds {str(cells[row])!r}, not a number")
     weights = weights.reshape(-1)
     bad = ~np.isfinite(weights) | (weights < 0)
@@ -239,14 +239,6 @@ def _weights(path, part: Part, column) -> np.ndarray | None:
     if weights.sum() <= 0:
         raise DataError(f"{path}: {label}: every weight is 0")
     return weights
-
-
-def _is_number(text) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 # ----------------------------------------------------------------------------- formats

@@ -134,13 +134,15 @@ def fit_preprocessing(table, names, rows, categorical=()) -> Preprocessing:
 def plain_features(table, names, dtype) -> np.ndarray:
     """The columns `names` as numbers, as they are (--no-preprocess): a text or missing cell
     is an error naming its line and column."""
+    from .tables import is_number
+
     _check_columns(table, names)
     out = np.empty((table.num_rows, len(names)), dtype=dtype)
     for j, name in enumerate(names):
         kind = _kind(table, name, ())
         if kind == CATEGORY:
             cells = table.cells(name)
-            row = next(i for i, cell in enumerate(cells) if not _is_number(cell))
+            row = next(i for i, cell in enumerate(cells) if not is_number(cell))
             raise DataError(f"{table.path}: {table.where(row)}, column {name!r}: "
                             f"{str(cells[row])!r} is not a number (--no-preprocess takes "
                             "numbers only)")
@@ -260,9 +262,3 @@ def _one_hot(table, rule: ColumnRule, out: np.ndarray, offset: int) -> int:
     return offset
 
 
-def _is_number(text) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True

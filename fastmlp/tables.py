@@ -273,6 +273,15 @@ def _text_in_numbers(path: Path, delimiter: str, column: str) -> str:
     return f"{path}: column {column!r} holds numbers and text"
 
 
+def is_number(text) -> bool:
+    """Whether a cell's text reads as a float (Python's syntax)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def mixed_column_error(path, where: str, column: str, cell: str) -> str:
     return (f"{path}: {where}, column {column!r}: {cell!r} in a column of numbers (mark a "
             f"missing cell as empty or NA, or read the column as text with --categorical "

@@ -55,6 +55,21 @@ def reference(small_fashion, tmp_path_factory) -> dict:
     return results(run_dir)
 
 
+def whole_and_resumed(args, run_name: str, tmp_path, monkeypatch) -> tuple:
+    """(results of `fastmlp ARGS` run through, results of the same run interrupted after
+    epoch 2 and resumed), their output_dir left out."""
+    whole_dir, parts_dir = tmp_path / "whole", tmp_path / "parts"
+    assert invoke(*args, "--output-dir", whole_dir).code == 0
+    interrupt_after_epoch(monkeypatch, 2)
+    assert invoke(*args, "--output-dir", parts_dir).code == 130
+    monkeypatch.undo()
+    resumed = invoke("train", "--resume", parts_dir / run_name, "--no-progress")
+    assert resumed.code == 0, resumed.err
+    whole, parts = results(whole_dir / run_name), results(parts_dir / run_name)
+    whole["config"].pop("output_dir", None), parts["config"].pop("output_dir", None)
+    return whole, parts
+
+
 def interrupt_after_epoch(monkeypatch, epoch: int) -> None:
     """Ctrl-C right after `epoch` has been shown (the way a user's keypress lands)."""
     show = EpochDisplay.epoch_line
@@ -188,16 +203,8 @@ def test_resume_with_dropout_augmentation_and_a_schedule_equals_uninterrupted(
         small_fashion, tmp_path, monkeypatch):
     """The random draws are keyed by the step count and the schedule by the step: a resumed
     run draws and steps exactly as the uninterrupted one."""
-    whole_dir, parts_dir = tmp_path / "whole", tmp_path / "parts"
     args = ("train", *RUN, *ADDITIONS, "--data-dir", small_fashion, "--no-progress")
-    assert invoke(*args, "--output-dir", whole_dir).code == 0
-    interrupt_after_epoch(monkeypatch, 2)
-    assert invoke(*args, "--output-dir", parts_dir).code == 130
-    monkeypatch.undo()
-    resumed = invoke("train", "--resume", parts_dir / RUN_NAME, "--no-progress")
-    assert resumed.code == 0, resumed.err
-    whole, parts = results(whole_dir / RUN_NAME), results(parts_dir / RUN_NAME)
-    whole["config"].pop("output_dir", None), parts["config"].pop("output_dir", None)
+    whole, parts = whole_and_resumed(args, RUN_NAME, tmp_path, monkeypatch)
     assert parts == whole
     rates = [record["learning_rate"] for record in whole["metrics"]]
     # each epoch records its last step's rate: the end of the warm-up, the cosine's middle
@@ -211,20 +218,12 @@ def test_new_activations_resume_exactly_on_two_threads(activation, small_fashion
     """GELU and SiLU keep their pre-activations per shard, LeakyReLU reads --leaky-slope:
     with dropout, on two threads (two shards a batch), a resumed run is the uninterrupted
     one, and so the same flags, seed and threads give the same numbers."""
-    whole_dir, parts_dir = tmp_path / "whole", tmp_path / "parts"
     args = ("train", *RUN, "-a", activation, "--leaky-slope", "0.2", "--dropout", "0.2",
             "--threads", "2", "--data-dir", small_fashion, "--no-progress")
-    run_name = RUN_NAME.replace("ReLU", activation)
-    assert invoke(*args, "--output-dir", whole_dir).code == 0
-    interrupt_after_epoch(monkeypatch, 2)
-    assert invoke(*args, "--output-dir", parts_dir).code == 130
-    monkeypatch.undo()
-    resumed = invoke("train", "--resume", parts_dir / run_name, "--no-progress")
-    assert resumed.code == 0, resumed.err
-    whole, parts = results(whole_dir / run_name), results(parts_dir / run_name)
+    whole, parts = whole_and_resumed(args, RUN_NAME.replace("ReLU", activation), tmp_path,
+                                     monkeypatch)
     assert parts["config"]["activation"] == activation
     assert parts["config"]["leaky_slope"] == 0.2
-    whole["config"].pop("output_dir", None), parts["config"].pop("output_dir", None)
     assert parts == whole
 
 
