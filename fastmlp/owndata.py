@@ -1,24 +1,27 @@
-"""Your own data for `fastmlp train --data PATH`: a .npz file, a CSV file or a folder of IDX
+"""Your own data for `fastmlp train --data PATH`: a table, a .npz file or a folder of IDX
 files. Input width, the task, the classes or targets and their names come from the data.
 
+    table   a CSV (.csv.gz, .tsv), Parquet or Feather file read by tables.py; the target
+            column(s) named by --target (default: --label-column, `label`), an optional
+            --weight-column, --drop columns left out, every other column an input, made
+            into numbers by preprocess.py (fitted on the training rows; --no-preprocess:
+            numbers as they are); the test set from --test-data (a table with the same
+            columns) or a seeded --test-fraction of the rows
     .npz    arrays x_train (N, ...), y_train (N,) or (N, T), and x_test, y_test (both or
             neither); optional class_names (then y holds class indices 0..K-1),
             target_names (regression, multilabel), w_train and w_test (row weights)
-    .csv    a header row; the target column(s) named by --target (default: --label-column,
-            `label`), an optional --weight-column, every other column a number; the test
-            set from --test-data (a CSV with the same columns) or a seeded
-            --test-fraction of the rows
     folder  the four IDX files of MNIST's layout (train-images-idx3-ubyte, ...; .gz or
             not): EMNIST, KMNIST and the like as they are published
 
 The task (--task auto, decide_task): classification for text or few distinct whole
 numbers in one target column, multilabel for several columns of 0/1, regression for other
-numbers. uint8 inputs (pixels) are scaled to [0, 1] like MNIST's; any other numbers are
-used as they are. Without class_names, the classes are the distinct labels of the training
-set, sorted (numbers as numbers), named by their text. Every problem is a DataError of one
-line naming the file (and, for a CSV, its line and column).
+numbers. uint8 arrays (pixels) are scaled to [0, 1] like MNIST's; other arrays are used as
+they are. Without class_names, the classes are the distinct labels of the training set,
+sorted (numbers as numbers), named by their text. Every problem is a DataError of one line
+naming the file (and, for a table, its line or row and column).
 
-To add a format: a loader below returning a Loaded and its suffix in LOADERS.
+To add a format: a table format in tables.py; another kind of file, a loader below
+returning a Loaded and its suffix in LOADERS.
 """
 from __future__ import annotations
 
