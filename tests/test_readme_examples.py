@@ -35,8 +35,8 @@ def test_use_it_from_python(tmp_path):
     accuracy = float(re.search(r"^accuracy ([0-9.]+)", done.stdout, re.M).group(1))
     assert accuracy > 0.9
     assert (tmp_path / "digits.onnx").stat().st_size > 0
-    assert float(re.search(r"^R\^2 ([0-9.]+)", done.stdout, re.M).group(1)) > 0.3
-    assert float(re.search(r"^penguin mass R\^2 ([0-9.]+)", done.stdout, re.M).group(1)) > 0.7
+    # MLPRegressor in a Pipeline on a table of text columns and missing cells
+    assert float(re.search(r"^R\^2 ([0-9.]+)", done.stdout, re.M).group(1)) > 0.7
 
 
 def test_your_own_data(tmp_path):
