@@ -101,7 +101,7 @@ def setting_option(name: str, **overrides):
     (fastmlp/config.py); `overrides` (default, help, ...) adapt it to another command."""
     entry = SETTING[name]
     if entry.kind is bool:  # --preprocess/--no-preprocess
-        return click.option(f"{entry.long}/--no-{entry.long[2:]}", name,
+        return click.option(f"{entry.long}/{entry.off_flag}", name,
                             **{"default": entry.default, "help": entry.help, **overrides})
     flags = [flag for flag in (entry.short, entry.long) if flag]
     kind = (_SpecChoice(entry.choices, case_sensitive=False) if entry.choices

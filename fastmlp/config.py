@@ -444,11 +444,8 @@ class TrainConfig:
             shown = entry.short is not None or value != entry.default
             if entry.name == "dataset" and self.data is not None:
                 shown = False  # --data replaces -d: showing both would mislead
-            if entry.kind is bool and entry.in_command and shown:
-                parts.append(entry.long if value else f"--no-{entry.long[2:]}")
-            elif entry.in_command and value is not None and shown:
-                values = value if isinstance(value, (tuple, list)) else (value,)
-                parts += [entry.short or entry.long, *map(str, values)]
+            if entry.in_command and shown and (value is not None or entry.kind is bool):
+                parts += entry.command_words(value)
         return shlex.join(parts)
 
 
@@ -515,9 +512,22 @@ class Setting:
         return f"{self.short}/{self.long}" if self.short else self.long
 
     @property
+    def off_flag(self) -> str:
+        """The flag that turns a bool setting off: --no-preprocess for --preprocess."""
+        return f"--no-{self.long[2:]}"
+
+    def command_words(self, value, long: bool = False) -> list:
+        """The command-line words that give the setting `value`: its flag (the short one
+        unless `long`) and each value (`-sz 512 256`), or a bool's --flag / --no-flag."""
+        if self.kind is bool:
+            return [self.long if value else self.off_flag]
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        return [self.long if long else self.short or self.long, *map(str, values)]
+
+    @property
     def valid_values(self) -> str:
         if self.kind is bool:
-            return f"`{self.long}`, `--no-{self.long[2:]}`"
+            return f"`{self.long}`, `{self.off_flag}`"
         if self.choices is not None:
             return ", ".join(f"`{name}`" for name in self.choices)
         return self.rule.short if self.rule is not None else ""

@@ -40,14 +40,8 @@ def wandb_sweep_config(spec, count: int, shared: Optional[dict] = None) -> dict:
     command = list(AGENT_COMMAND)
     defaults = TrainConfig().to_dict()
     for name, value in shared.items():
-        entry = SETTING[name]
-        if value == defaults[name]:
-            continue
-        if entry.kind is bool:  # --preprocess / --no-preprocess
-            command.append(entry.long if value else f"--no-{entry.long[2:]}")
-        else:  # a many-valued one (--target a b) as its values, one argument each
-            values = value if isinstance(value, (tuple, list)) else (value,)
-            command += [entry.long, *map(str, values)]
+        if value != defaults[name]:
+            command += SETTING[name].command_words(value, long=True)
     config = {
         "name": spec.name,
         "method": spec.method,
