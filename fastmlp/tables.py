@@ -5,9 +5,9 @@ Arrow/Feather files, read by pyarrow (typed, multi-threaded).
 
 CSV: a UTF-8 byte-order mark is ignored; the delimiter is the one of , ; tab | that splits
 the header line most often (or `delimiter`); quoted fields; an empty cell, NA, NaN, null,
-N/A and the like are missing. Columns of numbers are read as float32 (feature columns:
-half the memory of float64), the columns in `as_read` (targets, weights) in the types the
-file's cells have, the columns in `categorical` as text. Every problem is a DataError of
+N/A and the like are missing. The first MiB fixes each column's type: feature columns of
+numbers are read as float32 (half the memory of float64), the columns in `as_read`
+(targets, weights) of numbers as float64, the columns in `categorical` as text. Every problem is a DataError of
 one line naming the file and, for a cell, the file's own line (a Parquet or Arrow file's
 row) and column: `Table.where(row)`.
 """
@@ -116,17 +116,20 @@ def read_table(path, delimiter=None, categorical=(), as_read=()) -> Table:
 
 # ----------------------------------------------------------------------------- CSV
 
+def _opener(path: Path):
+    """open, or gzip.open for a .gz file."""
+    return gzip.open if path.name.lower().endswith(".gz") else open
+
+
 def _open_text(path: Path):
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    return opener(path, "rt", encoding="utf-8-sig", newline="")
+    return _opener(path)(path, "rt", encoding="utf-8-sig", newline="")
 
 
 def _sample(path: Path) -> bytes:
     """The first SAMPLE_BYTES of the file's text (decompressed), cut after its last
     complete line."""
     try:
-        opener = gzip.open if path.name.lower().endswith(".gz") else open
-        with opener(path, "rb") as handle:
+        with _opener(path)(path, "rb") as handle:
             head = handle.read(SAMPLE_BYTES)
             complete = handle.read(1) == b""
     except (OSError, EOFError) as exc:
@@ -185,8 +188,8 @@ def _column_type(field, categorical: set, as_read: set):
     import pyarrow as pa
 
     kind = field.type
-    if field.name in categorical or pa.types.is_string(kind) or pa.types.is_null(kind) \
-            and field.name in as_read:
+    if field.name in categorical or pa.types.is_string(kind) or \
+            (pa.types.is_null(kind) and field.name in as_read):
         return pa.string()
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind):
         # a feature as float32 (half the memory); a target or weight as float64 (an integer
