@@ -293,6 +293,12 @@ def target_columns(config) -> list:
     return list(config.target) if config.target else [config.label_column]
 
 
+def left_out_columns(config) -> list:
+    """A table's columns that are not inputs: the targets, the weights, --drop."""
+    weight = [config.weight_column] if config.weight_column else []
+    return target_columns(config) + weight + list(config.drop or ())
+
+
 def _load_table(path: Path, config):
     targets = target_columns(config)
     train = _read_part(path, config, targets)
@@ -330,7 +336,7 @@ def _read_part(path: Path, config, targets: list) -> Part:
                             f"{name!r}")
     y = cells[0] if len(cells) == 1 else np.stack(cells, axis=1)
     weights = table.cells(weight) if weight else None
-    left_out = targets + ([weight] if weight else []) + list(config.drop or ())
+    left_out = left_out_columns(config)
     features = table.drop(name for name in table.names if name in left_out)
     if not features.names:
         raise DataError(f"{path}: no feature columns besides {', '.join(map(repr, left_out))}")
@@ -406,8 +412,7 @@ def read_table_inputs(path, model):
         categorical = [rule.name for rule in preprocessing.categories] if preprocessing else ()
         table = read_table(path, settings.delimiter, categorical)
         if preprocessing is None:  # numbers as they are: every column but the left-out ones
-            left_out = target_columns(settings) + [settings.weight_column] + \
-                list(settings.drop or ())
+            left_out = left_out_columns(settings)
             x = plain_features(table, [n for n in table.names if n not in left_out], dtype)
         else:
             x = preprocessing.transform(table, dtype)
