@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import FILES, Dataset, file_in, keep_rows, read_idx, train_val_split
+from .data import (FILES, Dataset, file_in, keep_rows, read_idx, sorted_split,
+                   train_val_split)
 from .errors import DataError
 from .preprocess import fit_preprocessing, plain_features
 from .tables import Table, is_number, is_table, read_table
@@ -469,8 +470,7 @@ def _split_rows(path, n: int, fraction, seed) -> tuple:
     if n_test < 1 or n_test >= n:
         raise DataError(f"{path}: {n} rows are too few for a test split of "
                         f"{fraction} (give --test-data, or more rows)")
-    order = np.random.default_rng([seed, 2]).permutation(n)
-    return np.sort(order[n_test:]), np.sort(order[:n_test])
+    return sorted_split(np.random.default_rng([seed, 2]).permutation(n), n_test)
 
 
 def _test_split(part: Part, train_rows, test_rows):

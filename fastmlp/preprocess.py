@@ -31,6 +31,7 @@ from .errors import DataError
 NUMBER, BOOLEAN, CATEGORY = "number", "boolean", "category"
 MIN_LEVEL_ROWS = 5  # a rarer level goes into its column's "other"
 MAX_LEVELS = 100  # one-hot columns kept per category (the most frequent levels)
+ROW_BLOCK = 8192  # rows whose numbers become features at a time (their block stays in cache)
 ID_LIKE_SHARE = 0.5  # a text column with more distinct values than this share of its
 #                     filled training rows is an identifier, refused
 
@@ -86,16 +87,15 @@ class Preprocessing:
         _check_columns(table, self.columns)
         out = np.zeros((table.num_rows, self.width), dtype=dtype)
         numeric = self.numeric
-        indicator = len(numeric)
-        for j, rule in enumerate(numeric):
-            values = _numbers(table, rule.name, dtype, rule.kind)
-            missing = np.isnan(values)
-            if rule.indicator:
-                out[:, indicator] = missing
-                indicator += 1
-            values[missing] = rule.fill
-            out[:, j] = (values - dtype.type(rule.mean)) / dtype.type(rule.scale)
-        offset = indicator
+        indicator_at, at = [], len(numeric)  # each number's indicator feature, or None
+        for rule in numeric:
+            indicator_at.append(at if rule.indicator else None)
+            at += rule.indicator
+        views = [_number_view(table, rule) for rule in numeric]
+        for lo in range(0, table.num_rows, ROW_BLOCK):
+            _write_numbers(table, numeric, views, indicator_at, out, lo,
+                           min(lo + ROW_BLOCK, table.num_rows))
+        offset = at
         for rule in self.categories:
             offset = _one_hot(table, rule, out, offset)
         return out
@@ -119,9 +119,9 @@ def fit_preprocessing(table, names, rows, categorical=()) -> Preprocessing:
         if kind == CATEGORY:
             rules.append(_fit_category(table, name, rows))
             continue
-        values = _numbers(table, name, np.dtype(np.float64), kind)[rows]
+        values = _numbers(table, name, None, kind)[rows].astype(np.float64)
         missing = np.isnan(values)
-        seen = values[~missing]
+        seen = values[~missing] if missing.any() else values
         fill = float(seen.mean()) if len(seen) else 0.0
         mean, scale = 0.0, 1.0
         if kind == NUMBER:
@@ -195,30 +195,83 @@ def _kind(table, name, categorical) -> str:
 
 
 def _numbers(table, name, dtype, kind) -> np.ndarray:
-    """A number or boolean column as a new `dtype` array, NaN where missing; infinities are
-    an error."""
+    """A number or boolean column as numbers, NaN where missing: a `dtype` array (dtype
+    None: in the column's own type, perhaps a read-only view of it); infinities are an
+    error."""
+    values = _column_numbers(table, name, kind)
+    values = values if dtype is None else np.asarray(values, dtype=dtype)
+    _check_finite(table, values[:, None], [name], 0)
+    return values
+
+
+def _column_numbers(table, name, kind, lo=0, hi=None) -> np.ndarray:
+    """Rows lo..hi (all by default) of a number or boolean column in its own type, NaN
+    where missing (perhaps a read-only view of the column); text in it is an error."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     from .tables import NUMBER_PATTERN, mixed_column_error
 
     column = table.columns.column(name)
+    if lo > 0 or hi is not None:
+        column = column.slice(lo, (table.num_rows if hi is None else hi) - lo)
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         numbers = pc.or_(pc.match_substring_regex(column, NUMBER_PATTERN), pc.is_null(column))
         if not pc.all(numbers).as_py():  # text where the model reads numbers
             row = int(pc.index(numbers, False).as_py())
-            raise DataError(mixed_column_error(table.path, table.where(row), name,
+            raise DataError(mixed_column_error(table.path, table.where(lo + row), name,
                                                column[row].as_py()))
         column = pc.cast(pc.utf8_trim_whitespace(column), pa.float64())
     elif not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
         column = pc.cast(column, pa.float32())  # booleans, an empty (null) column
-    values = np.array(column.to_numpy(zero_copy_only=False), dtype=dtype)
+    return column.to_numpy(zero_copy_only=False)
+
+
+def _check_finite(table, values, names, lo) -> None:
+    """values (rows, len(names)) hold no infinity; else an error naming the first (its
+    file line: values' row 0 is the table's row lo)."""
     infinite = np.isinf(values)
     if infinite.any():
-        row = int(np.argmax(infinite))
-        raise DataError(f"{table.path}: {table.where(row)}, column {name!r}: an infinite "
-                        "number")
-    return values
+        row, i = np.argwhere(infinite)[0]
+        raise DataError(f"{table.path}: {table.where(lo + int(row))}, column {names[i]!r}: an "
+                        "infinite number")
+
+
+def _number_view(table, rule):
+    """A number column with every cell filled, held in one piece, as a NumPy view of its
+    memory (no copy); None for any other (read a block at a time, _column_numbers)."""
+    import pyarrow as pa
+
+    column = table.columns.column(rule.name)
+    kind_of = column.type
+    if column.num_chunks != 1 or column.null_count or not (
+            pa.types.is_integer(kind_of) or pa.types.is_floating(kind_of)):
+        return None
+    return column.chunk(0).to_numpy(zero_copy_only=True)
+
+
+def _write_numbers(table, rules, views, indicator_at, out, lo, hi) -> None:
+    """Rows lo..hi of out's first len(rules) features, from the number and boolean rules
+    (views: their _number_view or None):
+    a missing cell gets the rule's fill (and 1 in its indicator feature, indicator_at[i],
+    where the rule has one), then (value - mean) / scale. A block of rows at a time, its
+    numbers written side by side: out's memory is passed over once, not once a column."""
+    if not rules:
+        return
+    dtype = out.dtype
+    block = out[lo:hi, :len(rules)]
+    np.stack([view[lo:hi] if view is not None else
+              _column_numbers(table, rule.name, rule.kind, lo, hi)
+              for rule, view in zip(rules, views)], axis=1, out=block, casting="unsafe")  # float64 to float32 (a cast, as ever)
+    _check_finite(table, block, [rule.name for rule in rules], lo)
+    missing = np.isnan(block)
+    if missing.any():
+        for i, at in enumerate(indicator_at):
+            if at is not None:
+                out[lo:hi, at] = missing[:, i]
+        np.copyto(block, np.array([rule.fill for rule in rules], dtype), where=missing)
+    block -= np.array([rule.mean for rule in rules], dtype)
+    block /= np.array([rule.scale for rule in rules], dtype)
 
 
 def _fit_category(table, name, rows) -> ColumnRule:
