@@ -91,7 +91,7 @@ class Preprocessing:
         for rule in numeric:
             indicator_at.append(at if rule.indicator else None)
             at += rule.indicator
-        views = [_number_view(table, rule) for rule in numeric]
+        views = [_NumberView.of(table, rule) for rule in numeric]
         for lo in range(0, table.num_rows, ROW_BLOCK):
             _write_numbers(table, numeric, views, indicator_at, out, lo,
                            min(lo + ROW_BLOCK, table.num_rows))
@@ -237,22 +237,39 @@ def _check_finite(table, values, names, lo) -> None:
                         "infinite number")
 
 
-def _number_view(table, rule):
-    """A number column with every cell filled, held in one piece, as a NumPy view of its
-    memory (no copy); None for any other (read a block at a time, _column_numbers)."""
-    import pyarrow as pa
+class _NumberView:
+    """A number column with every cell filled, read as NumPy views of its chunks' memory (no
+    copy of the column); rows(lo, hi) joins the pieces a block of rows spans."""
 
-    column = table.columns.column(rule.name)
-    kind_of = column.type
-    if column.num_chunks != 1 or column.null_count or not (
-            pa.types.is_integer(kind_of) or pa.types.is_floating(kind_of)):
-        return None
-    return column.chunk(0).to_numpy(zero_copy_only=True)
+    def __init__(self, column):
+        self.pieces = [chunk.to_numpy(zero_copy_only=True) for chunk in column.chunks]
+        self.starts = np.cumsum([0] + [len(piece) for piece in self.pieces])
+
+    @classmethod
+    def of(cls, table, rule):
+        """The view of the rule's column, or None when it has a missing cell or is not of
+        numbers (read a block at a time by _column_numbers)."""
+        import pyarrow as pa
+
+        column = table.columns.column(rule.name)
+        if column.null_count or not (pa.types.is_integer(column.type) or
+                                     pa.types.is_floating(column.type)):
+            return None
+        return cls(column)
+
+    def rows(self, lo, hi) -> np.ndarray:
+        first = int(np.searchsorted(self.starts, lo, side="right")) - 1
+        parts = []
+        while lo < hi:
+            piece, at = self.pieces[first], self.starts[first]
+            parts.append(piece[lo - at:hi - at])
+            lo, first = self.starts[first + 1], first + 1
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _write_numbers(table, rules, views, indicator_at, out, lo, hi) -> None:
     """Rows lo..hi of out's first len(rules) features, from the number and boolean rules
-    (views: their _number_view or None):
+    (views: their _NumberView or None):
     a missing cell gets the rule's fill (and 1 in its indicator feature, indicator_at[i],
     where the rule has one), then (value - mean) / scale. A block of rows at a time, its
     numbers written side by side: out's memory is passed over once, not once a column."""
@@ -260,7 +277,7 @@ def _write_numbers(table, rules, views, indicator_at, out, lo, hi) -> None:
         return
     dtype = out.dtype
     block = out[lo:hi, :len(rules)]
-    np.stack([view[lo:hi] if view is not None else
+    np.stack([view.rows(lo, hi) if view is not None else
               _column_numbers(table, rule.name, rule.kind, lo, hi)
               for rule, view in zip(rules, views)], axis=1, out=block, casting="unsafe")  # float64 to float32 (a cast, as ever)
     _check_finite(table, block, [rule.name for rule in rules], lo)

@@ -122,6 +122,32 @@ def test_preprocessing_is_fitted_on_the_training_rows_only(tmp_path):
     assert Preprocessing.from_json(loaded.preprocessing.to_json()) == loaded.preprocessing
 
 
+def test_a_table_of_many_pieces_gives_each_cell_its_rule(tmp_path):
+    """Rows made into features a block at a time, across the pieces a CSV is read in (one a
+    MiB), with and without missing cells: each cell is (x - mean) / scale."""
+    from fastmlp.preprocess import ROW_BLOCK
+
+    rows = 5 * ROW_BLOCK + 123
+    rng = np.random.default_rng(5)
+    a, b, flag = rng.normal(3, 2, rows), rng.normal(-1, 5, rows), rng.random(rows) < 0.3
+    b_cells = pa.array(b, mask=np.arange(rows) % 997 == 5)
+    path = write_csv(pa.table({"a": a, "b": b_cells, "flag": flag, "y": a - b}),
+                     tmp_path / "pieces.csv")
+    table = read_table(path).drop(["y"])
+    assert table.columns.column("a").num_chunks >= 3
+    preprocessing = fit_preprocessing(table, ["a", "b", "flag"], np.arange(0, rows, 2))
+    features = preprocessing.transform(table, np.dtype(np.float32))
+    rule_a, rule_b, rule_flag = preprocessing.rules
+    f32 = np.float32
+    a, b = table.columns.column("a").to_numpy(), table.columns.column("b").to_numpy()
+    np.testing.assert_array_equal(features[:, 0], (a - f32(rule_a.mean)) / f32(rule_a.scale))
+    filled = np.where(np.isnan(b), f32(rule_b.fill), b)
+    np.testing.assert_array_equal(
+        features[:, 1], (filled - f32(rule_b.mean)) / f32(rule_b.scale))
+    np.testing.assert_array_equal(features[:, 2], flag)
+    np.testing.assert_array_equal(features[:, 3], np.arange(rows) % 997 == 5)
+
+
 def test_rare_and_unseen_levels_go_to_other_and_an_identifier_is_refused(tmp_path):
     levels = ["a"] * 30 + ["b"] * 20 + ["rare"] * (MIN_LEVEL_ROWS - 1)
     path = tmp_path / "levels.csv"
