@@ -357,7 +357,8 @@ def _table_features(config, loaded: Loaded, preprocessing, split):
         preprocessing = fit_preprocessing(train.x, names, fitting, config.categorical or ())
     for part in (train, test):
         if part is not None:
-            part.x = (preprocessing.transform(part.x, dtype) if preprocessing is not None
+            part.x = (preprocessing.transform(part.x, dtype, config.threads)
+                      if preprocessing is not None
                       else plain_features(part.x, names, dtype))
             part.source = part.source.locator()  # the columns' memory goes
     import pyarrow as pa

@@ -2,7 +2,7 @@
 stored in model.npz, so that `evaluate`, `predict` and `export` treat new rows the same.
 
     fit_preprocessing(table, names, rows, categorical) -> Preprocessing
-    Preprocessing.transform(table, dtype)              -> (N, width) features
+    Preprocessing.transform(table, dtype[, workers])   -> (N, width) features
     plain_features(table, names, dtype)                -> the numbers as they are
                                                           (--no-preprocess)
 
@@ -22,6 +22,7 @@ indicators, then each category's one-hot block (`feature_names` says which is wh
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -82,8 +83,9 @@ class Preprocessing:
     def width(self) -> int:
         return len(self.feature_names)
 
-    def transform(self, table, dtype) -> np.ndarray:
-        """The (N, width) features of a Table (fastmlp.tables) holding self.columns."""
+    def transform(self, table, dtype, workers=None) -> np.ndarray:
+        """The (N, width) features of a Table (fastmlp.tables) holding self.columns, made on
+        `workers` threads (None: one per core)."""
         _check_columns(table, self.columns)
         out = np.zeros((table.num_rows, self.width), dtype=dtype)
         numeric = self.numeric
@@ -92,9 +94,22 @@ class Preprocessing:
             indicator_at.append(at if rule.indicator else None)
             at += rule.indicator
         views = [_NumberView.of(table, rule) for rule in numeric]
-        for lo in range(0, table.num_rows, ROW_BLOCK):
+
+        def write_block(lo):
             _write_numbers(table, numeric, views, indicator_at, out, lo,
                            min(lo + ROW_BLOCK, table.num_rows))
+
+        blocks = range(0, table.num_rows, ROW_BLOCK)
+        workers = min(workers or os.cpu_count() or 1, len(blocks) // 4)
+        if workers <= 1:
+            for lo in blocks:
+                write_block(lo)
+        else:  # NumPy lets go of the GIL in its loops: the blocks go side by side
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(workers) as pool:
+                for _ in pool.map(write_block, blocks):  # raises the first bad block's
+                    pass  # error, in row order: as one thread would
         offset = at
         for rule in self.categories:
             offset = _one_hot(table, rule, out, offset)

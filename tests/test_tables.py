@@ -123,11 +123,12 @@ def test_preprocessing_is_fitted_on_the_training_rows_only(tmp_path):
 
 
 def test_a_table_of_many_pieces_gives_each_cell_its_rule(tmp_path):
-    """Rows made into features a block at a time, across the pieces a CSV is read in (one a
-    MiB), with and without missing cells: each cell is (x - mean) / scale."""
+    """Rows made into features a block at a time, on one thread or two, across the pieces
+    a CSV is read in (one a MiB), with and without missing cells: each cell is
+    (x - mean) / scale; an infinity far down names its line."""
     from fastmlp.preprocess import ROW_BLOCK
 
-    rows = 5 * ROW_BLOCK + 123
+    rows = 8 * ROW_BLOCK + 123
     rng = np.random.default_rng(5)
     a, b, flag = rng.normal(3, 2, rows), rng.normal(-1, 5, rows), rng.random(rows) < 0.3
     b_cells = pa.array(b, mask=np.arange(rows) % 997 == 5)
@@ -136,7 +137,9 @@ def test_a_table_of_many_pieces_gives_each_cell_its_rule(tmp_path):
     table = read_table(path).drop(["y"])
     assert table.columns.column("a").num_chunks >= 3
     preprocessing = fit_preprocessing(table, ["a", "b", "flag"], np.arange(0, rows, 2))
-    features = preprocessing.transform(table, np.dtype(np.float32))
+    features = preprocessing.transform(table, np.dtype(np.float32), workers=2)
+    np.testing.assert_array_equal(
+        features, preprocessing.transform(table, np.dtype(np.float32), workers=1))
     rule_a, rule_b, rule_flag = preprocessing.rules
     f32 = np.float32
     a, b = table.columns.column("a").to_numpy(), table.columns.column("b").to_numpy()
@@ -146,6 +149,13 @@ def test_a_table_of_many_pieces_gives_each_cell_its_rule(tmp_path):
         features[:, 1], (filled - f32(rule_b.mean)) / f32(rule_b.scale))
     np.testing.assert_array_equal(features[:, 2], flag)
     np.testing.assert_array_equal(features[:, 3], np.arange(rows) % 997 == 5)
+    lines = path.read_text().splitlines()
+    fields = lines[7 * ROW_BLOCK].split(",")  # data row 7 * ROW_BLOCK - 1 (a, b, flag, y)
+    lines[7 * ROW_BLOCK] = ",".join([fields[0], "inf"] + fields[2:])
+    far = tmp_path / "far.csv"
+    far.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=rf"line {7 * ROW_BLOCK + 1}, column 'b'"):
+        preprocessing.transform(read_table(far).drop(["y"]), np.dtype(np.float32), workers=2)
 
 
 def test_rare_and_unseen_levels_go_to_other_and_an_identifier_is_refused(tmp_path):
