@@ -354,7 +354,8 @@ def _table_features(config, loaded: Loaded, preprocessing, split):
     if preprocessing is None and config.preprocess:
         rows = np.arange(len(train.y)) if split is None else split[0]
         fitting = rows[train_val_split(len(rows), config.val_fraction, config.seed)[0]]
-        preprocessing = fit_preprocessing(train.x, names, fitting, config.categorical or ())
+        preprocessing = fit_preprocessing(train.x, names, fitting, config.categorical or (),
+                                          config.threads)
     for part in (train, test):
         if part is not None:
             part.x = (preprocessing.transform(part.x, dtype, config.threads)

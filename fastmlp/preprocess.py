@@ -1,7 +1,7 @@
 """From a table's columns to the numbers a network reads, fitted on the training rows and
 stored in model.npz, so that `evaluate`, `predict` and `export` treat new rows the same.
 
-    fit_preprocessing(table, names, rows, categorical) -> Preprocessing
+    fit_preprocessing(table, names, rows, categorical[, workers]) -> Preprocessing
     Preprocessing.transform(table, dtype[, workers])   -> (N, width) features
     plain_features(table, names, dtype)                -> the numbers as they are
                                                           (--no-preprocess)
@@ -99,17 +99,8 @@ class Preprocessing:
             _write_numbers(table, numeric, views, indicator_at, out, lo,
                            min(lo + ROW_BLOCK, table.num_rows))
 
-        blocks = range(0, table.num_rows, ROW_BLOCK)
-        workers = min(workers or os.cpu_count() or 1, len(blocks) // 4)
-        if workers <= 1:
-            for lo in blocks:
-                write_block(lo)
-        else:  # NumPy lets go of the GIL in its loops: the blocks go side by side
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(workers) as pool:
-                for _ in pool.map(write_block, blocks):  # raises the first bad block's
-                    pass  # error, in row order: as one thread would
+        blocks = range(0, table.num_rows, ROW_BLOCK)  # disjoint rows: any thread count
+        _in_order(write_block, blocks, workers, len(blocks) >= 8)  # gives the same
         offset = at
         for rule in self.categories:
             offset = _one_hot(table, rule, out, offset)
@@ -124,16 +115,15 @@ class Preprocessing:
                          for rule in json.loads(text)))
 
 
-def fit_preprocessing(table, names, rows, categorical=()) -> Preprocessing:
+def fit_preprocessing(table, names, rows, categorical=(), workers=None) -> Preprocessing:
     """The rules for the columns `names` of a Table, from its training rows `rows` (int
-    indices) only."""
+    indices) only; the columns fitted on `workers` threads (None: one per core)."""
     _check_columns(table, names)
-    rules = []
-    for name in names:
+
+    def fit(name):
         kind = _kind(table, name, categorical)
         if kind == CATEGORY:
-            rules.append(_fit_category(table, name, rows))
-            continue
+            return _fit_category(table, name, rows)
         values = _numbers(table, name, None, kind)[rows].astype(np.float64)
         missing = np.isnan(values)
         seen = values[~missing] if missing.any() else values
@@ -142,8 +132,22 @@ def fit_preprocessing(table, names, rows, categorical=()) -> Preprocessing:
         if kind == NUMBER:
             std = float(seen.std()) if len(seen) else 0.0
             mean, scale = fill, std if std > 0 else 1.0
-        rules.append(ColumnRule(name, kind, fill, mean, scale, bool(missing.any())))
-    return Preprocessing(tuple(rules))
+        return ColumnRule(name, kind, fill, mean, scale, bool(missing.any()))
+
+    return Preprocessing(tuple(_in_order(fit, names, workers, len(rows) >= 4 * ROW_BLOCK)))
+
+
+def _in_order(function, items, workers, worth_threads: bool) -> list:
+    """[function(item) for item in items], on up to `workers` threads (None: one per core)
+    when worth_threads: NumPy and pyarrow let go of the GIL in their loops. The results
+    come in order, and an error is the first item's in order, as on one thread."""
+    workers = min(workers or os.cpu_count() or 1, len(items)) if worth_threads else 1
+    if workers <= 1:
+        return [function(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(function, items))
 
 
 def plain_features(table, names, dtype) -> np.ndarray:
