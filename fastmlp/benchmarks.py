@@ -76,7 +76,8 @@ def dense_cases(dtype="float32", sizes=DENSE_SIZES) -> list:
         cases.append(Case(
             "dense_backward", label,
             lambda dw=dweights, db=dbias, dzi=dz_in, dz=dz, a=a_in, w=weights:
-                dense_backward(dw, db, dzi, dz, a, w, relu, 0.0, True, a, a, False),
+                dense_backward(dw, db, dzi, dz, a, w, relu, 0.0, True, a, a, False, a[:0],
+                               a[:0]),
             gold_backward, 2 * flops))
     return cases
 

@@ -259,6 +259,9 @@ class TrainConfig:
                                    "online needs `wandb login` or WANDB_API_KEY; disabled "
                                    "logs nothing to wandb.")
     # -- training additions (all off by default: the assignment's flags keep their meaning)
+    residual: bool = setting(False, "--residual",
+                             help="Skip connections: each hidden layer as wide as the one "
+                                  "before it adds that layer's output to its own.")
     dropout: float = setting(0.0, "--dropout", rule=fraction(True),
                              help="Dropout probability on every hidden layer's output "
                                   "(inverted dropout; off at evaluation).")
@@ -382,6 +385,14 @@ class TrainConfig:
         if values["warmup_epochs"] > 0 and values["lr_schedule"] == "onecycle":
             raise ConfigError(f"{flag_name('warmup_epochs')}: onecycle has its own warm-up "
                               "(the first 30 % of the steps); leave --warmup-epochs out")
+        hidden = (values["hidden_size"] if isinstance(values["hidden_size"], tuple)
+                  else (values["hidden_size"],) * values["num_layers"])
+        if values["residual"] and not any(a == b for a, b in zip(hidden, hidden[1:])):
+            have = (f"the hidden layers ({_shown(hidden)} units) have none" if len(hidden) > 1
+                    else f"the one hidden layer ({hidden[0]} units) has none" if hidden
+                    else "there is no hidden layer")
+            raise ConfigError(f"{flag_name('residual')}: a skip joins two hidden layers of the "
+                              f"same width in a row, and {have}", setting="residual")
         checked = TrainConfig(**values)
         checked._validated = True  # not a field: dataclasses.replace() gives an unchecked copy
         return checked
@@ -609,6 +620,8 @@ def resume_config(saved: TrainConfig, overrides: dict) -> TrainConfig:
         entry = SETTING[name]
         if entry.resume == FIXED and entry.choices and value is not None \
                 and canonical_choice(value, entry.choices, entry.flag) != getattr(saved, name):
+            refuse(name)
+        if entry.resume == FIXED and entry.kind is bool and value != getattr(saved, name):
             refuse(name)
     candidate = dataclasses.replace(saved, **values).validated()
     for name in values:

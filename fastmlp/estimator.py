@@ -27,8 +27,9 @@ What each learns (the task and loss of `fastmlp train --task`):
 
 Parameters take scikit-learn's `MLPClassifier` / `MLPRegressor` names where they overlap;
 the rest are fastmlp's settings under their `fastmlp train` names (loss, huber_delta,
-leaky_slope, weight_init, beta, dtype, threads). They become a TrainConfig, checked by the settings
-table's own rules (a bad value is a ValueError naming the estimator's parameter). Both
+leaky_slope, residual, weight_init, beta, dtype, threads). They become a TrainConfig,
+checked by the settings table's own rules (a bad value is a ValueError naming the
+estimator's parameter). Both
 estimators share this mapping and the training loop (_BaseMLP). How they map:
 
     solver              "adam" (default), "sgd", "momentum", "nag", "rmsprop", "nadam".
@@ -178,7 +179,8 @@ class _BaseMLP(BaseEstimator):
 
         graph = to_onnx(self._layout, self._state.params, self._fitted_config.activation,
                         self._output_names(), loss=self._fitted_config.loss,
-                        leaky_slope=self._fitted_config.leaky_slope)
+                        leaky_slope=self._fitted_config.leaky_slope,
+                        residual=self._fitted_config.residual)
         with atomic_writer(path, "wb") as handle:
             handle.write(graph.SerializeToString())
 
@@ -231,7 +233,7 @@ class _BaseMLP(BaseEstimator):
         widths = (widths,) if np.isscalar(widths) else tuple(widths)
         widths = tuple(int(w) if isinstance(w, np.integer) else w for w in widths)
         values = dict(activation=self._activation_name(), leaky_slope=self.leaky_slope,
-                      task=task, loss=self._loss_of(task),
+                      residual=self.residual, task=task, loss=self._loss_of(task),
                       optimizer=optimizer, learning_rate=self.learning_rate_init,
                       momentum=self.momentum, beta=self.beta, beta1=self.beta_1,
                       beta2=self.beta_2, epsilon=self.epsilon, weight_init=self.weight_init,
@@ -459,7 +461,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  n_iter_no_change=10, beta=0.9, loss="cross_entropy", weight_init="Xavier",
-                 dtype="float32", threads=None, class_weight=None, leaky_slope=LEAKY_SLOPE):
+                 dtype="float32", threads=None, class_weight=None, leaky_slope=LEAKY_SLOPE,
+                 residual=False):
         self._store(locals())
 
     def partial_fit(self, X, y, classes=None, *, sample_weight=None):
@@ -607,7 +610,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  n_iter_no_change=10, loss="squared_error", huber_delta=1.0, beta=0.9,
-                 weight_init="Xavier", dtype="float32", threads=None, leaky_slope=LEAKY_SLOPE):
+                 weight_init="Xavier", dtype="float32", threads=None, leaky_slope=LEAKY_SLOPE,
+                 residual=False):
         self._store(locals())
 
     def partial_fit(self, X, y, sample_weight=None):

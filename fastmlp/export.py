@@ -71,12 +71,13 @@ def activation_nodes(activation: str, z: str, a: str, l: int, leaky_slope: float
 
 def to_onnx(layout, params: np.ndarray, activation: str, class_names, loss="cross_entropy",
             target_scaling=None, preprocessing=None,
-            leaky_slope: float = None) -> "onnx.ModelProto":
+            leaky_slope: float = None, residual: bool = False) -> "onnx.ModelProto":
     """The ONNX model of a parameter buffer (fastmlp.model.Layout's flat layout); loss says
     the output kind (kernels/interface.py LOSS_OUTPUT); target_scaling: (mean, scale) of
     standardised regression targets, or None; preprocessing: a table's
     (preprocess.Preprocessing), or None (the graph takes the network's inputs);
-    leaky_slope: LeakyReLU's (None: the default)."""
+    leaky_slope: LeakyReLU's (None: the default); residual: the skip connections (an Add of
+    the layer's input after its activation, where Layout.skips says)."""
     from .kernels.interface import LEAKY_SLOPE, LOSS_OUTPUT
 
     import onnx
@@ -98,7 +99,9 @@ def to_onnx(layout, params: np.ndarray, activation: str, class_names, loss="cros
         inputs, current = _preprocessing_graph(preprocessing, params.dtype, nodes,
                                                initializers)
     layers = layout.views(params)
+    skips = layout.skips(residual)
     for l, (weights, bias) in enumerate(layers):
+        layer_input = current
         initializers += [numpy_helper.from_array(np.ascontiguousarray(weights), f"W{l}"),
                          numpy_helper.from_array(np.ascontiguousarray(bias), f"b{l}")]
         last = l == len(layers) - 1
@@ -110,6 +113,10 @@ def to_onnx(layout, params: np.ndarray, activation: str, class_names, loss="cros
         if hidden_nodes:
             nodes += hidden_nodes
             current = f"a{l}"
+        if skips[l]:
+            nodes.append(helper.make_node("Add", [current, layer_input], [f"h{l}"],
+                                          name=f"skip{l}"))
+            current = f"h{l}"
     width = layout.sizes[-1]
     kind = LOSS_OUTPUT[loss]
     if kind == "softmax":
@@ -247,7 +254,7 @@ def export_onnx(model_path, onnx_path) -> Path:
     extras = load_extras(model_path)
     model = to_onnx(layout, np.ascontiguousarray(params), settings.activation, class_names,
                     settings.loss, extras.target_scaling, extras.preprocessing,
-                    settings.leaky_slope)
+                    settings.leaky_slope, settings.residual)
     onnx_path = Path(onnx_path)
     if onnx_path.is_dir():
         raise FastMLPError(f"{onnx_path}: is a directory; give the .onnx file to write")

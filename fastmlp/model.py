@@ -48,6 +48,14 @@ class Layout:
             pairs.append((weights, bias))
         return pairs
 
+    def skips(self, residual: bool) -> list:
+        """For each dense layer: whether its output adds its input (--residual; the kernels'
+        rule, kernels.interface.has_skip)."""
+        from .kernels.interface import has_skip
+
+        sizes = np.array(self.sizes, dtype=np.int64)
+        return [bool(has_skip(sizes, l, int(residual))) for l in range(self.num_dense)]
+
     def arrays(self) -> tuple:
         """The `net` bundle the kernels take: (sizes, w_offsets, decay segments)."""
         return (np.array(self.sizes, dtype=np.int64), self.w_offsets, self.decay_segments())

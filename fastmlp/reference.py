@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from .kernels import random as kernel_random
-from .kernels.interface import LEAKY_SLOPE, NEEDS_PRE_ACTIVATIONS, SCHEDULES
+from .kernels.interface import LEAKY_SLOPE, NEEDS_PRE_ACTIVATIONS, SCHEDULES, has_skip
 from .kernels.schedules import scheduled_lr
 
 # ----------------------------------------------------------------------------- activations
@@ -166,38 +166,53 @@ def output_values(loss: str, logits: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- the network
 
 
+def skips(layers, residual: bool) -> list:
+    """For each dense layer l: whether its output adds its input (--residual): a hidden layer
+    whose input is a hidden layer of its own width (the kernels' rule, has_skip)."""
+    sizes = np.array([layers[0][0].shape[0]] + [w.shape[1] for w, _ in layers], dtype=np.int64)
+    return [bool(has_skip(sizes, l, int(residual))) for l in range(len(layers))]
+
+
 def forward(layers, x: np.ndarray, activation: str, scales=None,
-            leaky_slope: float = LEAKY_SLOPE):
+            leaky_slope: float = LEAKY_SLOPE, residual: bool = False):
     """(all activations [A_0 = x, A_1, ..., A_{L-1}], the hidden layers' pre-activations
     [Z_1, ..., Z_{L-1}], the output logits). scales: the dropout factors S_1 .. S_{L-1} of
-    the hidden layers (None: no dropout)."""
+    the hidden layers (None: no dropout). residual: A_{l+1} = act(Z_{l+1}) S_{l+1} + A_l
+    where skips() says."""
     activations, pre_activations = [x], []
+    skip = skips(layers, residual)
     for l, (weights, bias) in enumerate(layers[:-1]):
         z = activations[-1] @ weights + bias
         a = activate(activation, z, leaky_slope)
         pre_activations.append(z)
-        activations.append(a if scales is None else a * scales[l])
+        a = a if scales is None else a * scales[l]
+        activations.append(a + activations[-1] if skip[l] else a)
     weights, bias = layers[-1]
     return activations, pre_activations, activations[-1] @ weights + bias
 
 
 def backward(layers, activations, pre_activations, dlogits: np.ndarray, activation: str,
-             scales=None, leaky_slope: float = LEAKY_SLOPE):
+             scales=None, leaky_slope: float = LEAKY_SLOPE, residual: bool = False):
     """[(dW_0, db_0), ...] of the data loss."""
     grads = [None] * len(layers)
+    skip = skips(layers, residual)
     dz = dlogits
+    da_above = None  # dLoss/dA_{l+1}, where A_{l+1} adds A_l
     for l in range(len(layers) - 1, -1, -1):
         weights, _bias = layers[l]
         grads[l] = (activations[l].T @ dz, dz.sum(axis=0))
         if l > 0:
             da = dz @ weights.T
-            if scales is not None:  # A_l = act(Z_l) * S_l
+            if skip[l]:  # A_{l+1} = act(Z_{l+1}) S + A_l: its gradient reaches A_l as it is
+                da = da + da_above
+            da_above = da
+            if scales is not None:  # A_l = act(Z_l) * S_l (+ A_{l-1})
                 da = da * scales[l - 1]
             # what the derivative reads, as the kernel keeps it: Z_l (GELU, SiLU), else
-            # act(Z_l), which is A_l itself without dropout
+            # act(Z_l), which is A_l itself without dropout and skips
             if activation in NEEDS_PRE_ACTIVATIONS:
                 kept = pre_activations[l - 1]
-            elif scales is None:
+            elif scales is None and not residual:
                 kept = activations[l]
             else:
                 kept = activate(activation, pre_activations[l - 1], leaky_slope)
@@ -206,13 +221,14 @@ def backward(layers, activations, pre_activations, dlogits: np.ndarray, activati
 
 
 def gradients(layers, x, labels, activation: str, loss: str, scales=None, smoothing=0.0,
-              weights=None, delta=1.0, leaky_slope=LEAKY_SLOPE):
+              weights=None, delta=1.0, leaky_slope=LEAKY_SLOPE, residual=False):
     """(loss, [(dW, db), ...], logits) for one batch; labels: integer labels or float
     targets (B, T); weights: per row, or None."""
-    activations, pre_activations, logits = forward(layers, x, activation, scales, leaky_slope)
+    activations, pre_activations, logits = forward(layers, x, activation, scales, leaky_slope,
+                                                   residual)
     batch_loss, dlogits = loss_and_grad(loss, logits, labels, smoothing, weights, delta)
     grads = backward(layers, activations, pre_activations, dlogits, activation, scales,
-                     leaky_slope)
+                     leaky_slope, residual)
     return batch_loss, grads, logits
 
 
@@ -339,9 +355,10 @@ def train_epoch(layers, optimizer: Optimizer, x, labels, order, batch_size, acti
     share of rows predicted right, the class or every label; 0 for regression). labels:
     integer labels (N,) or float targets (N, T); weights: (N,) or None. regime: the
     training additions, a mapping with dropout, input_dropout, label_smoothing, seed, shift,
-    flip, image_width, huber_delta and leaky_slope (None: none of them)."""
+    flip, image_width, huber_delta, leaky_slope and residual (None: none of them)."""
     r = dict(dropout=0.0, input_dropout=0.0, label_smoothing=0.0, seed=0, shift=0, flip=0,
-             image_width=0, huber_delta=1.0, leaky_slope=LEAKY_SLOPE) | dict(regime or {})
+             image_width=0, huber_delta=1.0, leaky_slope=LEAKY_SLOPE,
+             residual=False) | dict(regime or {})
     w_all = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=np.float64)
     loss_sum, correct, batches = 0.0, 0, 0
     for start in range(0, len(order), batch_size):
@@ -363,7 +380,8 @@ def train_epoch(layers, optimizer: Optimizer, x, labels, order, batch_size, acti
                       for l, (weights, _) in enumerate(layers[:-1])]
         batch_loss, grads, logits = gradients(layers, x_batch, labels[rows], activation, loss,
                                               scales, r["label_smoothing"], w_all[rows],
-                                              r["huber_delta"], r["leaky_slope"])
+                                              r["huber_delta"], r["leaky_slope"],
+                                              r["residual"])
         optimizer.step(layers, grads)
         loss_sum += batch_loss
         correct += (w_all[rows] * right_rows(loss, logits, labels[rows])).sum()
@@ -382,18 +400,19 @@ def right_rows(loss: str, logits, y) -> np.ndarray:
     return np.zeros(len(logits))
 
 
-def predict(layers, x, activation, loss="cross_entropy", leaky_slope=LEAKY_SLOPE):
+def predict(layers, x, activation, loss="cross_entropy", leaky_slope=LEAKY_SLOPE,
+            residual=False):
     """(the output layer's values, the argmax of each row's logits) of every row: the twin
     of the compiled forward pass of inference (kernels.epoch.infer)."""
-    _, _, logits = forward(layers, x, activation, leaky_slope=leaky_slope)
+    _, _, logits = forward(layers, x, activation, leaky_slope=leaky_slope, residual=residual)
     return output_values(loss, logits), logits.argmax(axis=1)
 
 
 def evaluate(layers, x, labels, activation, loss, weights=None, delta=1.0,
-             leaky_slope=LEAKY_SLOPE):
+             leaky_slope=LEAKY_SLOPE, residual=False):
     """(loss, accuracy, argmax of each row's logits) over a whole set, weighted by
     weights (or not); labels: integer labels or float targets (N, T)."""
-    _, _, logits = forward(layers, x, activation, leaky_slope=leaky_slope)
+    _, _, logits = forward(layers, x, activation, leaky_slope=leaky_slope, residual=residual)
     mean_loss, _ = loss_and_grad(loss, logits, labels, 0.0, weights, delta)
     w = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=np.float64)
     accuracy = (w * right_rows(loss, logits, labels)).sum() / w.sum()

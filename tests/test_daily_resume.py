@@ -227,6 +227,16 @@ def test_new_activations_resume_exactly_on_two_threads(activation, small_fashion
     assert parts == whole
 
 
+def test_residual_resumes_exactly_on_two_threads(small_fashion, tmp_path, monkeypatch):
+    """--residual (-sz 16 16: one skip) with dropout on two threads: a resumed run is the
+    uninterrupted one, and its model file says it has skips."""
+    args = ("train", *RUN, "--residual", "--dropout", "0.2", "--threads", "2",
+            "--data-dir", small_fashion, "--no-progress")
+    whole, parts = whole_and_resumed(args, RUN_NAME, tmp_path, monkeypatch)
+    assert parts["config"]["residual"] is True
+    assert parts == whole
+
+
 def test_the_best_epoch_is_kept_and_patience_stops_the_run(small_fashion, tmp_path):
     """--keep best (the default): model.npz and the test figures are the best validation
     epoch's; --patience 1 stops one epoch after the best."""

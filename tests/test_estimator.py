@@ -239,6 +239,24 @@ def test_activations_scikit_learn_lacks_go_by_lower_case_names(fashion, activati
     np.testing.assert_allclose(model.predict_proba(x_test[:300]), twin, rtol=1e-10)
 
 
+def test_residual_adds_the_skips_the_twin_adds(fashion):
+    """residual=True: the fitted network (16, 16, 8: one skip) predicts as the NumPy twin
+    with its skips, and not as the same weights without them."""
+    from fastmlp import reference
+
+    x_train, y_train, x_test, _ = fashion
+    model = MLPClassifier(hidden_layer_sizes=(16, 16, 8), residual=True, max_iter=2,
+                          random_state=0, dtype="float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(x_train[:500], y_train[:500])
+    layers = list(zip(model.coefs_, model.intercepts_))
+    twin, _ = reference.predict(layers, x_test[:300], "ReLU", residual=True)
+    np.testing.assert_allclose(model.predict_proba(x_test[:300]), twin, rtol=1e-10)
+    plain, _ = reference.predict(layers, x_test[:300], "ReLU")
+    assert np.abs(plain - twin).max() > 1e-3
+
+
 def test_partial_fit_one_epoch_per_call(fashion):
     x_train, y_train, x_test, y_test = fashion
     model = MLPClassifier(hidden_layer_sizes=(32,), random_state=0)
@@ -307,7 +325,8 @@ def test_bad_parameters_are_value_errors(fashion):
                        (dict(beta_2=1.0), "beta_2"), (dict(solver="adagrad"), "solver"),
                        (dict(validation_fraction=0.0), "validation_fraction"),
                        (dict(dtype="float16"), "dtype"), (dict(max_iter=0), "max_iter"),
-                       (dict(leaky_slope=-1.0), "leaky_slope")):
+                       (dict(leaky_slope=-1.0), "leaky_slope"),
+                       (dict(residual=True, hidden_layer_sizes=(16, 8)), "residual")):
         with pytest.raises(ValueError, match=named):
             MLPClassifier(**{"max_iter": 1, **bad}).fit(x_train[:50], y_train[:50])
 

@@ -67,3 +67,30 @@ def test_onnx_runtime_agrees_with_fastmlp(activation, small_fashion, test_images
     np.testing.assert_array_equal(labels, mine.argmax(axis=1))
     np.testing.assert_array_equal(probabilities.argmax(axis=1), mine.argmax(axis=1))
     assert np.abs(probabilities - mine).max() < 1e-5
+
+
+def test_a_residual_net_exports_its_skips(small_fashion, test_images, tmp_path):
+    """--residual: the graph adds each skip (one here: 32 to 32) after the activation, and
+    agrees with fastmlp; a plain net of the same widths predicts otherwise."""
+    outcome = invoke("train", "-e", "1", "-nhl", "3", "-sz", "32", "32", "16", "--residual",
+                     "--dropout", "0.1", "--data-dir", small_fashion, "--output-dir", tmp_path,
+                     "--wandb-mode", "disabled", "--no-progress", "--no-plots")
+    assert outcome.code == 0, outcome.err
+    model_path = next(tmp_path.glob("*/model.npz"))
+    onnx_path = tmp_path / "model.onnx"
+    assert invoke("export", model_path, onnx_path).code == 0
+    graph = onnx.load(onnx_path)
+    onnx.checker.check_model(graph)
+    adds = [node for node in graph.graph.node if node.op_type == "Add"]
+    assert [node.input for node in adds] == [["a1", "a0"]]
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    probabilities, = session.run(["probabilities"], {"input": test_images})
+    model = open_model(model_path)
+    mine = model.probabilities(test_images)
+    assert np.abs(probabilities - mine).max() < 1e-5
+    from fastmlp.export import to_onnx
+
+    plain = to_onnx(model.layout, model.params, "ReLU", ["c"] * 10)
+    session = onnxruntime.InferenceSession(plain.SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    assert np.abs(session.run(["probabilities"], {"input": test_images})[0] - mine).max() > 1e-3

@@ -171,7 +171,7 @@ def test_dense_forward_and_backward_match_reference(activation):
     in_kept = ref.derivative_input(activation, z_in, SLOPE)  # the output, or z_in
     dweights, dbias, dz_in = np.empty((13, 6)), np.empty(6), np.empty((9, 13))
     dense_backward(dweights, dbias, dz_in, dz, a_in, weights, code, SLOPE, True, in_kept, a_in,
-                   False)
+                   False, a_in[:0], a_in[:0])
     assert relative_error(dweights, a_in.T @ dz) < TIGHT
     assert relative_error(dbias, dz.sum(axis=0)) < TIGHT
     want = (dz @ weights.T) * ref.activation_derivative(activation, in_kept, SLOPE)
@@ -486,7 +486,8 @@ def test_kernel_inputs_come_only_from_a_validated_config():
     assert dict(zip(CODES, codes.tolist())) == {
         "activation": ACTIVATIONS.index("ReLU"), "loss": LOSSES.index("cross_entropy"),
         "optimizer": OPTIMIZERS.index("adam"), "lr_schedule": SCHEDULES.index("constant"),
-        "shift": 2, "flip": 1, "image_width": 28, "output": OUTPUTS.index("softmax")}
+        "shift": 2, "flip": 1, "image_width": 28, "output": OUTPUTS.index("softmax"),
+        "residual": 0}
     from fastmlp.kernels.interface import HP_LEARNING_RATE, HP_TOTAL_STEPS, HP_WARMUP_STEPS
 
     assert (hyper[HP_LEARNING_RATE], hyper[HP_TOTAL_STEPS], hyper[HP_WARMUP_STEPS]) == (
@@ -748,6 +749,75 @@ def test_leaky_slope_changes_only_leaky_relu(problem):
                          "adam", regime=dict(leaky_slope=slope))
             trained.append(params)
         assert (not np.array_equal(*trained)) == differs, activation
+
+
+RESIDUAL_LAYOUT = Layout((30, 16, 16, 12, 12, 12, 10))  # skips into layers 2, 4 and 5
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+@pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["plain", "dropped"])
+@pytest.mark.parametrize("activation", ["ReLU", "tanh", "GELU"])
+def test_residual_connections_train_like_reference(problem, activation, dropout, shards):
+    """--residual: every hidden layer as wide as the one before adds its input (two skips in
+    a row, one layer of another width between), with and without dropout, read from the
+    output (ReLU, tanh) or from Z (GELU). Two epochs against the twin; then inference."""
+    _, pixels, labels, order = problem
+    layout = RESIDUAL_LAYOUT
+    assert ref.skips(layout.views(np.zeros(layout.num_params)), True) == [
+        False, True, False, True, True, False]
+    regime = dict(dropout=dropout, seed=5, residual=True)
+    x = scale_pixels(pixels, np.float64)
+    params = init_params(layout, "He", np.random.default_rng(1), np.float64)
+    layers = [(w.copy(), b.copy()) for w, b in layout.views(params)]
+    gold_optimizer = ref.Optimizer("adam", layers, HYPER)
+    state = None
+    for epoch_order in (order, order[::-1].copy()):
+        gold_loss, gold_acc = ref.train_epoch(layers, gold_optimizer, x, labels, epoch_order, 32,
+                                              activation, "cross_entropy", regime)
+        mine_loss, mine_acc, _, state = kernel_epoch(params, layout, pixels, labels, epoch_order,
+                                                     32, activation, "cross_entropy", "adam",
+                                                     state=state, shards=shards, regime=regime)
+        assert mine_loss == pytest.approx(gold_loss, rel=TIGHT)
+        assert mine_acc == gold_acc
+    assert relative_error(params, flatten(layers)) < TIGHT
+    outputs, predictions = np.empty((len(x), 10)), np.empty(len(x), dtype=np.int64)
+    codes, hyper = kernel_arrays(activation, "cross_entropy", "adam", regime=dict(residual=True))
+    infer(outputs, predictions, x, labels[:0], np.empty((0, 0)), np.empty(0), params,
+          layout.arrays(), codes, hyper, shards)
+    gold_outputs, gold_predictions = ref.predict(layout.views(params), x, activation,
+                                                 residual=True)
+    assert relative_error(outputs, gold_outputs) < TIGHT
+    assert np.array_equal(predictions, gold_predictions)
+    plain, _ = ref.predict(layout.views(params), x, activation)
+    assert relative_error(outputs, plain) > 1e-3  # the skips change what comes out
+
+
+@pytest.mark.parametrize("activation", ["ReLU", "sigmoid", "SiLU"])
+def test_residual_gradients_match_finite_differences(activation):
+    """With the step's dropout masks held fixed, kernel and reference gradients of a net
+    with skips are the derivative of its batch loss."""
+    rng = np.random.default_rng(13)
+    layout = Layout((6, 5, 5, 4, 4, 10))
+    params = init_params(layout, "Xavier", rng, np.float64) + rng.normal(
+        scale=0.1, size=layout.num_params)
+    pixels, labels = rng.integers(0, 256, size=(7, 6), dtype=np.uint8), rng.integers(0, 10, 7)
+    x = scale_pixels(pixels, np.float64)
+    scales = [ref.dropout_scales(0.3, 3, 1, 1 + l, np.arange(7), width)
+              for l, width in enumerate((5, 5, 4, 4))]
+
+    def batch_loss(flat):
+        return ref.gradients(layout.views(flat.copy()), x, labels, activation, "cross_entropy",
+                             scales, residual=True)[0]
+
+    numeric = centred_differences(batch_loss, params)
+    _, gold_grads, _ = ref.gradients(layout.views(params.copy()), x, labels, activation,
+                                     "cross_entropy", scales, residual=True)
+    no_step = dict(HYPER, weight_decay=0.0)  # grads: the batch's data gradient
+    _, _, kernel_grads, _ = kernel_epoch(params.copy(), layout, pixels, labels, np.arange(7), 7,
+                                         activation, "cross_entropy", "sgd", hyper=no_step,
+                                         regime=dict(dropout=0.3, seed=3, residual=True))
+    assert relative_error(flatten(gold_grads), numeric) < 1e-6
+    assert relative_error(kernel_grads, numeric) < 1e-6
 
 
 def test_kernel_and_twin_draw_the_same_random_numbers():

@@ -65,13 +65,15 @@ def test_every_rule_refuses_with_one_line_naming_the_flag():
 # Another valid value of the settings with a rule that a generic guess cannot satisfy.
 OTHER_VALID = {"augment": "shift:1,flip", "warmup_epochs": 1.0, "task": "regression",
                "target": ("price",), "delimiter": ";", "categorical": ("zip",),
-               "drop": ("id",), "preprocess": False}
+               "drop": ("id",)}
 
 
 def another_valid_value(entry):
     """A valid value of the setting other than its default."""
     if entry.name in OTHER_VALID:
         return OTHER_VALID[entry.name]
+    if entry.kind is bool:
+        return not entry.default
     if entry.choices:
         return next(name for name in entry.choices if name != entry.default)
     if entry.default is None:

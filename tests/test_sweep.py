@@ -542,6 +542,26 @@ def test_grid_sweep_runs_every_point_once(tmp_path, sweep_env, fashion_dir):
     check_trial_runs(study)
 
 
+def test_a_point_train_refuses_fails_once_and_the_sweep_goes_on(tmp_path, sweep_env,
+                                                                fashion_dir):
+    """--residual on one hidden layer has no skip to make: that trial fails with train's
+    reason, its point counts as tried (never trained again) and the other points train."""
+    spec_file = write(tmp_path, sweep_yaml(
+        "grid", 1, 256, num_layers="{values: [1, 2]}", hidden_size="{value: 8}",
+        residual="{values: [false, true]}"), name="skips.yaml")
+    out = tmp_path / "out"
+    outcome = run_sweep(spec_file, workers=1, output_dir=out, wandb_mode="disabled",
+                        shared={"data_dir": str(fashion_dir)}, echo=lambda line: None)
+    assert outcome.trials_after == 4
+    trials = {(t.params["num_layers"], t.params["residual"]): t
+              for t in open_study(out, "skips").trials}
+    assert len(trials) == 4
+    refused = trials.pop((1, True))
+    assert refused.state.name == "FAIL"
+    assert refused.user_attrs["fail_reason"].startswith("--residual: a skip joins")
+    assert {t.state.name for t in trials.values()} == {"COMPLETE"}
+
+
 def test_pruned_trial_stops_training(tmp_path, fastmlp_env, fashion_dir):
     """epoch_callback -> trial.report + should_prune -> TrialPruned stops the real train."""
     import optuna

@@ -24,13 +24,18 @@ def dense_forward_keeping_z(out, z, a_in, weights, bias, act_code, slope):
 
 @kernel()
 def dense_backward(dweights, dbias, dz_in, dz, a_in, weights, in_act_code, slope, want_dz_in,
-                   in_kept, in_scales, dropped):
+                   in_kept, in_scales, dropped, skip_grad, carry):
     """Given dz = dLoss/d(pre-activation) (B, n_out) of this layer:
     dweights (n_in, n_out) = a_in^T dz;  dbias (n_out,) = column sums of dz;
     if want_dz_in: dz_in (B, n_in) = (dz @ weights^T) * act'(.), the previous layer's dz,
     act' read from in_kept: what the input layer's activation's derivative reads
     (activations.scale_by_derivative), its output or its pre-activation. dropped: the input
-    went through dropout, a_in = act(.) * in_scales; then dz_in is also times in_scales."""
+    went through dropout, a_in = act(.) * in_scales; then dz_in is also times in_scales.
+    Skip connections (--residual; arrays of no rows where there is none): skip_grad (B, n_in)
+    is dLoss/d(output) that reached this layer's output, which adds its input, so it reaches
+    the input too: added to dz @ weights^T. carry (B, n_in) receives that sum, dLoss/d(input),
+    before act' when the input layer's output adds its own input (carry may be skip_grad's
+    memory: it is read first)."""
     matmul(dweights, a_in.T, dz)
     rows, cols = dz.shape
     for j in range(cols):
@@ -40,6 +45,12 @@ def dense_backward(dweights, dbias, dz_in, dz, a_in, weights, in_act_code, slope
             dbias[j] += dz[i, j]
     if want_dz_in:
         np.dot(dz, weights.T, dz_in)
+        if skip_grad.shape[0] > 0:
+            for i in range(rows):
+                for j in range(dz_in.shape[1]):
+                    dz_in[i, j] += skip_grad[i, j]
+        if carry.shape[0] > 0:
+            carry[:] = dz_in
         if dropped:
             for i in range(rows):
                 for j in range(dz_in.shape[1]):

@@ -24,10 +24,11 @@ from .activations import needs_pre_activations
 from .dense import dense_backward, dense_forward, dense_forward_keeping_z
 from .fastmath import flush_denormals, restore_denormals, scalar_like
 from .interface import (CODE_ACTIVATION, CODE_FLIP, CODE_IMAGE_WIDTH, CODE_LOSS,
-                        CODE_OPTIMIZER, CODE_OUTPUT, CODE_SCHEDULE, CODE_SHIFT, HP_DROPOUT,
+                        CODE_OPTIMIZER, CODE_OUTPUT, CODE_RESIDUAL, CODE_SCHEDULE, CODE_SHIFT,
+                        HP_DROPOUT,
                         HP_HUBER_DELTA, HP_INPUT_DROPOUT, HP_LABEL_SMOOTHING, HP_LEAKY_SLOPE,
                         HP_LEARNING_RATE, HP_SEED, HP_TOTAL_STEPS, HP_WARMUP_STEPS, IDENTITY,
-                        check_codes)
+                        check_codes, has_skip)
 from .losses import loss_backward, output_values
 from .optimizers import optimizer_update
 from .random import STREAM_DROPOUT, STREAM_FLIP, STREAM_INPUT_DROPOUT, STREAM_SHIFT_X, \
@@ -71,26 +72,29 @@ def _activation_offsets(sizes, batch_size):
 
 
 @kernel()
-def _forward(acts, act_offsets, x_batch, params, w_offsets, sizes, act_code, slope):
+def _forward(acts, act_offsets, x_batch, params, w_offsets, sizes, act_code, slope, residual):
     """Fill A_1 .. A_L for x_batch (rows, n_in); returns the logits view (rows, K)."""
-    return _forward_training(acts, acts, acts, act_offsets, x_batch, params, w_offsets, sizes,
-                             act_code, slope, False, 0.0, 0, 0, 0)
+    nothing = acts[:1]  # nothing kept (kept and scales of one element)
+    return _forward_training(acts, nothing, nothing, act_offsets, x_batch, params, w_offsets,
+                             sizes, act_code, slope, residual, False, 0.0, 0, 0, 0)
 
 
 @kernel()
 def _forward_training(acts, kept, scales, act_offsets, x_batch, params, w_offsets, sizes,
-                      act_code, slope, keep_z, dropout, seed, t, first_row):
+                      act_code, slope, residual, keep_z, dropout, seed, t, first_row):
     """_forward, keeping in `kept` (same layout as acts) what each hidden layer's backward
     pass reads besides A_l (dense_backward's in_kept), and with inverted dropout on every
     hidden layer's output when dropout > 0: A_l = act(Z_l) * S_l, S_l = mask / (1 - p) kept
-    in `scales`. kept holds Z_l when keep_z (the activation needs its pre-activations:
-    activations.needs_pre_activations), else act(Z_l) before dropout when dropout > 0, else
+    in `scales`; a layer with a skip (has_skip) then adds its input. kept holds Z_l when
+    keep_z (the activation needs its pre-activations: activations.needs_pre_activations),
+    else act(Z_l) before dropout and skip when dropout > 0 or residual (`kept_act`), else
     nothing (the derivative reads A_l itself). Row i of the batch draws its mask with the
     key (seed, t, STREAM_DROPOUT + l, first_row + i, unit)."""
     rows = x_batch.shape[0]
     num_dense = len(sizes) - 1
     keep_scale = scalar_like(1.0 / (1.0 - dropout), params)
     zero = scalar_like(0.0, params)
+    kept_act = not keep_z and (dropout > 0.0 or residual != 0) and kept.shape[0] > 1
     a_in = x_batch
     for l in range(num_dense):
         at = act_offsets[l]
@@ -103,16 +107,20 @@ def _forward_training(acts, kept, scales, act_offsets, x_batch, params, w_offset
             dense_forward_keeping_z(out, z, a_in, weights, bias, act_code, slope)
         else:
             dense_forward(out, a_in, weights, bias, act_code if hidden else IDENTITY, slope)
+        if hidden and kept_act:
+            before = kept[at:at + rows * width].reshape(rows, width)
+            before[:] = out
         if hidden and dropout > 0.0:
-            before_dropout = kept[at:at + rows * width].reshape(rows, width)
             scale = scales[at:at + rows * width].reshape(rows, width)
             for i in range(rows):
                 for j in range(width):
-                    if not keep_z:
-                        before_dropout[i, j] = out[i, j]
                     keep = uniform(seed, t, STREAM_DROPOUT + l, first_row + i, j) >= dropout
                     scale[i, j] = keep_scale if keep else zero
                     out[i, j] = out[i, j] * scale[i, j]
+        if has_skip(sizes, l, residual):
+            for i in range(rows):
+                for j in range(width):
+                    out[i, j] += a_in[i, j]
         a_in = out
     return a_in
 
@@ -162,25 +170,27 @@ def _gather(x_batch, pixels, rows_order, codes, hyper, t, first_row):
 
 
 @kernel()
-def _batch_gradients(grads, x_batch, acts, kept, scales, dz_a, dz_b, pixels, labels, targets,
-                     weights, rows_order, first_row, weight_total, params, w_offsets, sizes,
-                     codes, hyper, t):
+def _batch_gradients(grads, x_batch, acts, kept, scales, dz_a, dz_b, carried, pixels, labels,
+                     targets, weights, rows_order, first_row, weight_total, params, w_offsets,
+                     sizes, codes, hyper, t):
     """Gather this share of batch t (rows_order, starting at first_row of the batch) into
     x_batch, run forward and backward, and write its share of the batch's gradient into grads
     (flat). weight_total: the whole batch's summed weight (its size when unweighted), the
-    divisor of the batch loss. Returns (this share of the batch loss, the weight of its rows
+    divisor of the batch loss. carried: where a skip connection's gradient waits for the
+    layer below (--residual). Returns (this share of the batch loss, the weight of its rows
     predicted right)."""
     num_dense = len(sizes) - 1
     rows = rows_order.shape[0]
     act_code, loss_code = codes[CODE_ACTIVATION], codes[CODE_LOSS]
     slope, dropout = hyper[HP_LEAKY_SLOPE], hyper[HP_DROPOUT]
     keep_z = needs_pre_activations(act_code)
+    residual = codes[CODE_RESIDUAL]
     x_batch = x_batch[:rows * sizes[0]].reshape(rows, sizes[0])
     _gather(x_batch, pixels, rows_order, codes, hyper, t, first_row)
 
     act_offsets = _activation_offsets(sizes, rows)
     logits = _forward_training(acts, kept, scales, act_offsets, x_batch, params, w_offsets,
-                               sizes, act_code, slope, keep_z, dropout,
+                               sizes, act_code, slope, residual, keep_z, dropout,
                                np.int64(hyper[HP_SEED]), t, first_row)
     dz = dz_a[:rows * sizes[num_dense]].reshape(rows, sizes[num_dense])
     loss, correct = loss_backward(dz, logits, rows_order, labels, targets, weights, loss_code,
@@ -196,17 +206,27 @@ def _batch_gradients(grads, x_batch, acts, kept, scales, dz_a, dz_b, pixels, lab
             dz_in = spare[:rows * n_in].reshape(rows, n_in)
             # what act' reads (_forward_training): Z_l or act(Z_l) kept, else A_l itself
             in_kept = a_in
-            if keep_z or dropout > 0.0:
+            if keep_z or dropout > 0.0 or residual != 0:
                 in_kept = kept[at:at + rows * n_in].reshape(rows, n_in)
             in_scales = a_in
             if dropout > 0.0:
                 in_scales = scales[at:at + rows * n_in].reshape(rows, n_in)
+            # skips: dLoss/dA_{l+1} waits in `carried` for A_l, and dLoss/dA_l for A_{l-1}
+            none = carried[:0].reshape(0, n_in)
+            skip_grad = carry = none
+            if residual != 0:
+                waiting = carried[:rows * n_in].reshape(rows, n_in)
+                if has_skip(sizes, l, residual):
+                    skip_grad = waiting
+                if has_skip(sizes, l - 1, residual):
+                    carry = waiting
         else:
             a_in = in_kept = in_scales = x_batch
             dz_in = x_batch  # not written: the input layer needs no gradient
+            skip_grad = carry = x_batch[:0]
         dense_backward(_weights(grads, w_offsets, sizes, l), _bias(grads, w_offsets, sizes, l),
                        dz_in, dz, a_in, _weights(params, w_offsets, sizes, l), act_code, slope,
-                       l > 0, in_kept, in_scales, l > 0 and dropout > 0.0)
+                       l > 0, in_kept, in_scales, l > 0 and dropout > 0.0, skip_grad, carry)
         dz = dz_in
     return loss, correct
 
@@ -245,12 +265,16 @@ def train_epoch(buffers, progress, t, pixels, labels, targets, weights, order, b
     act_bufs = np.empty((shards, act_size), dtype=params.dtype)
     # kept (per shard): what the backward pass reads besides the activations, only where
     # something is kept (_forward_training): Z_l for GELU and SiLU, act(Z_l) under dropout
+    # or skips
     dropped = hyper[HP_DROPOUT] > 0.0
-    kept_size = act_size if dropped or needs_pre_activations(codes[CODE_ACTIVATION]) else 1
+    residual = codes[CODE_RESIDUAL]
+    kept_size = (act_size if dropped or residual != 0 or needs_pre_activations(
+        codes[CODE_ACTIVATION]) else 1)
     kept_bufs = np.empty((shards, kept_size), dtype=params.dtype)
     scale_bufs = np.empty((shards, act_size if dropped else 1), dtype=params.dtype)
     dz_a = np.empty((shards, per_shard * widest), dtype=params.dtype)
     dz_b = np.empty((shards, per_shard * widest), dtype=params.dtype)
+    carried = np.empty((shards, per_shard * widest if residual != 0 else 1), dtype=params.dtype)
     shard_grads = np.zeros((shards, num_params), dtype=params.dtype)
     shard_loss = np.zeros(shards)
     shard_correct = np.zeros(shards)
@@ -274,8 +298,9 @@ def train_epoch(buffers, progress, t, pixels, labels, targets, weights, order, b
         if used == 1:  # no thread launch at all
             shard_loss[0], shard_correct[0] = _batch_gradients(
                 shard_grads[0], x_bufs[0], act_bufs[0], kept_bufs[0], scale_bufs[0], dz_a[0],
-                dz_b[0], pixels, labels, targets, weights, order[start:start + rows], 0,
-                weight_total, params, w_offsets, sizes, codes, hyper, step)
+                dz_b[0], carried[0], pixels, labels, targets, weights,
+                order[start:start + rows], 0, weight_total, params, w_offsets, sizes, codes,
+                hyper, step)
         else:
             for s in prange(used):
                 thread_mode = flush_denormals()
@@ -283,8 +308,9 @@ def train_epoch(buffers, progress, t, pixels, labels, targets, weights, order, b
                 last = min(start + rows, first + per_shard)
                 shard_loss[s], shard_correct[s] = _batch_gradients(
                     shard_grads[s], x_bufs[s], act_bufs[s], kept_bufs[s], scale_bufs[s],
-                    dz_a[s], dz_b[s], pixels, labels, targets, weights, order[first:last],
-                    first - start, weight_total, params, w_offsets, sizes, codes, hyper, step)
+                    dz_a[s], dz_b[s], carried[s], pixels, labels, targets, weights,
+                    order[first:last], first - start, weight_total, params, w_offsets, sizes,
+                    codes, hyper, step)
                 restore_denormals(thread_mode)
         batch_loss = 0.0
         for s in range(used):
@@ -363,7 +389,7 @@ def infer(outputs, predictions, x, labels, targets, weights, params, net, codes,
             start = c * chunk
             rows = min(chunk, n - start)
             logits = _forward(acts[w], act_offsets, x[start:start + rows], params, w_offsets,
-                              sizes, act_code, slope)
+                              sizes, act_code, slope, codes[CODE_RESIDUAL])
             for i in range(rows):
                 predictions[start + i] = np.argmax(logits[i])
             if want_outputs:

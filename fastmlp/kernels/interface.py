@@ -69,12 +69,13 @@ BUFFERS = ("params", "state1", "state2", "grads")
 # The integer choices, in the order of `codes`, each with the name table it indexes (None:
 # a whole number >= 0 itself: the augmentation's shift in pixels, flip 0/1, and the image
 # width in pixels, which the caller gives). output: the loss's output kind (LOSS_OUTPUT).
+# residual 0/1: the skip connections (has_skip says which layers have one).
 CODE_TABLES = {"activation": ACTIVATIONS, "loss": LOSSES, "optimizer": OPTIMIZERS,
                "lr_schedule": SCHEDULES, "shift": None, "flip": None, "image_width": None,
-               "output": OUTPUTS}
+               "output": OUTPUTS, "residual": None}
 CODES = tuple(CODE_TABLES)
 (CODE_ACTIVATION, CODE_LOSS, CODE_OPTIMIZER, CODE_SCHEDULE, CODE_SHIFT, CODE_FLIP,
- CODE_IMAGE_WIDTH, CODE_OUTPUT) = range(len(CODES))
+ CODE_IMAGE_WIDTH, CODE_OUTPUT, CODE_RESIDUAL) = range(len(CODES))
 # codes[i] must be below CODE_LIMITS[i] (-1: no upper limit); check_codes reads this
 CODE_LIMITS = np.array([len(table) if table is not None else -1
                         for table in CODE_TABLES.values()], dtype=np.int64)
@@ -131,3 +132,11 @@ def check_codes(codes):
         if codes[i] < 0 or (CODE_LIMITS[i] >= 0 and codes[i] >= CODE_LIMITS[i]):
             raise ValueError("codes: a choice's code is outside its table "
                              "(see fastmlp/kernels/interface.py)")
+
+
+@kernel()
+def has_skip(sizes, l, residual):
+    """Whether dense layer l's output adds its input (--residual): a hidden layer whose input
+    is a hidden layer of the same width, A_{l+1} = act(Z_{l+1}) + A_l. sizes: units per layer,
+    input first."""
+    return residual != 0 and 1 <= l < len(sizes) - 2 and sizes[l] == sizes[l + 1]

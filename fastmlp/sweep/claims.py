@@ -8,8 +8,10 @@ lock (storage.StorageLock), right after the sampler proposed the point, so two w
 machines proposing the same point at once are serialised: the second sees the first's claim.
 
 A trial *holds* its key (the configuration counts as tried) when it is COMPLETE, PRUNED or
-RUNNING, or FAILed because the training diverged (the same seed diverges again). A trial that
-failed for another reason (interrupted, killed) does not: the configuration may be retried.
+RUNNING, or FAILed because the training diverged (the same seed diverges again) or because
+train refused the configuration (a rule across settings, e.g. --residual without two equal
+widths in a row). A trial that failed for another reason (interrupted, killed) does not: the
+configuration may be retried.
 
 A proposal whose key is held is a *repeat*: it is answered from the stored result without
 training and marked with the user attribute `repeat_of` (the trial that trained it). Repeats
@@ -31,6 +33,7 @@ from ..config import SWEEPABLE
 REPEAT_OF = "repeat_of"          # user attr: the number of the trial that trained this point
 CONFIG_KEY = "config_key"        # user attr: config_key() of the trial's configuration
 DIVERGED = "diverged"            # user attr: True when the training diverged (FAIL)
+REFUSED = "refused"              # user attr: True when train refused the configuration (FAIL)
 REPEATS_BEFORE_STEERING = 2      # sampler repeats in a row before an untried point is enqueued
 RANDOM_DRAWS = 200               # draws tried before the untried points are enumerated
 
@@ -53,7 +56,7 @@ def holds_key(trial) -> bool:
         return False
     state = trial.state.name
     return state in ("COMPLETE", "PRUNED", "RUNNING") or (
-        state == "FAIL" and bool(trial.user_attrs.get(DIVERGED)))
+        state == "FAIL" and bool(trial.user_attrs.get(DIVERGED) or trial.user_attrs.get(REFUSED)))
 
 
 def held_keys(trials) -> dict:

@@ -416,7 +416,11 @@ def checked_value(name: str, value, where: str):
         return _checked_widths(name, value, where)
     if isinstance(value, (dict, list)) or value is None:
         raise ConfigError(f"{where}: {value!r} is not a single value")
-    if kind is str:
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {value!r} is not true or false")
+        coerced = value
+    elif kind is str:
         if isinstance(value, (bool, int, float)):
             raise ConfigError(f"{where}: {value!r} is not a valid {name}")
         coerced = str(value)

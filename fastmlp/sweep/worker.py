@@ -33,7 +33,7 @@ import warnings
 from pathlib import Path
 
 from ..config import SETTING, TrainConfig, infer_num_layers, parse_widths
-from ..errors import DivergedError, FastMLPError
+from ..errors import ConfigError, DivergedError, FastMLPError
 from . import claims
 from .spec import SWEEPABLE, checked_value, field_type, parse_spec
 from .storage import StorageLock, counted_trials, load_study, owner_attrs
@@ -51,6 +51,11 @@ class _SurplusTrial(Exception):
 class _AnsweredRepeat(Exception):
     """A repeat whose answer is a FAIL: its configuration diverged, or is training now in
     another worker (no result to give yet). Caught by study.optimize: the trial is FAIL."""
+
+
+class _RefusedPoint(Exception):
+    """A point train refuses (a rule across settings: --residual without two equal widths
+    in a row). Caught by study.optimize: the trial is FAIL, its configuration held."""
 
 
 def main(argv=None) -> int:
@@ -134,7 +139,7 @@ def run_optuna_worker(job: dict, train=None) -> None:
             last.clear()
             try:
                 study.optimize(objective, n_trials=1,
-                               catch=(DivergedError, _AnsweredRepeat),
+                               catch=(DivergedError, _AnsweredRepeat, _RefusedPoint),
                                callbacks=[_print_result(spec, job["worker"])])
             except _SurplusTrial:
                 return
@@ -202,7 +207,14 @@ def make_objective(spec, job: dict, lock, train, last=None):
         try:
             for key, value in owner_attrs(job["worker"]).items():
                 trial.set_user_attr(key, value)
-            config = trial_config(spec, job, trial)
+            try:
+                config = trial_config(spec, job, trial)
+            except ConfigError as error:  # refused: the point is held, it fails again
+                trial.set_user_attr(claims.CONFIG_KEY, claims.config_key(
+                    config_values(spec, job, trial.params), seeds))
+                trial.set_user_attr(claims.REFUSED, True)
+                trial.set_user_attr("fail_reason", str(error))
+                raise _RefusedPoint(str(error)) from None
             key = claims.config_key(config.to_dict(), seeds)
             trial.set_user_attr(claims.CONFIG_KEY, key)
             earlier = [t for t in trial.study.get_trials(deepcopy=False)
@@ -245,7 +257,8 @@ def answer_repeat(trial, original):
         for step, value in sorted(original.intermediate_values.items()):
             trial.report(value, step)
         raise optuna.TrialPruned(f"repeat of pruned trial {original.number}")
-    why = "diverged" if state == "FAIL" else "is training now (its result is not known yet)"
+    why = ("is training now (its result is not known yet)" if state != "FAIL" else
+           "train refused" if original.user_attrs.get(claims.REFUSED) else "diverged")
     trial.set_user_attr("fail_reason", f"repeat of trial {original.number}, which {why}")
     raise _AnsweredRepeat()
 
@@ -332,7 +345,7 @@ def trial_config(spec, job: dict, trial) -> TrainConfig:
 def config_values(spec, job: dict, point: dict) -> dict:
     """The settings of a point of the space: base settings (with the wandb group, the
     sweep's name), the file's constants, the point (validated: choices in their canonical
-    spelling)."""
+    spelling; as they are where a rule across settings refuses them)."""
     values = dict(job["base_config"])
     values.update(spec.constants)
     values.update(point)
@@ -340,7 +353,12 @@ def config_values(spec, job: dict, point: dict) -> dict:
     # per-layer widths without a num_layers of the file's: as many layers as widths
     values = infer_num_layers(values, num_layers_given=any(p.name == "num_layers"
                                                            for p in spec.params))
-    return dataclasses.asdict(TrainConfig.from_dict(values).validated())
+    config = TrainConfig.from_dict(values)
+    try:
+        config = config.validated()
+    except ConfigError:  # a point train refuses (trial_config says why): its key all the same
+        pass
+    return dataclasses.asdict(config)
 
 
 def report_epochs(trial, metric: str):
