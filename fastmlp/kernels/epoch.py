@@ -25,10 +25,9 @@ from .dense import dense_backward, dense_forward, dense_forward_keeping_z
 from .fastmath import flush_denormals, restore_denormals, scalar_like
 from .interface import (CODE_ACTIVATION, CODE_FLIP, CODE_IMAGE_WIDTH, CODE_LOSS,
                         CODE_OPTIMIZER, CODE_OUTPUT, CODE_RESIDUAL, CODE_SCHEDULE, CODE_SHIFT,
-                        HP_DROPOUT,
-                        HP_HUBER_DELTA, HP_INPUT_DROPOUT, HP_LABEL_SMOOTHING, HP_LEAKY_SLOPE,
-                        HP_LEARNING_RATE, HP_SEED, HP_TOTAL_STEPS, HP_WARMUP_STEPS, IDENTITY,
-                        check_codes, has_skip)
+                        HP_DROPOUT, HP_HUBER_DELTA, HP_INPUT_DROPOUT, HP_LABEL_SMOOTHING,
+                        HP_LEAKY_SLOPE, HP_LEARNING_RATE, HP_SEED, HP_TOTAL_STEPS,
+                        HP_WARMUP_STEPS, IDENTITY, check_codes, has_skip)
 from .losses import loss_backward, output_values
 from .optimizers import optimizer_update
 from .random import STREAM_DROPOUT, STREAM_FLIP, STREAM_INPUT_DROPOUT, STREAM_SHIFT_X, \
