@@ -307,8 +307,11 @@ def _read_columnar(path: Path, parquet: bool, as_read: set) -> Table:
             source = pq.ParquetFile(path)
             names = source.schema_arrow.names
 
-            def read(chosen):
-                return source.read(columns=chosen)
+            def read(chosen):  # a row group at a time: its numbers float32 as they come
+                groups = [_float32_features(source.read_row_group(group, columns=chosen),
+                                            as_read)
+                          for group in range(source.num_row_groups)]
+                return pa.concat_tables(groups) if groups else source.read(columns=chosen)
         else:
             import pyarrow.feather as feather
 
@@ -322,13 +325,9 @@ def _read_columnar(path: Path, parquet: bool, as_read: set) -> Table:
             raise DataError(f"{path}: the column {twice!r} appears twice")
         columns = {}
         for start in range(0, len(names), COLUMNS_AT_ONCE):
-            chunk = read(names[start:start + COLUMNS_AT_ONCE])
+            chunk = _float32_features(read(names[start:start + COLUMNS_AT_ONCE]), as_read)
             for name in chunk.column_names:
-                column = chunk.column(name)
-                if name not in as_read and (pa.types.is_integer(column.type) or
-                                            pa.types.is_floating(column.type)):
-                    column = column.cast(pa.float32())
-                columns[name] = column
+                columns[name] = chunk.column(name)
             del chunk
     except DataError:
         raise
@@ -337,6 +336,18 @@ def _read_columnar(path: Path, parquet: bool, as_read: set) -> Table:
                         f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") \
             from None
     return Table(path, pa.table(columns) if columns else pa.table({}))
+
+
+def _float32_features(table, as_read: set):
+    """The table with its number columns as float32, but those read as they are."""
+    import pyarrow as pa
+
+    for i, name in enumerate(table.column_names):
+        column = table.column(i)
+        if name not in as_read and column.type != pa.float32() and (
+                pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+            table = table.set_column(i, name, column.cast(pa.float32()))
+    return table
 
 
 def _shown(names) -> str:
