@@ -22,8 +22,8 @@ from typing import Callable, Optional
 from .data import DATASETS, REGISTRY as DATASET_REGISTRY
 from .errors import ConfigError
 from .metrics import AUTO_MONITOR, DEFAULT_MONITOR, MONITORS, monitors_of
-from .kernels.interface import (ACTIVATIONS, LEAKY_SLOPE, LOSS_TASK, LOSSES, OPTIMIZERS,
-                                SCHEDULES, TASK_LOSSES, TASKS)
+from .kernels.interface import (ACTIVATIONS, DEFORMATIONS, LEAKY_SLOPE, LOSS_TASK, LOSSES,
+                                OPTIMIZERS, SCHEDULES, TASK_LOSSES, TASKS)
 from .model import WEIGHT_INITS
 
 DTYPES = ("float32", "float64")
@@ -159,6 +159,13 @@ AUGMENT_RULE = Rule(_is_augment, "must be none, or shift:N (N >= 1 pixels) and/o
                                  "comma-separated (e.g. shift:2,flip)",
                     "`none`, `shift:N`, `flip`, `shift:N,flip`")
 
+def degrees(below: float, inclusive: bool) -> Rule:
+    """An angle in degrees: [0, below] or [0, below)."""
+    interval = f"[0, {below:g}{']' if inclusive else ')'}"
+    return Rule(lambda v: _is_finite(v) and 0 <= v and (v <= below if inclusive else v < below),
+                f"must be a finite number of degrees in {interval}", f"degrees in {interval}")
+
+
 SEED_RULE = Rule(lambda v: _is_int(v) and 0 <= v < 2**32, "must be a whole number in [0, 2**32)",
                  "whole number in [0, 2**32)")
 
@@ -271,6 +278,23 @@ class TrainConfig:
                            help="Augment each training image as its batch is gathered: "
                                 "shift:N moves it up to N pixels each way (zero-filled), "
                                 "flip mirrors it with probability 1/2; combine with a comma.")
+    rotate: float = setting(0.0, "--rotate", rule=degrees(180, inclusive=True),
+                            help="Rotate each training image about its centre by an angle "
+                                 "drawn uniformly in [-DEG, DEG] degrees, bilinearly, zero "
+                                 "outside (before --augment's flip and shift).")
+    scale: float = setting(0.0, "--scale", rule=fraction(True),
+                           help="Scale each training image about its centre by a factor drawn "
+                                "uniformly in [1 - F, 1 + F].")
+    shear: float = setting(0.0, "--shear", rule=degrees(90, inclusive=False),
+                           help="Shear each training image horizontally by an angle drawn "
+                                "uniformly in [-DEG, DEG] degrees.")
+    elastic: float = setting(0.0, "--elastic", rule=non_negative(),
+                             help="Elastic distortion (Simard et al. 2003) of each training "
+                                  "image: a smooth random displacement field of this strength "
+                                  "(alpha, in pixels; about 34 for 28x28 digits).")
+    elastic_sigma: float = setting(4.0, "--elastic-sigma", rule=positive(),
+                                   help="Smoothness of --elastic's field: its Gaussian's sigma "
+                                        "in pixels.")
     lr_schedule: str = setting("constant", "--lr-schedule", choices=SCHEDULES,
                                help="Learning rate over the run's steps: constant, cosine to "
                                     "0, step (x0.1 at 50 % and 75 %), onecycle.")
@@ -407,6 +431,11 @@ class TrainConfig:
     def augmentation(self) -> tuple:
         """(shift in pixels, flip) of --augment."""
         return augment_parts(self.augment)
+
+    @property
+    def deformations(self) -> tuple:
+        """The names of the deformations that are on (--rotate, --scale, --shear, --elastic)."""
+        return tuple(name for name in DEFORMATIONS if getattr(self, name) > 0)
 
     @property
     def hidden_widths(self) -> tuple:

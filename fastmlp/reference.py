@@ -4,8 +4,9 @@ This is the test oracle for the Numba kernels and the baseline of every benchmar
 math of record (docs/ARCHITECTURE.md points here), on a list of (W, b) arrays, one batch at a
 time:
 
-    input:     X = the batch's examples, shifted and flipped (augment), times S_0 (input
-               dropout: S = mask / (1 - p), mask ~ Bernoulli(1 - p); no dropout: S = 1)
+    input:     X = the batch's examples, deformed (deform: affine and elastic, bilinear),
+               then flipped and shifted (augment), times S_0 (input dropout:
+               S = mask / (1 - p), mask ~ Bernoulli(1 - p); no dropout: S = 1)
     forward:   A_0 = X;  Z_{l+1} = A_l @ W_l + b_l;  A_{l+1} = act(Z_{l+1}) * S_{l+1};
                P = softmax(A_L @ W_L + b_L)
     losses:    the weighted mean sum_b w_b l_b / sum_b w_b of the rows' losses l_b (w_b = 1
@@ -19,8 +20,9 @@ time:
     update:    g = dW + weight_decay * W (weights only; adamw decays the weights directly),
                then the optimizer (see `update`) at the step's scheduled learning rate.
 
-The random draws (dropout masks, shifts, flips) are the kernels' own counter-based numbers,
-replayed by `uniform_array`; the learning-rate schedule is the kernels' own function.
+The random draws (dropout masks, shifts, flips, deformations) are the kernels' own
+counter-based numbers, replayed by `uniform_array`; the learning-rate schedule is the
+kernels' own function.
 """
 from __future__ import annotations
 
@@ -284,6 +286,86 @@ def augment(x, rows, seed, step, shift, flip, image_width):
     return out.reshape(x.shape)
 
 
+def inverse_affine(rotation, factor, shear) -> np.ndarray:
+    """M = (1 / k) [[1, -tan s], [0, 1]] [[cos r, sin r], [-sin r, cos r]]: the inverse of
+    scaling by k, shearing (x += tan(s) y) and rotating by r (radians), in that order."""
+    unshear = np.array([[1.0, -np.tan(shear)], [0.0, 1.0]])
+    unrotate = np.array([[np.cos(rotation), np.sin(rotation)],
+                         [-np.sin(rotation), np.cos(rotation)]])
+    return unshear @ unrotate / factor
+
+
+def drawn_affine(seed, step, row, rotate, scale, shear) -> np.ndarray:
+    """M of one example: r, s uniform in [-rotate, rotate], [-shear, shear] degrees, k in
+    [1 - scale, 1 + scale], each from its own stream (nothing drawn for a setting at 0)."""
+    def symmetric(stream):
+        return 2.0 * float(uniform_array(seed, step, stream, row, 0)) - 1.0
+
+    rotation = np.radians(rotate) * symmetric(kernel_random.STREAM_ROTATE) if rotate else 0.0
+    factor = 1.0 + scale * symmetric(kernel_random.STREAM_SCALE) if scale else 1.0
+    shear_angle = np.radians(shear) * symmetric(kernel_random.STREAM_SHEAR) if shear else 0.0
+    return inverse_affine(rotation, factor, shear_angle)
+
+
+def lattice_weights(n, sigma) -> np.ndarray:
+    """(G, n): the elastic field's lattice along an axis of n pixels: points every
+    h = max(1, sigma) pixels about the axis's middle, reaching 2 sigma beyond its ends, and
+    their weights sqrt(h) N(x; c_j, sigma^2) at the pixels x."""
+    spacing = max(1.0, sigma)
+    half = int(np.ceil(((n - 1) / 2 + 2.0 * sigma) / spacing))
+    centres = (n - 1) / 2 + (np.arange(2 * half + 1) - half) * spacing
+    d = (np.arange(n)[None, :] - centres[:, None]) / sigma
+    return np.sqrt(spacing) / (np.sqrt(2 * np.pi) * sigma) * np.exp(-0.5 * d * d)
+
+
+def elastic_field(seed, step, row, alpha, sigma, height, width) -> np.ndarray:
+    """(2, H, W): the displacements (e_x, e_y) of one example, Simard et al.'s smoothed
+    uniform noise with the noise on the lattice: alpha * G_y^T N_a G_x, N_a in [-1, 1)."""
+    rows, cols = lattice_weights(height, sigma), lattice_weights(width, sigma)
+    units = np.arange(len(rows) * len(cols)).reshape(len(rows), len(cols))
+    field = np.empty((2, height, width))
+    for axis in range(2):
+        noise = 2.0 * uniform_array(seed, step, kernel_random.STREAM_ELASTIC_X + axis, row,
+                                    units) - 1.0
+        field[axis] = alpha * (rows.T @ noise @ cols)
+    return field
+
+
+def bilinear(image, qx, qy) -> np.ndarray:
+    """image (H, W) at the points (qx, qy), bilinearly, zero outside."""
+    height, width = image.shape
+    inside = (qx > -1) & (qx < width) & (qy > -1) & (qy < height)
+    qx, qy = np.where(inside, qx, -0.5), np.where(inside, qy, -0.5)
+    x0, y0 = np.floor(qx), np.floor(qy)
+    fx, fy = qx - x0, qy - y0
+    x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
+    padded = np.pad(image, 1)  # padded[y + 1, x + 1] = image[y, x], zero around it
+    value = sum(wx * wy * padded[y0 + 1 + oy, x0 + 1 + ox]
+                for ox, wx in ((0, 1 - fx), (1, fx)) for oy, wy in ((0, 1 - fy), (1, fy)))
+    return np.where(inside, value, 0.0)
+
+
+def deform(x, rows, seed, step, image_width, rotate=0.0, scale=0.0, shear=0.0, elastic=0.0,
+           elastic_sigma=4.0):
+    """Each example of x (B, pixels) deformed: D(p) = bilinear(image, c + M (p - c) + e(p)),
+    c the image's centre, M drawn_affine's, e elastic_field's (when elastic > 0); the
+    kernels' kernels/deform.py explains the draws."""
+    height = x.shape[1] // image_width
+    images = x.reshape(len(x), height, image_width)
+    ys, xs = np.mgrid[0:height, 0:image_width].astype(np.float64)
+    cx, cy = (image_width - 1) / 2, (height - 1) / 2
+    out = np.empty_like(images)
+    for i, row in enumerate(rows):
+        m = drawn_affine(seed, step, row, rotate, scale, shear)
+        qx = cx + m[0, 0] * (xs - cx) + m[0, 1] * (ys - cy)
+        qy = cy + m[1, 0] * (xs - cx) + m[1, 1] * (ys - cy)
+        if elastic > 0:
+            field = elastic_field(seed, step, row, elastic, elastic_sigma, height, image_width)
+            qx, qy = qx + field[0], qy + field[1]
+        out[i] = bilinear(images[i], qx, qy)
+    return out.reshape(x.shape)
+
+
 # ----------------------------------------------------------------------------- optimizers
 
 
@@ -355,10 +437,14 @@ def train_epoch(layers, optimizer: Optimizer, x, labels, order, batch_size, acti
     share of rows predicted right, the class or every label; 0 for regression). labels:
     integer labels (N,) or float targets (N, T); weights: (N,) or None. regime: the
     training additions, a mapping with dropout, input_dropout, label_smoothing, seed, shift,
-    flip, image_width, huber_delta, leaky_slope and residual (None: none of them)."""
+    flip, image_width, huber_delta, leaky_slope, residual and the deformations (rotate,
+    scale, shear, elastic, elastic_sigma) (None: none of them)."""
     r = dict(dropout=0.0, input_dropout=0.0, label_smoothing=0.0, seed=0, shift=0, flip=0,
-             image_width=0, huber_delta=1.0, leaky_slope=LEAKY_SLOPE,
-             residual=False) | dict(regime or {})
+             image_width=0, huber_delta=1.0, leaky_slope=LEAKY_SLOPE, residual=False,
+             rotate=0.0, scale=0.0, shear=0.0, elastic=0.0,
+             elastic_sigma=4.0) | dict(regime or {})
+    deformations = {name: r[name] for name in ("rotate", "scale", "shear", "elastic",
+                                               "elastic_sigma")}
     w_all = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=np.float64)
     loss_sum, correct, batches = 0.0, 0, 0
     for start in range(0, len(order), batch_size):
@@ -366,6 +452,8 @@ def train_epoch(layers, optimizer: Optimizer, x, labels, order, batch_size, acti
         step = optimizer.t + 1  # the random draws of this batch are keyed by its step
         places = np.arange(len(rows))  # each example's place in the batch
         x_batch = x[rows]
+        if any(deformations[name] > 0 for name in ("rotate", "scale", "shear", "elastic")):
+            x_batch = deform(x_batch, places, r["seed"], step, r["image_width"], **deformations)
         if r["shift"] > 0 or r["flip"]:
             x_batch = augment(x_batch, places, r["seed"], step, r["shift"], r["flip"],
                               r["image_width"])

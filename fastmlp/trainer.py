@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import NO_AUGMENTATION, TrainConfig
+from .config import NO_AUGMENTATION, TrainConfig, flag_name
 from .data import load_splits
 from .display import EpochDisplay
 from .engine import (TrainState, confusion_matrix, run_epoch, score_params, thread_limits,
@@ -76,6 +76,9 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
         if config.augment != NO_AUGMENTATION and splits.image_shape is None:
             raise ConfigError(f"--augment: shifts and flips need images; {config.data} is a "
                               f"table of {layout.sizes[0]} features")
+        if config.deformations and splits.image_shape is None:
+            raise ConfigError(f"{flag_name(config.deformations[0])}: deformations need images; "
+                              f"{config.data} is a table of {layout.sizes[0]} features")
         if resume_dir is not None and tuple(run.checkpoint.sizes) != layout.sizes:
             raise DataError(f"{config.data}: the data has changed since the run started (its "
                             f"network is {'-'.join(map(str, layout.sizes))} now, was "
@@ -193,7 +196,7 @@ def _train_one_epoch(epoch, state, layout, splits, config, shuffle_rng, display)
     """Shuffle, run the compiled epoch (under the display), validate; the epoch's record."""
     order = shuffle_rng.permutation(len(splits.y_train))
     total_batches = -(-len(splits.y_train) // config.batch_size)
-    image_width = splits.image_shape[1] if splits.image_shape else 0  # for --augment
+    image_width = splits.image_shape[1] if splits.image_shape else 0  # --augment, --rotate ...
 
     def one_epoch(counter):
         start = time.perf_counter()

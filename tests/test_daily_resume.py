@@ -237,6 +237,24 @@ def test_residual_resumes_exactly_on_two_threads(small_fashion, tmp_path, monkey
     assert parts == whole
 
 
+DEFORMATIONS = ("--rotate", "10", "--scale", "0.1", "--shear", "5", "--elastic", "8",
+                "--elastic-sigma", "3", "--augment", "shift:1,flip", "--input-dropout", "0.1")
+
+
+def test_resume_with_deformations_on_two_threads_equals_uninterrupted(reference, small_fashion,
+                                                                       tmp_path, monkeypatch):
+    """The deformations draw per example with the step and the example's place in the batch
+    (not its thread): on two threads a resumed run is the uninterrupted one, and the run
+    does differ from one without them."""
+    args = ("train", *RUN, *DEFORMATIONS, "--threads", "2", "--data-dir", small_fashion,
+            "--no-progress")
+    whole, parts = whole_and_resumed(args, RUN_NAME, tmp_path, monkeypatch)
+    assert (parts["config"]["rotate"], parts["config"]["elastic"]) == (10.0, 8.0)
+    assert "--rotate 10.0" in parts["train_command"]
+    assert parts == whole
+    assert parts["params"] != reference["params"]
+
+
 def test_the_best_epoch_is_kept_and_patience_stops_the_run(small_fashion, tmp_path):
     """--keep best (the default): model.npz and the test figures are the best validation
     epoch's; --patience 1 stops one epoch after the best."""

@@ -678,6 +678,14 @@ REGIMES = {
     "all": dict(dropout=0.25, input_dropout=0.1, shift=1, flip=1, image_width=5,
                 label_smoothing=0.05, lr_schedule="cosine", total_steps=14, warmup_steps=2,
                 seed=9),
+    # the deformations of the gather (kernels/deform.py), alone and with everything else
+    "rotate": dict(rotate=40.0, image_width=5, seed=4),
+    "scale": dict(scale=0.3, image_width=5, seed=4),
+    "shear": dict(shear=25.0, image_width=5, seed=4),
+    "elastic": dict(elastic=2.0, elastic_sigma=1.5, image_width=5, seed=4),
+    "deform-all": dict(rotate=15.0, scale=0.1, shear=10.0, elastic=1.5, elastic_sigma=0.8,
+                       shift=1, flip=1, image_width=5, dropout=0.2, input_dropout=0.1,
+                       seed=8),
 }
 
 

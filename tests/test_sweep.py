@@ -136,6 +136,24 @@ parameters:
     assert (params["leaky_slope"].low, params["leaky_slope"].high) == (0.0, 0.3)
 
 
+def test_the_deformations_are_sweep_parameters_checked_like_train():
+    spec = spec_of("""
+parameters:
+  rotate: {min: 0.0, max: 15.0}
+  scale: {values: [0, 0.1]}
+  shear: {values: [0, 5]}
+  elastic: {values: [0, 34]}
+  elastic_sigma: {values: [4, 6]}
+""")
+    params = {p.name: p for p in spec.params}
+    assert (params["rotate"].low, params["rotate"].high) == (0.0, 15.0)
+    assert params["elastic"].values == (0.0, 34.0) and params["scale"].values == (0.0, 0.1)
+    with pytest.raises(ConfigError, match="rotate.*--rotate: 200.0 must be"):
+        spec_of("parameters:\n  rotate: {min: 0, max: 200}\n")
+    record = {p.name for p in load_spec(REPO / "sweeps" / "record.yaml").params}
+    assert {"rotate", "scale", "shear", "elastic", "elastic_sigma"} <= record
+
+
 def test_distribution_is_inferred_like_wandb_and_numbers_are_coerced():
     spec = spec_of("""
 parameters:

@@ -21,13 +21,16 @@ from numba.extending import overload
 from . import kernel
 
 from .activations import needs_pre_activations
+from .deform import (deformations_on, deformed_image, drawn_affine, elastic_field,
+                     lattice_weights)
 from .dense import dense_backward, dense_forward, dense_forward_keeping_z
 from .fastmath import flush_denormals, restore_denormals, scalar_like
 from .interface import (CODE_ACTIVATION, CODE_FLIP, CODE_IMAGE_WIDTH, CODE_LOSS,
                         CODE_OPTIMIZER, CODE_OUTPUT, CODE_RESIDUAL, CODE_SCHEDULE, CODE_SHIFT,
-                        HP_DROPOUT, HP_HUBER_DELTA, HP_INPUT_DROPOUT, HP_LABEL_SMOOTHING,
-                        HP_LEAKY_SLOPE, HP_LEARNING_RATE, HP_SEED, HP_TOTAL_STEPS,
-                        HP_WARMUP_STEPS, IDENTITY, check_codes, has_skip)
+                        HP_DROPOUT, HP_ELASTIC, HP_ELASTIC_SIGMA, HP_HUBER_DELTA,
+                        HP_INPUT_DROPOUT, HP_LABEL_SMOOTHING, HP_LEAKY_SLOPE, HP_LEARNING_RATE,
+                        HP_ROTATE, HP_SCALE, HP_SEED, HP_SHEAR, HP_TOTAL_STEPS, HP_WARMUP_STEPS,
+                        IDENTITY, check_codes, has_skip)
 from .losses import loss_backward, output_values
 from .optimizers import optimizer_update
 from .random import STREAM_DROPOUT, STREAM_FLIP, STREAM_INPUT_DROPOUT, STREAM_SHIFT_X, \
@@ -129,7 +132,11 @@ def _gather(x_batch, pixels, rows_order, codes, hyper, t, first_row):
     """x_batch[i] <- the model's input for example rows_order[i]: pixels scaled (or float
     features as they are), with this step's augmentation (a shift of up to `shift` pixels
     each way, zero-filled, and a horizontal flip with probability 1/2, both drawn per example)
-    and input dropout. Row i draws with the key (seed, t, stream, first_row + i, ...)."""
+    and input dropout. Row i draws with the key (seed, t, stream, first_row + i, ...). With a
+    deformation on, _gather_deformed does it all instead."""
+    if deformations_on(hyper):
+        _gather_deformed(x_batch, pixels, rows_order, codes, hyper, t, first_row)
+        return
     rows, width = x_batch.shape
     divisor = scalar_like(input_divisor(pixels), x_batch)
     shift, flip = codes[CODE_SHIFT], codes[CODE_FLIP]
@@ -162,6 +169,51 @@ def _gather(x_batch, pixels, rows_order, codes, hyper, t, first_row):
         else:
             for j in range(width):
                 target[j] = source[j] / divisor
+        if p_in > 0.0:
+            for j in range(width):
+                keep = uniform(seed, t, STREAM_INPUT_DROPOUT, row, j) >= p_in
+                target[j] = target[j] * keep_scale if keep else zero
+
+
+@kernel()
+def _gather_deformed(x_batch, pixels, rows_order, codes, hyper, t, first_row):
+    """_gather with the deformations (kernels/deform.py): x_batch[i] <- shift(flip(D)) of
+    example rows_order[i], D its deformed image, then input dropout; the shift and the flip
+    draw as in _gather. The deformation is computed in float64 from the pixels as they are,
+    then divided by input_divisor."""
+    rows, width = x_batch.shape
+    divisor = input_divisor(pixels)
+    shift, flip = codes[CODE_SHIFT], codes[CODE_FLIP]
+    image_width = codes[CODE_IMAGE_WIDTH]
+    height = width // image_width
+    seed = np.int64(hyper[HP_SEED])
+    p_in = hyper[HP_INPUT_DROPOUT]
+    keep_scale = scalar_like(1.0 / (1.0 - p_in), x_batch)
+    zero = scalar_like(0.0, x_batch)
+    rotate, scale, shear = hyper[HP_ROTATE], hyper[HP_SCALE], hyper[HP_SHEAR]
+    alpha, sigma = hyper[HP_ELASTIC], hyper[HP_ELASTIC_SIGMA]
+    elastic = alpha > 0.0
+    if elastic:  # the lattice's weights: the same for every example
+        row_weights = lattice_weights(height, sigma)
+        col_weights = lattice_weights(image_width, sigma)
+    else:
+        row_weights, col_weights = np.zeros((1, height)), np.zeros((1, image_width))
+    field = np.zeros((2, height if elastic else 1, image_width if elastic else 1))
+    partial = np.empty((row_weights.shape[0], image_width))
+    for i in range(rows):
+        source, target = pixels[rows_order[i]], x_batch[i]
+        row = first_row + i
+        dx = dy = 0
+        if shift > 0:
+            span = 2 * shift + 1
+            dx = np.int64(uniform(seed, t, STREAM_SHIFT_X, row, 0) * span) - shift
+            dy = np.int64(uniform(seed, t, STREAM_SHIFT_Y, row, 0) * span) - shift
+        mirrored = flip != 0 and uniform(seed, t, STREAM_FLIP, row, 0) < 0.5
+        m00, m01, m10, m11 = drawn_affine(seed, t, row, rotate, scale, shear)
+        if elastic:
+            elastic_field(field, partial, row_weights, col_weights, seed, t, row, alpha)
+        deformed_image(target, source, image_width, height, divisor, m00, m01, m10, m11, field,
+                       elastic, dx, dy, mirrored)
         if p_in > 0.0:
             for j in range(width):
                 keep = uniform(seed, t, STREAM_INPUT_DROPOUT, row, j) >= p_in
@@ -246,6 +298,8 @@ def train_epoch(buffers, progress, t, pixels, labels, targets, weights, order, b
     the epoch, learning rate of the last step); stops early at a non-finite loss, so fewer
     batches than expected tells the caller it diverged."""
     check_codes(codes)
+    if deformations_on(hyper) and codes[CODE_IMAGE_WIDTH] <= 0:
+        raise ValueError("hyper: a deformation needs images (codes: image_width is 0)")
     params = buffers[0]  # one statement each: see the module docstring on tuples
     state1 = buffers[1]
     state2 = buffers[2]

@@ -89,6 +89,13 @@ HYPERPARAMETERS = ("learning_rate", "momentum", "beta", "beta1", "beta2", "epsil
  HP_DROPOUT, HP_INPUT_DROPOUT, HP_LABEL_SMOOTHING, HP_SEED, HP_TOTAL_STEPS,
  HP_WARMUP_STEPS, HP_HUBER_DELTA, HP_LEAKY_SLOPE) = range(len(HYPERPARAMETERS))
 
+# The input deformations of the gather (kernels/deform.py), appended after the others: all 0
+# (off) by default but the elastic field's smoothness.
+DEFORMATIONS = ("rotate", "scale", "shear", "elastic")
+HYPERPARAMETERS += DEFORMATIONS + ("elastic_sigma",)
+HP_ROTATE, HP_SCALE, HP_SHEAR, HP_ELASTIC, HP_ELASTIC_SIGMA = range(len(HYPERPARAMETERS) - 5,
+                                                                  len(HYPERPARAMETERS))
+
 
 def kernel_inputs(config, steps_per_epoch: int = 0, image_width: int = 0):
     """(codes, hyper) of a validated TrainConfig (TrainConfig.validated()).

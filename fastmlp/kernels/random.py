@@ -1,6 +1,6 @@
 """Counter-based random numbers: a draw is a pure function of (seed, step, stream, row, unit).
 
-Dropout masks and augmentation draws come from here, so the NumPy twin
+Dropout masks, augmentation and deformation draws come from here, so the NumPy twin
 (fastmlp/reference.py, `uniform_array`) replays exactly the same numbers, a resumed run
 draws what the uninterrupted one would have (the key holds the step count, not a generator
 state), and the draws do not depend on how a batch is split over threads (the key holds the
@@ -19,6 +19,11 @@ STREAM_DROPOUT = 1          # + the hidden layer's index
 STREAM_SHIFT_X = 1000
 STREAM_SHIFT_Y = 1001
 STREAM_FLIP = 1002
+STREAM_ROTATE = 1003        # the deformations of the gather (kernels/deform.py)
+STREAM_SCALE = 1004
+STREAM_SHEAR = 1005
+STREAM_ELASTIC_X = 1006     # unit: the elastic lattice point's index
+STREAM_ELASTIC_Y = 1007
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 MIX1 = np.uint64(0xBF58476D1CE4E5B9)
