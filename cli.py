@@ -377,6 +377,7 @@ def bench(json_path, groups, epochs, anchors, no_anchors, real_runs, threads, da
 @setting_option("categorical")
 @setting_option("drop")
 @setting_option("preprocess", default=None)
+@setting_option("teacher", help="Every trial learns from this model too (`train --teacher`).")
 def sweep(sweep_file, count, workers, storage, engine, name, report_only, output_dir, seeds,
           wandb_mode, **shared):
     """Run a wandb-format sweep FILE.yaml over `train` (Optuna by default).

@@ -87,6 +87,11 @@ def fraction(include_zero: bool) -> Rule:
                 interval)
 
 
+def unit_interval() -> Rule:
+    """[0, 1], both ends included."""
+    return Rule(lambda v: _is_finite(v) and 0 <= v <= 1, "must be in [0, 1]", "[0, 1]")
+
+
 def _is_widths(value) -> bool:
     if isinstance(value, (tuple, list)):
         return len(value) >= 1 and all(_is_int(v) and v >= 1 for v in value)
@@ -306,6 +311,18 @@ class TrainConfig:
     label_smoothing: float = setting(0.0, "--label-smoothing", rule=fraction(True),
                                      help="Label smoothing of cross_entropy: targets "
                                           "(1 - e) onehot + e / classes.")
+    teacher: Optional[str] = setting(None, "--teacher", kind=str, sweep=False,
+                                     shown_default="none",
+                                     help="Knowledge distillation: a model.npz of `fastmlp "
+                                          "train` on the same data and classes; the network "
+                                          "also learns its probabilities softened by "
+                                          "--temperature.")
+    temperature: float = setting(4.0, "--temperature", rule=positive(),
+                                 help="--teacher: the temperature T of the soft targets "
+                                      "softmax(teacher logits / T).")
+    distill_weight: float = setting(0.9, "--distill-weight", rule=unit_interval(),
+                                    help="--teacher: the soft targets' weight a in the loss "
+                                         "(1 - a) CE + a T^2 KL (1: the teacher alone).")
     patience: int = setting(0, "--patience", rule=whole(0),
                             help="Stop after this many epochs without a better --monitor "
                                  "figure (0: never stop early).")
@@ -406,6 +423,9 @@ class TrainConfig:
         if values["label_smoothing"] > 0 and values["loss"] != "cross_entropy":
             raise ConfigError(f"{flag_name('label_smoothing')}: label smoothing is for "
                               f"cross_entropy, not {values['loss']}")
+        if values["teacher"] is not None and values["loss"] not in (None, "cross_entropy"):
+            raise ConfigError(f"{flag_name('teacher')}: distillation teaches classes with "
+                              f"cross_entropy, not {values['loss']}", setting="teacher")
         if values["warmup_epochs"] > 0 and values["lr_schedule"] == "onecycle":
             raise ConfigError(f"{flag_name('warmup_epochs')}: onecycle has its own warm-up "
                               "(the first 30 % of the steps); leave --warmup-epochs out")

@@ -160,13 +160,14 @@ def warm_up(dtype="float32") -> float:
 
 def run_epoch(state: TrainState, layout: Layout, pixels, y, order, batch_size,
               config: TrainConfig, progress=None, shards=None, image_width: int = 0,
-              weights=None):
+              weights=None, soft_targets=None):
     """One compiled epoch over pixels[order] (uint8 images, scaled to [0, 1] in the kernel,
     or float features); returns (mean batch loss, accuracy, batches run). y: class indices
     or float targets (kernel_targets), weights: per row or None; accuracy is the weighted
     share of rows predicted right (0 for regression). config: a validated TrainConfig (the
     choices, the hyperparameters, the schedule's length in epochs); image_width: pixels per
-    image row, for --augment.
+    image row, for --augment; soft_targets: a teacher's (N, K) for the rows of pixels, with
+    --teacher (None without: the labels alone).
 
     shards: how many threads split each batch by rows (default: Numba's thread count). With
     more than one, BLAS runs single-threaded inside them: on these small matrices a thread
@@ -181,6 +182,8 @@ def run_epoch(state: TrainState, layout: Layout, pixels, y, order, batch_size,
     batch_size = min(batch_size, len(order))  # the same batches; buffers no bigger than the data
     codes, hyper = kernel_inputs(config, -(-len(order) // batch_size), image_width)
     labels, targets, weights = kernel_targets(y, weights, config.task == "classification")
+    if soft_targets is not None:  # beside the labels: kernels/losses.py, distill_backward
+        targets = np.require(soft_targets, np.float64, ["C"])
     with single_threaded_blas(shards > 1):
         loss_sum, correct, batches, state.step, state.lr = train_epoch(
             state.buffers, progress, state.step, pixels, labels, targets, weights, order,

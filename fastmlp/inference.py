@@ -91,6 +91,29 @@ class Model:
 
     probabilities = outputs  # a classifier's outputs are its class probabilities
 
+    def soft_targets(self, x: np.ndarray, temperature: float) -> np.ndarray:
+        """What this model teaches a student (--teacher): its class probabilities for inputs
+        x softened at `temperature` T, softmax(logits / T), float64 (N, K) rows summing to 1.
+
+        Made from the one inference pass's probabilities p = softmax(logits): log p is the
+        logits less a constant per row, so softmax(log p / T) = softmax(logits / T). In
+        float32, log p is exact to about 1e-7 where p is a normal number; a p that underflows
+        (a logit more than about 87 below the row's largest) gives 0 where softmax(logits / T)
+        would be exp(-87 / T) or less. The one place a teacher's soft targets are made: a
+        model of several members (an ensemble) averages its members' softened probabilities
+        here, mean_m softmax(log p_m / T)."""
+        return soften(self.outputs(x), temperature)
+
+
+def soften(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log(p) / T) per row, in float64: probabilities p = softmax(z) at temperature
+    T, which is softmax(z / T) (log p is z less a constant per row); p = 0 stays 0."""
+    with np.errstate(divide="ignore"):
+        log_p = np.log(np.asarray(probabilities, dtype=np.float64)) / temperature
+    log_p -= log_p.max(axis=1, keepdims=True)
+    soft = np.exp(log_p)
+    return soft / soft.sum(axis=1, keepdims=True)
+
 
 def open_model(path) -> Model:
     """Load a model file and check it takes its dataset's images."""

@@ -14,6 +14,8 @@ time:
                cross_entropy       l_b = -sum_k q_bk log P[b, k],
                                    q = (1 - e) onehot(y) + e / K   (label smoothing e)
                squared_error       l_b = 0.5 * mean_t (Z[b, t] - Y[b, t])^2  (linear output)
+               distillation        (1 - a) cross_entropy + a T^2 KL(q || softmax(Z / T)),
+                                   q: a teacher's soft targets (distillation_loss_and_grad)
     backward:  dZ_L = dLoss/dlogits;  dW_l = A_l^T dZ_l;  db_l = sum_b dZ_l;
                dZ_{l-1} = (dZ_l W_l^T) * S_l * act'(Z_l), act' read from act(Z_l),
                or from Z_l for GELU and SiLU (derivative_input)
@@ -150,6 +152,32 @@ def loss_and_grad(name: str, logits: np.ndarray, y: np.ndarray, smoothing: float
     return (w * losses).sum() / w.sum(), grads * (w / w.sum())[:, None]
 
 
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def distillation_loss_and_grad(logits: np.ndarray, labels: np.ndarray, soft: np.ndarray,
+                               temperature: float, weight: float, smoothing: float = 0.0,
+                               weights=None):
+    """Knowledge distillation (Hinton et al. 2015): (the batch's loss, dLoss/dlogits) of
+        (1 - a) cross_entropy(labels, softmax(z)) + a T^2 KL(q || softmax(z / T))
+    per row, weighted as every loss; soft: the teacher's soft targets q (B, K), rows summing
+    to 1; T: temperature; a: weight. The gradient of the second term is
+    a T (softmax(z / T) - q): T^2 keeps its size comparable to the first term's at any T."""
+    hard_loss, hard_grad = loss_and_grad("cross_entropy", logits, labels, smoothing, weights)
+    log_s = log_softmax(logits / temperature)
+    q = np.asarray(soft, dtype=np.float64)
+    log_q = np.log(np.where(q > 0, q, 1.0))  # q log q = 0 at q = 0
+    kl = (q * (log_q - log_s)).sum(axis=1)
+    w = np.ones(len(logits)) if weights is None else np.asarray(weights, dtype=np.float64)
+    share = w / w.sum()
+    soft_loss = temperature ** 2 * (share * kl).sum()
+    soft_grad = temperature * (np.exp(log_s) - q) * share[:, None]
+    return ((1 - weight) * hard_loss + weight * soft_loss,
+            (1 - weight) * hard_grad + weight * soft_grad)
+
+
 OUTPUT_OF = {"cross_entropy": "softmax", "mean_squared_error": "softmax",
              "binary_cross_entropy": "sigmoid", "poisson": "exp"}  # else identity
 
@@ -223,12 +251,19 @@ def backward(layers, activations, pre_activations, dlogits: np.ndarray, activati
 
 
 def gradients(layers, x, labels, activation: str, loss: str, scales=None, smoothing=0.0,
-              weights=None, delta=1.0, leaky_slope=LEAKY_SLOPE, residual=False):
+              weights=None, delta=1.0, leaky_slope=LEAKY_SLOPE, residual=False,
+              distill=None):
     """(loss, [(dW, db), ...], logits) for one batch; labels: integer labels or float
-    targets (B, T); weights: per row, or None."""
+    targets (B, T); weights: per row, or None; distill: (the batch's soft targets (B, K),
+    temperature, weight) to learn from a teacher too (cross_entropy only), or None."""
     activations, pre_activations, logits = forward(layers, x, activation, scales, leaky_slope,
                                                    residual)
-    batch_loss, dlogits = loss_and_grad(loss, logits, labels, smoothing, weights, delta)
+    if distill is not None:
+        assert loss == "cross_entropy", loss
+        batch_loss, dlogits = distillation_loss_and_grad(logits, labels, *distill, smoothing,
+                                                         weights)
+    else:
+        batch_loss, dlogits = loss_and_grad(loss, logits, labels, smoothing, weights, delta)
     grads = backward(layers, activations, pre_activations, dlogits, activation, scales,
                      leaky_slope, residual)
     return batch_loss, grads, logits
@@ -432,17 +467,19 @@ class Optimizer:
 
 
 def train_epoch(layers, optimizer: Optimizer, x, labels, order, batch_size, activation, loss,
-                regime=None, weights=None):
+                regime=None, weights=None, soft_targets=None):
     """One pass over x[order] in batches; returns (mean batch loss, accuracy: the weighted
     share of rows predicted right, the class or every label; 0 for regression). labels:
     integer labels (N,) or float targets (N, T); weights: (N,) or None. regime: the
     training additions, a mapping with dropout, input_dropout, label_smoothing, seed, shift,
-    flip, image_width, huber_delta, leaky_slope, residual and the deformations (rotate,
-    scale, shear, elastic, elastic_sigma) (None: none of them)."""
+    flip, image_width, huber_delta, leaky_slope, residual, the deformations (rotate,
+    scale, shear, elastic, elastic_sigma), and temperature and distill_weight (None: none of
+    them). soft_targets: a teacher's (N, K), learnt from with regime's distill_weight at its
+    temperature (kernels/losses.py), or None."""
     r = dict(dropout=0.0, input_dropout=0.0, label_smoothing=0.0, seed=0, shift=0, flip=0,
              image_width=0, huber_delta=1.0, leaky_slope=LEAKY_SLOPE, residual=False,
-             rotate=0.0, scale=0.0, shear=0.0, elastic=0.0,
-             elastic_sigma=4.0) | dict(regime or {})
+             rotate=0.0, scale=0.0, shear=0.0, elastic=0.0, elastic_sigma=4.0,
+             temperature=4.0, distill_weight=0.0) | dict(regime or {})
     deformations = {name: r[name] for name in ("rotate", "scale", "shear", "elastic",
                                                "elastic_sigma")}
     w_all = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=np.float64)
@@ -466,10 +503,13 @@ def train_epoch(layers, optimizer: Optimizer, x, labels, order, batch_size, acti
             scales = [dropout_scales(r["dropout"], r["seed"], step,
                                      kernel_random.STREAM_DROPOUT + l, places, weights.shape[1])
                       for l, (weights, _) in enumerate(layers[:-1])]
+        distill = None
+        if soft_targets is not None and r["distill_weight"] > 0:
+            distill = (soft_targets[rows], r["temperature"], r["distill_weight"])
         batch_loss, grads, logits = gradients(layers, x_batch, labels[rows], activation, loss,
                                               scales, r["label_smoothing"], w_all[rows],
                                               r["huber_delta"], r["leaky_slope"],
-                                              r["residual"])
+                                              r["residual"], distill)
         optimizer.step(layers, grads)
         loss_sum += batch_loss
         correct += (w_all[rows] * right_rows(loss, logits, labels[rows])).sum()

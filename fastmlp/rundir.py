@@ -18,7 +18,8 @@ so an early Ctrl-C is resumable too) and removed when the run finishes. It holds
 parameter buffer, both optimizer-state buffers, the step counter, the shuffle generator's
 state, the per-epoch records so far and the run's configuration, so that `fastmlp train
 --resume RUN_DIR` finishes the run exactly as an uninterrupted run with the same seed would
-have. The gradient buffer is not stored: every step overwrites it before it is read.
+have (with --teacher, also the teacher file's SHA-256: a resumed run recomputes the soft
+targets from the same file). The gradient buffer is not stored: every step overwrites it before it is read.
 """
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ class Checkpoint:
     epochs: list  # per-epoch records, one per completed epoch
     rng_state: dict  # np.random.Generator.bit_generator.state of the shuffle generator
     best: "BestEpoch"  # the epoch of the best validation accuracy so far, and its parameters
+    teacher_sha256: str = ""  # --teacher: its file's SHA-256 (a resumed run checks it)
 
     @property
     def completed_epochs(self) -> int:
@@ -101,7 +103,7 @@ class BestEpoch:
 
 
 def save_checkpoint(run_dir, config: TrainConfig, run_name: str, sizes, state, shuffle_rng,
-                    epochs: list, best: BestEpoch) -> Path:
+                    epochs: list, best: BestEpoch, teacher_sha256: str = "") -> Path:
     """Write run_dir/checkpoint.npz atomically (a failure leaves the previous one intact)."""
     path = checkpoint_path(run_dir)
     with writing(path):
@@ -116,7 +118,8 @@ def save_checkpoint(run_dir, config: TrainConfig, run_name: str, sizes, state, s
                      epochs_json=np.str_(json.dumps(epochs)),
                      rng_state_json=np.str_(json.dumps(shuffle_rng.bit_generator.state)),
                      best_epoch=np.int64(best.epoch), best_params=best.params,
-                     best_value=np.float64(np.nan if best.value is None else best.value))
+                     best_value=np.float64(np.nan if best.value is None else best.value),
+                     teacher_sha256=np.str_(teacher_sha256))
     return path
 
 
@@ -146,7 +149,9 @@ def load_checkpoint(run_dir) -> Checkpoint:
                 epochs=json.loads(str(data["epochs_json"])),
                 rng_state=json.loads(str(data["rng_state_json"])),
                 best=BestEpoch(int(data["best_epoch"]), np.array(data["best_params"]),
-                               _best_value(data), config.monitor))
+                               _best_value(data), config.monitor),
+                teacher_sha256=(str(data["teacher_sha256"]) if "teacher_sha256" in data.files
+                                else ""))
     except FastMLPError as exc:
         if isinstance(exc, CheckpointError):
             raise
@@ -208,6 +213,7 @@ class RunDirectory:
         self.config = config
         self.checkpoint = checkpoint  # what a resumed run starts from; None for a new run
         self.saved_epochs = len(checkpoint.epochs) if checkpoint else -1  # in checkpoint.npz
+        self.teacher_sha256 = checkpoint.teacher_sha256 if checkpoint else ""  # --teacher's
 
     @classmethod
     def create(cls, config: TrainConfig) -> "RunDirectory":
@@ -237,7 +243,7 @@ class RunDirectory:
 
     def save_checkpoint(self, sizes, state, shuffle_rng, epochs: list, best: BestEpoch) -> None:
         save_checkpoint(self.path, self.config, self.name, sizes, state, shuffle_rng, epochs,
-                        best)
+                        best, self.teacher_sha256)
         self.saved_epochs = len(epochs)
 
     def append_metrics(self, record: dict) -> None:

@@ -79,6 +79,10 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
         if config.deformations and splits.image_shape is None:
             raise ConfigError(f"{flag_name(config.deformations[0])}: deformations need images; "
                               f"{config.data} is a table of {layout.sizes[0]} features")
+        soft_targets, teacher_sha256 = _teacher_targets(config, splits)  # --teacher, or None
+        if resume_dir is not None and run.checkpoint.teacher_sha256 != teacher_sha256:
+            raise DataError(f"{config.teacher}: the teacher has changed since the run started "
+                            f"(its SHA-256 differs); --resume needs the same teacher file")
         if resume_dir is not None and tuple(run.checkpoint.sizes) != layout.sizes:
             raise DataError(f"{config.data}: the data has changed since the run started (its "
                             f"network is {'-'.join(map(str, layout.sizes))} now, was "
@@ -99,6 +103,7 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
         compile_seconds = warm_up(config.dtype)
         if resume_dir is None:
             run = RunDirectory.create(config)
+        run.teacher_sha256 = teacher_sha256
         display = EpochDisplay(progress, config.epochs)
         wandb_run = None
         try:
@@ -112,6 +117,9 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
             # when training is done, so it never takes a core from the epochs.
             if decided is not None:
                 display.note(decided)
+            if soft_targets is not None:
+                display.note(f"teacher: {config.teacher} (temperature {config.temperature}, "
+                             f"weight {config.distill_weight})")
             live = config.wandb_mode == "online"
             if live:
                 wandb_run = _start_wandb(config, run, epochs)
@@ -122,7 +130,7 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
                                  f"{config.patience} epochs since epoch {best.epoch}")
                     break
                 record = _train_one_epoch(epoch, state, layout, splits, config, shuffle_rng,
-                                          display)
+                                          display, soft_targets)
                 epochs.append(record)
                 best.offer(record, state.params)
                 run.save_checkpoint(layout.sizes, state, shuffle_rng, epochs, best)
@@ -145,6 +153,8 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
                 "compile_seconds": compile_seconds, "task": config.task,
                 **{f"test_{name}": test[name] for name in ("loss",) + TASK_METRICS[config.task]},
                 "class_names": list(splits.class_names)}
+            if config.teacher is not None:
+                summary["teacher_sha256"] = teacher_sha256
             matrix = None
             if config.task == "classification":
                 matrix = confusion_matrix(splits.y_test, test["predictions"],
@@ -192,8 +202,62 @@ def _out_of_patience(config, epochs: list, best: BestEpoch) -> bool:
     return config.patience > 0 and len(epochs) - best.epoch >= config.patience
 
 
-def _train_one_epoch(epoch, state, layout, splits, config, shuffle_rng, display) -> dict:
-    """Shuffle, run the compiled epoch (under the display), validate; the epoch's record."""
+def _teacher_targets(config, splits) -> tuple:
+    """(the teacher's soft targets (N, K) for the training rows, the SHA-256 of its file) with
+    --teacher; (None, "") without. The teacher (one model file; Model.soft_targets is the one
+    place its outputs are made) must take the same inputs and have the same classes, in the
+    same order; it sees the training rows as they are (no augmentation, no dropout)."""
+    if config.teacher is None:
+        return None, ""
+    import hashlib
+
+    from .config import flag_name
+    from .data import model_inputs
+    from .errors import ModelFileError
+    from .inference import open_model
+
+    flag = flag_name("teacher")
+    try:
+        teacher = open_model(config.teacher)
+        digest = hashlib.sha256(Path(config.teacher).read_bytes()).hexdigest()
+    except ModelFileError as exc:
+        raise ModelFileError(f"{flag}: {exc}") from None
+    except OSError as exc:
+        raise ModelFileError(f"{flag}: {config.teacher}: cannot read ({exc.strerror or exc})") \
+            from None
+    where = f"{flag}: {config.teacher}:"
+    if teacher.task != "classification":
+        raise ModelFileError(f"{where} a {teacher.task} model; a teacher gives class "
+                             "probabilities (a classifier's)")
+    width = splits.pixels_train.shape[1]
+    if teacher.layout.sizes[0] != width:
+        raise ModelFileError(f"{where} it takes {teacher.layout.sizes[0]} inputs, this data "
+                             f"has {width}")
+    if tuple(teacher.class_names) != tuple(splits.class_names):
+        raise ModelFileError(f"{where} its classes ({', '.join(teacher.class_names[:4])}, ...) "
+                             f"are not this data's ({', '.join(splits.class_names[:4])}, ...), "
+                             f"in the same order")
+
+    def rules(preprocessing):
+        return None if preprocessing is None else preprocessing.to_json()
+
+    if rules(teacher.preprocessing) != rules(splits.preprocessing):
+        raise ModelFileError(f"{where} it makes the table's columns into inputs differently "
+                             "(trained on other data, or another --seed, --val-fraction or "
+                             "--test-fraction)")
+    pixels = splits.pixels_train
+    chunk = 8192  # rows per pass: the float inputs of a large set are not made all at once
+    soft = np.empty((len(pixels), teacher.layout.sizes[-1]))
+    for start in range(0, len(pixels), chunk):
+        soft[start:start + chunk] = teacher.soft_targets(
+            model_inputs(pixels[start:start + chunk], teacher.params.dtype), config.temperature)
+    return soft, digest
+
+
+def _train_one_epoch(epoch, state, layout, splits, config, shuffle_rng, display,
+                     soft_targets=None) -> dict:
+    """Shuffle, run the compiled epoch (under the display), validate; the epoch's record.
+    soft_targets: the teacher's for the training rows (--teacher), or None."""
     order = shuffle_rng.permutation(len(splits.y_train))
     total_batches = -(-len(splits.y_train) // config.batch_size)
     image_width = splits.image_shape[1] if splits.image_shape else 0  # --augment, --rotate ...
@@ -202,7 +266,7 @@ def _train_one_epoch(epoch, state, layout, splits, config, shuffle_rng, display)
         start = time.perf_counter()
         result = run_epoch(state, layout, splits.pixels_train, splits.y_train, order,
                            config.batch_size, config, counter, image_width=image_width,
-                           weights=splits.w_train)
+                           weights=splits.w_train, soft_targets=soft_targets)
         return result, time.perf_counter() - start
 
     (train_loss, train_accuracy, batches), train_seconds = display.run(epoch, total_batches,

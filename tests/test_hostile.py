@@ -396,6 +396,18 @@ def _ragged_csv(box: Sandbox) -> Path:
     return box.file("t.csv", (CSV_HEAD + CSV_ROWS + "1,2\n").encode())
 
 
+FASHION_NAMES = list(data.REGISTRY["fashion_mnist"].class_names)
+TABLE_MODEL = {"activation": "ReLU", "loss": "cross_entropy", "data": "t.csv"}  # no images
+
+
+def _taught_by(teacher: Callable[[Sandbox], Path], *more):
+    """`train` on the small data set with --teacher (a file the function makes)."""
+    def make(box: Sandbox):
+        return ["train", *TINY, "--data-dir", box.data, "--teacher", teacher(box), *more,
+                "--output-dir", box.runs]
+    return make
+
+
 # ----------------------------------------------------------------------------- the table
 
 CASES = [  # (id, argv or a function Sandbox -> argv, fragments of the error line)
@@ -426,6 +438,38 @@ CASES = [  # (id, argv or a function Sandbox -> argv, fragments of the error lin
      ["--leaky-slope", "[0, 1)"]),
     ("flag-leaky-slope-1", ["train", "--leaky-slope", "1"], ["--leaky-slope", "[0, 1)"]),
     ("flag-leaky-slope-nan", ["train", "--leaky-slope", "nan"], ["--leaky-slope", "nan"]),
+    ("flag-temperature-0", ["train", "--temperature", "0"], ["--temperature", "> 0"]),
+    ("flag-temperature-negative", ["train", "--temperature", "-2"], ["--temperature", "> 0"]),
+    ("flag-distill-weight-above-1", ["train", "--distill-weight", "1.5"],
+     ["--distill-weight", "[0, 1]"]),
+    ("flag-distill-weight-negative", ["train", "--distill-weight", "-0.1"],
+     ["--distill-weight", "[0, 1]"]),
+    ("flag-teacher-with-mse", ["train", "--teacher", "t.npz", "-l", "mean_squared_error"],
+     ["--teacher", "cross_entropy, not mean_squared_error"]),
+    # teachers (--teacher MODEL.npz)
+    ("model-teacher-missing", _taught_by(lambda b: b.root / "nope.npz"),
+     ["--teacher", "nope.npz", "no such model file"]),
+    ("model-teacher-corrupt", _taught_by(lambda b: b.file("t.npz", os.urandom(3000))),
+     ["--teacher", "t.npz", "not a fastmlp model"]),
+    ("model-teacher-truncated",
+     _taught_by(lambda b: b.file("t.npz", b.model.read_bytes()[:2000])),
+     ["--teacher", "t.npz", "corrupt"]),
+    ("model-teacher-checkpoint", _taught_by(lambda b: b.interrupted / "checkpoint.npz"),
+     ["--teacher", "training checkpoint"]),
+    ("model-teacher-other-classes", _taught_by(lambda b: b.model_file("t.npz")),
+     ["--teacher", "t.npz: its classes (0, 1, 2, 3, ...) are not this data's (T-shirt/top"]),
+    ("model-teacher-other-input-width",
+     _taught_by(lambda b: b.model_file("t.npz", (100, 10), class_names=FASHION_NAMES,
+                                       config=TABLE_MODEL)),
+     ["--teacher", "t.npz: it takes 100 inputs, this data has 784"]),
+    ("model-teacher-regression",
+     _taught_by(lambda b: b.model_file("t.npz", (784, 1), class_names=["y"], config=dict(
+         TABLE_MODEL, loss="squared_error", task="regression"))),
+     ["--teacher", "t.npz: a regression model"]),
+    ("model-teacher-for-a-regression-student",
+     _own({"t.csv": NUM_HEAD + NUM_ROWS}, "--target", "y", "--task", "regression",
+          "--teacher", lambda b: b.model),
+     ["--teacher", "distillation teaches classes with cross_entropy, not squared_error"]),
     ("flag-leaky-slope-not-a-number", ["train", "--leaky-slope", "steep"], ["--leaky-slope"]),
     ("flag-residual-without-equal-widths", ["train", "--residual", "-nhl", "2", "-sz", "64",
                                             "32"], ["--residual", "64 32"]),
@@ -698,6 +742,8 @@ CASES = [  # (id, argv or a function Sandbox -> argv, fragments of the error lin
     ("sweep-own-data-ragged-csv",
      _sweep(_SMALL_SWEEP, more=["--data", _ragged_csv]),
      ["t.csv", "line 42 has 2 fields, the header 3"]),
+    ("sweep-teacher-missing", _sweep(_SMALL_SWEEP, more=["--teacher", "nope.npz"]),
+     ["--teacher", "nope.npz", "no such model file"]),
     ("sweep-own-data-and-a-swept-dataset",
      _sweep("method: random\nparameters: {dataset: {values: [mnist, fashion_mnist]}}\n",
             more=["--data", "t.csv"]), ["--data", "already sets dataset"]),

@@ -69,10 +69,12 @@ def kernel_arrays(activation, loss, optimizer, hyper=HYPER, regime=None, steps_p
 
 
 def kernel_epoch(params, layout, pixels, labels, order, batch_size, activation, loss, optimizer,
-                 hyper=HYPER, state=None, shards=1, regime=None, weights=None):
+                 hyper=HYPER, state=None, shards=1, regime=None, weights=None,
+                 soft_targets=None):
     """Run the compiled epoch on uint8 pixels; returns (mean batch loss, accuracy, grads, state).
     labels: class indices or float targets (N, T); weights: per row or None. regime: the
-    training additions (dropout, shift, lr_schedule, total_steps, ...)."""
+    training additions (dropout, shift, lr_schedule, total_steps, ...; teacher, temperature
+    and distill_weight with soft_targets (N, K), a teacher's)."""
     if state is None:
         state = (np.zeros_like(params), np.zeros_like(params), 0)
     state1, state2, step = state
@@ -80,6 +82,8 @@ def kernel_epoch(params, layout, pixels, labels, order, batch_size, activation, 
     codes, hyper_array = kernel_arrays(activation, loss, optimizer, hyper, regime,
                                        steps_per_epoch=-(-len(order) // batch_size))
     kernel_labels, targets, kernel_weights = kernel_targets(labels, weights)
+    if soft_targets is not None:
+        targets = np.ascontiguousarray(soft_targets, dtype=np.float64)
     loss_sum, correct, batches, step, _ = train_epoch(
         buffers, np.zeros(1, np.int64), step, pixels, kernel_labels, targets, kernel_weights,
         order, batch_size, layout.arrays(), codes, hyper_array, shards)
@@ -925,3 +929,166 @@ def test_epochs_flush_denormals_and_give_the_caller_its_mode_back():
     assert denormals((params, state[0], state[1])) == 0
     denormal = np.float32(1e-39) * np.float32(0.5)  # NumPy, after the kernels ran
     assert 0 < denormal < tiny
+
+
+# ----------------------------------------------------------------------------- distillation
+
+def soft_targets_of(rng, rows, classes, temperature):
+    """A teacher's soft targets: softmax(teacher logits / T), rows summing to 1 (one class
+    of one row with probability 0, as an underflowed teacher output gives)."""
+    logits = rng.normal(size=(rows, classes)) * 4
+    soft = ref.softmax(logits / temperature)
+    soft[0, 1] = 0.0
+    return soft / soft.sum(axis=1, keepdims=True)
+
+
+DISTILL = dict(teacher="teacher.npz")  # a teacher is named: kernel_inputs' distill_weight
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("temperature,weight,smoothing",
+                         [(1.0, 0.5, 0.0), (4.0, 0.9, 0.0), (20.0, 1.0, 0.0), (0.5, 0.0, 0.0),
+                          (3.0, 0.7, 0.1)])
+def test_distillation_loss_kernel_matches_reference(temperature, weight, smoothing, weighted):
+    """loss_backward's cross-entropy, then distill_backward's soft term, against the twin:
+    the loss, its gradient and the rows counted right, over temperatures and weights."""
+    from fastmlp.kernels.losses import distill_backward
+
+    rng = np.random.default_rng(31)
+    logits = rng.normal(size=(11, 10)) * 5
+    labels = rng.integers(0, 10, 11)
+    soft = soft_targets_of(rng, 11, 10, temperature)
+    weights = rng.uniform(0.1, 3.0, 11) if weighted else None
+    kernel_weights = NO_WEIGHTS if weights is None else weights
+    total = 11.0 if weights is None else weights.sum()
+    rows = rng.permutation(11)  # the batch's rows, in another order than the arrays'
+    dlogits = np.empty_like(logits)
+    hard, correct = loss_backward(dlogits, logits[rows], rows, labels, NO_TARGETS, kernel_weights,
+                                  LOSSES.index("cross_entropy"), total, smoothing, 1.0)
+    mine = distill_backward(dlogits, logits[rows], rows, soft, kernel_weights, total, hard,
+                            weight, temperature)
+    gold, gold_grad = ref.distillation_loss_and_grad(
+        logits[rows], labels[rows], soft[rows], temperature, weight, smoothing,
+        None if weights is None else weights[rows])
+    assert mine == pytest.approx(gold, rel=TIGHT)
+    assert relative_error(dlogits, gold_grad) < TIGHT
+    w = np.ones(11) if weights is None else weights
+    assert correct == pytest.approx((w * (logits.argmax(axis=1) == labels)).sum(), rel=TIGHT)
+
+
+def test_distillation_term_is_zero_where_the_student_matches_the_teacher():
+    """KL(q || softmax(z / T)) = 0 and no gradient from it when q is the student's own
+    softened output; with weight 1 the labels do not matter at all."""
+    from fastmlp.kernels.losses import distill_backward
+
+    rng = np.random.default_rng(32)
+    logits = rng.normal(size=(6, 4)) * 3
+    soft = ref.softmax(logits / 2.5)
+    dlogits = np.full_like(logits, np.nan)
+    hard, _ = loss_backward(dlogits, logits, np.arange(6), rng.integers(0, 4, 6), NO_TARGETS,
+                            NO_WEIGHTS, LOSSES.index("cross_entropy"), 6.0, 0.0, 1.0)
+    loss = distill_backward(dlogits, logits, np.arange(6), soft, NO_WEIGHTS, 6.0, hard, 1.0, 2.5)
+    assert abs(loss) < 1e-14 and np.max(np.abs(dlogits)) < 1e-15
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("temperature,weight", [(1.0, 0.5), (4.0, 0.9), (10.0, 1.0)])
+def test_distillation_gradients_match_finite_differences(temperature, weight, weighted):
+    """The distillation loss of one batch through the network: the kernel's and the twin's
+    gradients against centred differences of the twin's loss."""
+    rng = np.random.default_rng(33)
+    layout = Layout((6, 5, 4, 10))
+    params = init_params(layout, "Xavier", rng, np.float64) + rng.normal(
+        scale=0.1, size=layout.num_params)
+    pixels = rng.integers(0, 256, size=(7, 6), dtype=np.uint8)
+    labels = rng.integers(0, 10, 7)
+    soft = soft_targets_of(rng, 7, 10, temperature)
+    weights = rng.uniform(0.2, 3.0, 7) if weighted else None
+    x = scale_pixels(pixels, np.float64)
+    distill = (soft, temperature, weight)
+
+    def batch_loss(flat):
+        return ref.gradients(layout.views(flat.copy()), x, labels, "tanh", "cross_entropy",
+                             weights=weights, distill=distill)[0]
+
+    numeric = centred_differences(batch_loss, params)
+    _, gold_grads, _ = ref.gradients(layout.views(params.copy()), x, labels, "tanh",
+                                     "cross_entropy", weights=weights, distill=distill)
+    regime = dict(DISTILL, temperature=temperature, distill_weight=weight)
+    _, _, kernel_grads, _ = kernel_epoch(params.copy(), layout, pixels, labels, np.arange(7), 7,
+                                         "tanh", "cross_entropy", "sgd",
+                                         hyper=dict(HYPER, weight_decay=0.0), regime=regime,
+                                         weights=weights, soft_targets=soft)
+    assert relative_error(flatten(gold_grads), numeric) < 1e-6
+    assert relative_error(kernel_grads, numeric) < 1e-6
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_distillation_trains_like_reference(problem, weighted, shards):
+    """Two epochs learning from soft targets (with label smoothing and dropout, uneven
+    shards, a short last batch): losses, accuracies, parameters as the twin's."""
+    layout, pixels, labels, order = problem
+    rng = np.random.default_rng(34)
+    soft = soft_targets_of(rng, len(pixels), 10, 3.0)
+    weights = rng.uniform(0.2, 3.0, len(pixels)) if weighted else None
+    regime = dict(DISTILL, temperature=3.0, distill_weight=0.8, label_smoothing=0.1,
+                  dropout=0.2, seed=5)
+    x = scale_pixels(pixels, np.float64)
+    params = init_params(layout, "Xavier", np.random.default_rng(1), np.float64)
+    layers = [(w.copy(), b.copy()) for w, b in layout.views(params)]
+    gold_optimizer = ref.Optimizer("adam", layers, HYPER)
+    state = None
+    for epoch_order in (order, order[::-1].copy()):
+        gold_loss, gold_acc = ref.train_epoch(layers, gold_optimizer, x, labels, epoch_order, 32,
+                                              "ReLU", "cross_entropy", regime, weights, soft)
+        mine_loss, mine_acc, _, state = kernel_epoch(params, layout, pixels, labels, epoch_order,
+                                                     32, "ReLU", "cross_entropy", "adam",
+                                                     state=state, shards=shards, regime=regime,
+                                                     weights=weights, soft_targets=soft)
+        assert mine_loss == pytest.approx(gold_loss, rel=TIGHT)
+        assert mine_acc == pytest.approx(gold_acc, rel=TIGHT)
+    assert relative_error(params, flatten(layers)) < TIGHT
+
+
+def test_without_a_teacher_soft_targets_change_no_bit(problem):
+    """No --teacher: the kernels' distill_weight is 0 and soft targets handed in anyway are
+    never read (the same bits as none); with a teacher the numbers do change."""
+    layout, pixels, labels, order = problem
+    soft = soft_targets_of(np.random.default_rng(35), len(pixels), 10, 4.0)
+    start = init_params(layout, "Xavier", np.random.default_rng(1), np.float32)
+    results = []
+    for regime, given in ((None, None), (None, soft), (DISTILL, soft)):
+        params = start.copy()
+        loss, _, _, _ = kernel_epoch(params, layout, pixels, labels, order, 32, "ReLU",
+                                     "cross_entropy", "adam", shards=2, regime=regime,
+                                     soft_targets=given)
+        results.append((loss, params.tobytes()))
+    assert results[0] == results[1]
+    assert results[2][0] != results[0][0] and results[2][1] != results[0][1]
+
+
+def test_distillation_without_soft_targets_raises_before_training(problem):
+    layout, pixels, labels, order = problem
+    params = init_params(layout, "Xavier", np.random.default_rng(1), np.float64)
+    for loss, soft in (("cross_entropy", None), ("cross_entropy", np.ones((200, 3)) / 3)):
+        with pytest.raises(ValueError, match="distillation"):
+            kernel_epoch(params.copy(), layout, pixels, labels, order, 32, "ReLU", loss, "adam",
+                         regime=DISTILL, soft_targets=soft)
+
+
+def test_soft_targets_from_float32_probabilities_are_those_of_the_logits():
+    """Model.soft_targets softens the inference pass's probabilities, softmax(log p / T):
+    from float32 probabilities within 1e-6 of softmax(logits / T) in float64, even for
+    confident rows (a logit gap of 60)."""
+    from fastmlp.inference import soften
+
+    rng = np.random.default_rng(36)
+    logits = rng.normal(size=(500, 10)) * 6
+    logits[:50, 0] += 60.0
+    probabilities = ref.softmax(logits).astype(np.float32)
+    for temperature in (1.0, 4.0, 20.0):
+        soft = soften(probabilities, temperature)
+        assert soft.dtype == np.float64
+        assert np.max(np.abs(soft - ref.softmax(logits / temperature))) < 1e-6
+        assert np.allclose(soft.sum(axis=1), 1.0, rtol=0, atol=1e-12)

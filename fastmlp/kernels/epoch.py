@@ -10,8 +10,10 @@ argument through every layer (kernels/interface.py declares them):
     codes    int64 array of the choices the kernels branch on, indexed by CODE_*
     hyper    float64 array of the float settings, indexed by HP_*
 and what is learnt, per row: labels (N,) int64 class indices (classification), targets
-(N, T) float64 (regression, multilabel: the other is empty), weights (N,) float64 (empty:
-every row weighs 1; losses and accuracy are weighted means, kernels/losses.py).
+(N, T) float64 (regression, multilabel: the other is empty; classification with a teacher:
+its soft targets (N, K) beside the labels, read when hyper's distill_weight > 0), weights
+(N,) float64 (empty: every row weighs 1; losses and accuracy are weighted means,
+kernels/losses.py).
 Both entry points (train_epoch, infer) first check the codes (interface.check_codes).
 """
 import numpy as np
@@ -27,11 +29,12 @@ from .dense import dense_backward, dense_forward, dense_forward_keeping_z
 from .fastmath import flush_denormals, restore_denormals, scalar_like
 from .interface import (CODE_ACTIVATION, CODE_FLIP, CODE_IMAGE_WIDTH, CODE_LOSS,
                         CODE_OPTIMIZER, CODE_OUTPUT, CODE_RESIDUAL, CODE_SCHEDULE, CODE_SHIFT,
-                        HP_DROPOUT, HP_ELASTIC, HP_ELASTIC_SIGMA, HP_HUBER_DELTA,
-                        HP_INPUT_DROPOUT, HP_LABEL_SMOOTHING, HP_LEAKY_SLOPE, HP_LEARNING_RATE,
-                        HP_ROTATE, HP_SCALE, HP_SEED, HP_SHEAR, HP_TOTAL_STEPS, HP_WARMUP_STEPS,
-                        IDENTITY, check_codes, has_skip)
-from .losses import loss_backward, output_values
+                        CROSS_ENTROPY, HP_DISTILL_WEIGHT, HP_DROPOUT, HP_ELASTIC,
+                        HP_ELASTIC_SIGMA, HP_HUBER_DELTA, HP_INPUT_DROPOUT, HP_LABEL_SMOOTHING,
+                        HP_LEAKY_SLOPE, HP_LEARNING_RATE, HP_ROTATE, HP_SCALE, HP_SEED,
+                        HP_SHEAR, HP_TEMPERATURE, HP_TOTAL_STEPS, HP_WARMUP_STEPS, IDENTITY,
+                        check_codes, has_skip)
+from .losses import distill_backward, loss_backward, output_values
 from .optimizers import optimizer_update
 from .random import STREAM_DROPOUT, STREAM_FLIP, STREAM_INPUT_DROPOUT, STREAM_SHIFT_X, \
     STREAM_SHIFT_Y, uniform
@@ -246,6 +249,9 @@ def _batch_gradients(grads, x_batch, acts, kept, scales, dz_a, dz_b, carried, pi
     dz = dz_a[:rows * sizes[num_dense]].reshape(rows, sizes[num_dense])
     loss, correct = loss_backward(dz, logits, rows_order, labels, targets, weights, loss_code,
                                   weight_total, hyper[HP_LABEL_SMOOTHING], hyper[HP_HUBER_DELTA])
+    if hyper[HP_DISTILL_WEIGHT] > 0.0:  # a teacher's soft targets, in targets (N, K)
+        loss = distill_backward(dz, logits, rows_order, targets, weights, weight_total, loss,
+                                hyper[HP_DISTILL_WEIGHT], hyper[HP_TEMPERATURE])
 
     for l in range(num_dense - 1, -1, -1):
         if l > 0:
@@ -305,6 +311,11 @@ def train_epoch(buffers, progress, t, pixels, labels, targets, weights, order, b
     state2 = buffers[2]
     grads = buffers[3]
     sizes, w_offsets, segments = net
+    if hyper[HP_DISTILL_WEIGHT] > 0.0 and (
+            codes[CODE_LOSS] != CROSS_ENTROPY or hyper[HP_TEMPERATURE] <= 0.0
+            or targets.shape[0] != labels.shape[0] or targets.shape[1] != sizes[len(sizes) - 1]):
+        raise ValueError("distillation: cross_entropy, a temperature > 0 and soft targets "
+                         "(N, K) beside the labels (N,)")
     opt_code, schedule = codes[CODE_OPTIMIZER], codes[CODE_SCHEDULE]
     base_lr, total, warmup = hyper[HP_LEARNING_RATE], hyper[HP_TOTAL_STEPS], hyper[HP_WARMUP_STEPS]
     n = order.shape[0]

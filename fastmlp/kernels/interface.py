@@ -80,14 +80,17 @@ CODES = tuple(CODE_TABLES)
 CODE_LIMITS = np.array([len(table) if table is not None else -1
                         for table in CODE_TABLES.values()], dtype=np.int64)
 
-# The float settings, in the order of `hyper`: TrainConfig field names, and the two
-# derived from them and the epoch's length (the schedule's total and warm-up steps).
+# The float settings, in the order of `hyper`: TrainConfig field names, and those derived
+# from them and the epoch's length (the schedule's total and warm-up steps; distill_weight,
+# the weight of the teacher's soft targets: --distill-weight with a --teacher, else 0).
 HYPERPARAMETERS = ("learning_rate", "momentum", "beta", "beta1", "beta2", "epsilon",
                    "weight_decay", "dropout", "input_dropout", "label_smoothing", "seed",
-                   "total_steps", "warmup_steps", "huber_delta", "leaky_slope")
+                   "total_steps", "warmup_steps", "huber_delta", "leaky_slope",
+                   "distill_weight", "temperature")
 (HP_LEARNING_RATE, HP_MOMENTUM, HP_BETA, HP_BETA1, HP_BETA2, HP_EPSILON, HP_WEIGHT_DECAY,
  HP_DROPOUT, HP_INPUT_DROPOUT, HP_LABEL_SMOOTHING, HP_SEED, HP_TOTAL_STEPS,
- HP_WARMUP_STEPS, HP_HUBER_DELTA, HP_LEAKY_SLOPE) = range(len(HYPERPARAMETERS))
+ HP_WARMUP_STEPS, HP_HUBER_DELTA, HP_LEAKY_SLOPE, HP_DISTILL_WEIGHT,
+ HP_TEMPERATURE) = range(len(HYPERPARAMETERS))
 
 # The input deformations of the gather (kernels/deform.py), appended after the others: all 0
 # (off) by default but the elastic field's smoothness.
@@ -114,7 +117,9 @@ def kernel_inputs(config, steps_per_epoch: int = 0, image_width: int = 0):
     derived = {"shift": shift, "flip": int(flip), "image_width": image_width,
                "output": LOSS_OUTPUT[config.loss],
                "total_steps": config.epochs * steps_per_epoch,
-               "warmup_steps": config.warmup_epochs * steps_per_epoch}
+               "warmup_steps": config.warmup_epochs * steps_per_epoch,
+               # no teacher, no soft targets: the kernels train on the labels alone
+               "distill_weight": config.distill_weight if config.teacher is not None else 0.0}
 
     def value(name):
         if name in derived:

@@ -17,6 +17,12 @@ with z the output layer's pre-activations (B, K) and T = K outputs:
     poisson               sum_t (y log(y / mu) - y + mu), mu = exp(z) (log link)
   sigmoid outputs p = sigmoid(z), 0/1 labels y (B, T) (multilabel):
     binary_cross_entropy  sum_t (softplus(z_bt) - y_bt z_bt)  (= -y log p - (1-y) log(1-p))
+
+Knowledge distillation (Hinton et al. 2015; --teacher) adds to cross_entropy a teacher's
+soft targets q_b (the teacher's probabilities softened at temperature T, (B, K) rows of
+`targets` beside the labels), with weight a (--distill-weight):
+    (1 - a) cross_entropy_b + a T^2 KL(q_b || softmax(z_b / T))       (distill_backward)
+whose gradient at z_b is (1 - a) (p_b - onehot) + a T (softmax(z_b / T) - q_b).
 """
 import numpy as np
 
@@ -126,6 +132,45 @@ def loss_backward(dlogits, logits, rows, labels, targets, weights, loss_code, we
         else:
             raise ValueError("unknown loss code")
     return loss_sum / weight_total, correct
+
+
+@kernel()
+def distill_backward(dlogits, logits, rows, soft_targets, weights, weight_total, hard_loss,
+                     distill_weight, temperature):
+    """Distillation on top of cross_entropy, for the rows loss_backward has just done:
+    dlogits (B, K) holds their cross-entropy gradient and hard_loss their share of the
+    batch's cross-entropy; dlogits becomes the gradient of the batch's
+    (1 - a) CE + a T^2 KL(q || softmax(z / T)) and its share of that loss is returned.
+
+    q_b = soft_targets[rows[i]] (N, K), the teacher's probabilities softened at T (each row
+    sums to 1); a: distill_weight in [0, 1]; T: temperature > 0. The KL term is 0 where the
+    student's softened outputs equal the teacher's (q log q = 0 at q = 0). Rows are weighted
+    as in loss_backward (weights, weight_total)."""
+    n_rows, width = logits.shape
+    weighted = weights.shape[0] > 0
+    a = distill_weight
+    inv_t = 1.0 / temperature
+    kl_sum = 0.0
+    for i in range(n_rows):
+        r = rows[i]
+        w = weights[r] if weighted else 1.0
+        per = weight_total / w
+        z, grad, q = logits[i], dlogits[i], soft_targets[r]
+        top = float(z[0])
+        for k in range(1, width):
+            top = max(top, float(z[k]))
+        total = 0.0
+        for k in range(width):
+            total += np.exp((float(z[k]) - top) * inv_t)
+        log_total = np.log(total)
+        kl = 0.0
+        for k in range(width):
+            log_s = (float(z[k]) - top) * inv_t - log_total  # log softmax(z / T)_k
+            if q[k] > 0.0:
+                kl += q[k] * (np.log(q[k]) - log_s)
+            grad[k] = (1.0 - a) * grad[k] + a * temperature * (np.exp(log_s) - q[k]) / per
+        kl_sum += w * kl
+    return (1.0 - a) * hard_loss + a * temperature * temperature * kl_sum / weight_total
 
 
 @kernel()

@@ -101,8 +101,8 @@ def run_sweep(spec_path, count: Optional[int] = None, workers: int = 1,
     trials all count (repeats, answered without training, do not), so running the same call
     again continues where it stopped. shared: settings every trial shares that the file does
     not sweep, by their names in the settings table (dataset, data_dir, data, label_column,
-    test_data, test_fraction; None values are left out). seeds: train each configuration
-    with seeds seed, ..., seed+seeds-1 and optimise their mean. live: a live table on the
+    test_data, test_fraction, teacher, ...; None values are left out). seeds: train each
+    configuration with seeds seed, ..., seed+seeds-1 and optimise their mean. live: a live table on the
     terminal (None: when stdout is one) instead of one line per finished trial.
     Raises FastMLPError for user errors and SweepInterrupted on Ctrl-C/SIGTERM.
     """
@@ -303,8 +303,15 @@ def _prepare_data(spec: SweepSpec, base: TrainConfig) -> None:
     here as a check (each trial reads it again), so bad data fails with its one line before
     any trial."""
     from ..data import find_dataset_dir, load_dataset
-    from ..errors import DataError
+    from ..errors import DataError, ModelFileError
 
+    if base.teacher is not None:  # a missing or foreign --teacher fails once, here
+        from ..inference import open_model
+
+        try:
+            open_model(base.teacher)
+        except ModelFileError as exc:
+            raise ModelFileError(f"--teacher: {exc}") from None
     if base.data is not None:
         from ..owndata import load_own_data
 
