@@ -323,6 +323,10 @@ class TrainConfig:
     distill_weight: float = setting(0.9, "--distill-weight", rule=unit_interval(),
                                     help="--teacher: the soft targets' weight a in the loss "
                                          "(1 - a) CE + a T^2 KL (1: the teacher alone).")
+    ensemble: int = setting(1, "--ensemble", rule=whole(1),
+                            help="Train this many networks side by side (member k with seed "
+                                 "--seed + k) and average their outputs; model.npz holds "
+                                 "them all.")
     patience: int = setting(0, "--patience", rule=whole(0),
                             help="Stop after this many epochs without a better --monitor "
                                  "figure (0: never stop early).")
@@ -426,6 +430,11 @@ class TrainConfig:
         if values["teacher"] is not None and values["loss"] not in (None, "cross_entropy"):
             raise ConfigError(f"{flag_name('teacher')}: distillation teaches classes with "
                               f"cross_entropy, not {values['loss']}", setting="teacher")
+        if values["seed"] + values["ensemble"] - 1 >= 2**32:
+            raise ConfigError(f"{flag_name('ensemble')}: {values['ensemble']} members need "
+                              f"the seeds {values['seed']} .. {values['seed']} + "
+                              f"{values['ensemble'] - 1}, which must stay below 2**32",
+                              setting="ensemble")
         if values["warmup_epochs"] > 0 and values["lr_schedule"] == "onecycle":
             raise ConfigError(f"{flag_name('warmup_epochs')}: onecycle has its own warm-up "
                               "(the first 30 % of the steps); leave --warmup-epochs out")
@@ -446,6 +455,12 @@ class TrainConfig:
         """Made by validated() (and not changed since by dataclasses.replace): what the
         kernels' inputs are built from (kernels/interface.py)."""
         return self.__dict__.get("_validated", False)
+
+    def member(self, k: int) -> "TrainConfig":
+        """The settings member k of an --ensemble trains with: the seed --seed + k (its
+        initialisation, shuffling and random draws; the data's splits keep --seed). Member 0
+        is the run itself."""
+        return self if k == 0 else dataclasses.replace(self, seed=self.seed + k).validated()
 
     @property
     def augmentation(self) -> tuple:

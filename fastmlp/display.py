@@ -16,9 +16,11 @@ class EpochDisplay:
         self.live = enabled if enabled is not None else self.stream.isatty()
         self.epochs = epochs
 
-    def run(self, epoch: int, total_batches: int, work):
-        """Call work(progress_counter) and show its progress; returns what work returns."""
-        counter = np.zeros(1, dtype=np.int64)
+    def run(self, epoch: int, total_batches: int, work, parts: int = 1):
+        """Call work(progress_counters) and show its progress; returns what work returns.
+        parts: how many compiled epochs of total_batches each work runs (an ensemble's
+        members), each counting its batches in its own element of the counters."""
+        counter = np.zeros(parts, dtype=np.int64)
         if not self.live:
             return work(counter)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -35,11 +37,12 @@ class EpochDisplay:
         with Progress("[bold]epoch {task.fields[epoch]}", BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), transient=True,
                       console=_console(self.stream)) as bar:
-            task = bar.add_task("train", total=total_batches, epoch=f"{epoch}/{self.epochs}")
+            task = bar.add_task("train", total=total_batches * parts,
+                                epoch=f"{epoch}/{self.epochs}")
             worker.start()
             while worker.is_alive():
                 worker.join(timeout=0.05)
-                bar.update(task, completed=int(counter[0]))
+                bar.update(task, completed=int(counter.sum()))
         if "error" in outcome:
             raise outcome["error"]
         return outcome["value"]

@@ -5,6 +5,7 @@
     score_params(...)           loss and the task's figures of a parameter buffer on a set
     evaluate_params(...)        loss, accuracy and predicted classes (a classifier's view)
     predict_outputs(...)        output-layer values (probabilities, numbers) and argmaxes
+    output_loss(...)            the loss of given outputs (an ensemble's averaged ones)
     warm_up(dtype)              compile (or load from the disk cache) every kernel
     thread_limits(threads)      Numba and BLAS thread counts for a block
     single_threaded_blas(...)   BLAS on one thread while Numba's threads split the work
@@ -12,6 +13,12 @@
 Everything that runs a kernel goes through here: the trainer, inference, the estimator,
 benchmarks and sweeps. Settings reach the kernels only as a validated TrainConfig, turned
 into their `codes` and `hyper` arrays by kernels.interface.kernel_inputs.
+
+An ensemble (--ensemble K) is a (K, P) parameter array, one row per member: score_params,
+evaluate_params and predict_outputs run the inference pass once per member and average the
+members' outputs (softmax or sigmoid probabilities, values) in float64; its argmaxes are
+those of the average, its loss that of the averaged outputs (output_loss, in NumPy). A flat
+(P,) buffer is one network, exactly as before.
 """
 from __future__ import annotations
 
@@ -215,16 +222,75 @@ def _infer(params, layout: Layout, x, y, weights, config: TrainConfig, want_outp
     return float(mean_loss), predictions, outputs if want_outputs else None
 
 
+def _infer_members(params, layout: Layout, x, y, weights, config: TrainConfig,
+                   want_outputs: bool):
+    """_infer of one network (params (P,)) or of an ensemble (params (K, P)): the members'
+    outputs averaged in float64, returned in the parameters' dtype; the argmaxes of the
+    average; the loss of the average (output_loss; 0 when y is None)."""
+    if params.ndim == 1:
+        return _infer(params, layout, x, y, weights, config, want_outputs)
+    total = None
+    for member in params:
+        outputs = _infer(np.ascontiguousarray(member), layout, x, None, None, config, True)[2]
+        total = outputs.astype(np.float64) if total is None else total + outputs
+    mean = total / len(params)
+    loss = 0.0 if y is None else output_loss(config, mean, y, weights)
+    return loss, mean.argmax(axis=1), mean.astype(params.dtype) if want_outputs else None
+
+
+def output_loss(config: TrainConfig, outputs, y, weights=None) -> float:
+    """The weighted mean loss (config.loss, no label smoothing: as the inference pass) of
+    given output-layer values (N, K), e.g. an ensemble's averaged ones: cross_entropy is
+    -log p[y] of the probabilities, mean_squared_error sum_k (p_k - onehot_k)^2,
+    binary_cross_entropy -(y log p + (1 - y) log(1 - p)) summed over labels, poisson
+    sum_t (y log(y / mu) - y + mu), the others as kernels/losses.py on the values.
+    Probabilities and means are taken no smaller than the smallest positive float64, so a
+    saturated one gives a large loss instead of an infinite one."""
+    outputs = np.asarray(outputs, dtype=np.float64)
+    labels, targets, w = kernel_targets(y, weights, config.task == "classification")
+    tiny = np.finfo(np.float64).tiny
+    name, n = config.loss, len(outputs)
+    if name == "cross_entropy":
+        rows = -np.log(np.maximum(outputs[np.arange(n), labels], tiny))
+    elif name == "mean_squared_error":
+        onehot = np.zeros_like(outputs)
+        onehot[np.arange(n), labels] = 1
+        rows = ((outputs - onehot) ** 2).sum(axis=1)
+    elif name == "binary_cross_entropy":
+        rows = -(targets * np.log(np.maximum(outputs, tiny))
+                 + (1 - targets) * np.log(np.maximum(1 - outputs, tiny))).sum(axis=1)
+    elif name == "poisson":
+        mu = np.maximum(outputs, tiny)
+        y_log = np.where(targets > 0, targets * np.log(np.where(targets > 0, targets, 1.0) / mu),
+                         0.0)
+        rows = (y_log - targets + mu).sum(axis=1)
+    else:
+        residual = outputs - targets
+        if name == "squared_error":
+            rows = 0.5 * (residual ** 2).mean(axis=1)
+        elif name == "absolute_error":
+            rows = np.abs(residual).mean(axis=1)
+        elif name == "huber":
+            delta, size = config.huber_delta, np.abs(residual)
+            rows = np.where(size <= delta, 0.5 * residual ** 2,
+                            delta * (size - delta / 2)).mean(axis=1)
+        else:
+            raise ValueError(f"unknown loss {name!r}")
+    w = np.ones(n) if len(w) == 0 else w
+    return float((w * rows).sum() / w.sum())
+
+
 def score_params(params, layout: Layout, x, y, config: TrainConfig, weights=None,
                  target_scaling=None) -> dict:
     """{"loss": the set's loss, and the task's figures (metrics.TASK_METRICS), "predictions":
     argmaxes, "outputs": the output layer's values or None, "truth": y in the outputs'
-    units} of a parameter buffer on a set;
+    units} of a parameter buffer (P,), or of an ensemble's (K, P), on a set;
     y: class indices or float targets; weights: per row or None; config: validated.
     target_scaling: (mean, scale) when the network learns standardised targets (y given in
     those units): the loss stays in them, the figures and outputs are in the data's units."""
     want_outputs = config.task != "classification"
-    loss, predictions, outputs = _infer(params, layout, x, y, weights, config, want_outputs)
+    loss, predictions, outputs = _infer_members(params, layout, x, y, weights, config,
+                                                want_outputs)
     if target_scaling is not None:
         mean, scale = target_scaling
         outputs = outputs * scale + mean
@@ -235,10 +301,11 @@ def score_params(params, layout: Layout, x, y, config: TrainConfig, weights=None
 
 
 def evaluate_params(params, layout: Layout, x, labels, config: TrainConfig, weights=None):
-    """(loss, accuracy, predicted classes) of a parameter buffer on a set of classes;
-    config: a validated TrainConfig (its activation and loss)."""
-    mean_loss, predictions, _ = _infer(params, layout, x, np.asarray(labels, dtype=np.int64),
-                                       weights, config, want_outputs=False)
+    """(loss, accuracy, predicted classes) of a parameter buffer (or an ensemble's (K, P))
+    on a set of classes; config: a validated TrainConfig (its activation and loss)."""
+    mean_loss, predictions, _ = _infer_members(params, layout, x,
+                                               np.asarray(labels, dtype=np.int64), weights,
+                                               config, want_outputs=False)
     return mean_loss, task_metrics("classification", labels, None, predictions,
                                    weights)["accuracy"], predictions
 
@@ -246,8 +313,9 @@ def evaluate_params(params, layout: Layout, x, labels, config: TrainConfig, weig
 def predict_outputs(params, layout: Layout, x, config: TrainConfig):
     """(the output layer's values (N, K): probabilities, or regression values; the argmax of
     each row (N,)) for the rows of x, in the parameters' dtype; config: a validated
-    TrainConfig (its activation and loss)."""
-    _, predictions, outputs = _infer(params, layout, x, None, None, config, want_outputs=True)
+    TrainConfig (its activation and loss). params (K, P): an ensemble's average."""
+    _, predictions, outputs = _infer_members(params, layout, x, None, None, config,
+                                             want_outputs=True)
     return outputs, predictions
 
 

@@ -27,10 +27,10 @@ What each learns (the task and loss of `fastmlp train --task`):
 
 Parameters take scikit-learn's `MLPClassifier` / `MLPRegressor` names where they overlap;
 the rest are fastmlp's settings under their `fastmlp train` names (loss, huber_delta,
-leaky_slope, residual, weight_init, beta, dtype, threads). They become a TrainConfig,
-checked by the settings table's own rules (a bad value is a ValueError naming the
-estimator's parameter). Both
-estimators share this mapping and the training loop (_BaseMLP). How they map:
+leaky_slope, residual, weight_init, beta, dtype, threads, ensemble). They become a
+TrainConfig, checked by the settings table's own rules (a bad value is a ValueError naming
+the estimator's parameter). Both estimators share this mapping and the training loop
+(_BaseMLP). How they map:
 
     solver              "adam" (default), "sgd", "momentum", "nag", "rmsprop", "nadam".
                         "sgd" behaves like scikit-learn's: with momentum > 0 it is "nag"
@@ -87,7 +87,15 @@ Inputs are used as they are (no /255 scaling: scale them yourself, e.g. in a Pip
 so are the regressor's targets: unlike `fastmlp train`, it does not standardise them (as
 scikit-learn's MLPRegressor; TransformedTargetRegressor with a StandardScaler does).
 loss_curve_ holds the mean training loss of each epoch (without the alpha term); t_ counts
-the training rows seen (as scikit-learn's). scikit-learn is imported with this module only:
+the training rows seen (as scikit-learn's).
+
+ensemble=K (fastmlp's --ensemble) trains K networks side by side, each epoch one compiled
+epoch per member, and predict, predict_proba and score average the members' outputs (the
+probabilities; the values). Member 0 draws from random_state as a single network does;
+member k from random_state + k when that is an int (so without early_stopping it is the
+model a fit with random_state + k gives, bit for bit), else from the same generator, in
+turn. loss_curve_ is the members' mean loss; early_stopping scores the ensemble; coefs_ and
+intercepts_ are then one list per member. scikit-learn is imported with this module only:
 `fastmlp train` never loads it.
 """
 from __future__ import annotations
@@ -162,13 +170,29 @@ class _BaseMLP(BaseEstimator):
     # fitted attributes scikit-learn's MLPs have, made from the flat buffer
     @property
     def coefs_(self) -> list:
+        """Each layer's weights (n_in, n_out); with ensemble > 1, one such list per member."""
         check_is_fitted(self)
-        return [w.copy() for w, _ in self._layout.views(self._state.params)]
+        members = [[w.copy() for w, _ in self._layout.views(state.params)]
+                   for state in self._member_states()]
+        return members[0] if len(members) == 1 else members
 
     @property
     def intercepts_(self) -> list:
+        """Each layer's biases; with ensemble > 1, one such list per member."""
         check_is_fitted(self)
-        return [b.copy() for _, b in self._layout.views(self._state.params)]
+        members = [[b.copy() for _, b in self._layout.views(state.params)]
+                   for state in self._member_states()]
+        return members[0] if len(members) == 1 else members
+
+    def _member_states(self) -> list:
+        """The members' TrainStates (a model fitted before ensembles has one, _state)."""
+        return self.__dict__.get("_states") or [self._state]
+
+    def _params(self) -> np.ndarray:
+        """The parameters the engine runs: (P,) for one network, (K, P) for an ensemble."""
+        from .rundir import stacked
+
+        return stacked([state.params for state in self._member_states()])
 
     def to_onnx(self, path) -> None:
         """Write the network as an ONNX graph, the same as `fastmlp export` writes (its
@@ -177,7 +201,7 @@ class _BaseMLP(BaseEstimator):
         from .export import to_onnx
         from .files import atomic_writer
 
-        graph = to_onnx(self._layout, self._state.params, self._fitted_config.activation,
+        graph = to_onnx(self._layout, self._params(), self._fitted_config.activation,
                         self._output_names(), loss=self._fitted_config.loss,
                         leaky_slope=self._fitted_config.leaky_slope,
                         residual=self._fitted_config.residual)
@@ -210,7 +234,7 @@ class _BaseMLP(BaseEstimator):
         from .engine import predict_outputs, thread_limits
 
         with thread_limits(self._fitted_config.threads):
-            outputs, _ = predict_outputs(self._state.params, self._layout, X,
+            outputs, _ = predict_outputs(self._params(), self._layout, X,
                                          self._fitted_config)
         return X, outputs
 
@@ -240,7 +264,7 @@ class _BaseMLP(BaseEstimator):
                       dtype=self.dtype, threads=self.threads, epochs=self.max_iter,
                       batch_size=batch_size, val_fraction=self.validation_fraction,
                       patience=self.n_iter_no_change, num_layers=len(widths),
-                      hidden_size=widths if widths else 1,
+                      hidden_size=widths if widths else 1, ensemble=self.ensemble,
                       weight_decay=self.alpha / (batch_size * mean_weight)
                       if _is_number(self.alpha) else self.alpha, **self._task_settings())
         values = {name: value.item() if isinstance(value, np.generic) else value
@@ -297,6 +321,14 @@ class _BaseMLP(BaseEstimator):
         self._train(X, y, w, member, task, n_outputs, probe, first,
                     1 if incremental else self.max_iter, incremental)
         return self
+
+    def _member_rng(self, k: int, rng):
+        """The random generator of ensemble member k >= 1: random_state + k for an int
+        random_state, else the one generator the members draw from in turn."""
+        if isinstance(self.random_state, (int, np.integer)) \
+                and not isinstance(self.random_state, bool):
+            return check_random_state(int(self.random_state) + k)
+        return rng
 
     def _split(self, x, y, w, member, rng, task):
         """early_stopping's hold-out: (training rows' mask, (x_val, y_val, w_val)) from the
@@ -359,11 +391,13 @@ class _BaseMLP(BaseEstimator):
             config = self._config(task, batch, mean_weight)
         hidden = config.hidden_widths
 
+        rngs = [rng] + [self._member_rng(k, rng) for k in range(1, config.ensemble)]
         if fresh:
             self._layout = Layout((x.shape[1],) + hidden + (n_outputs,))
-            params = init_params(self._layout, config.weight_init,
-                                 np.random.default_rng(rng.randint(2**31)), dtype)
-            self._state = TrainState.fresh(params)
+            self._states = [TrainState.fresh(init_params(
+                self._layout, config.weight_init, np.random.default_rng(member.randint(2**31)),
+                dtype)) for member in rngs]
+            self._state = self._states[0]
             self.loss_curve_ = []
             self.validation_scores_ = [] if early_stopping else None
             self.best_loss_ = None if early_stopping else np.inf
@@ -377,38 +411,45 @@ class _BaseMLP(BaseEstimator):
         elif self._layout.sizes[-1] != n_outputs:
             raise ValueError(f"warm_start / partial_fit: y has {n_outputs} outputs (classes, "
                              f"labels or targets), the fitted model {self._layout.sizes[-1]}")
+        elif len(self._member_states()) != config.ensemble:
+            raise ValueError(f"warm_start / partial_fit: ensemble={config.ensemble}, the fitted "
+                             f"model has {len(self._member_states())} members")
+        states = self._member_states()
         if not incremental:
             self._no_improvement = 0
             if early_stopping:
                 self.validation_scores_ = self.validation_scores_ or []
                 self.best_loss_ = None
-                best_params = self._state.params.copy()
+                best_params = [state.params.copy() for state in states]
         if not early_stopping and self.best_loss_ is None:  # after an early-stopping fit
             self.best_loss_ = np.inf
-        state = self._state
         self._fitted_config = config
         with thread_limits(config.threads):
             for _ in range(epochs):
                 start = time.perf_counter()
-                if one_batch:
-                    epoch_order = order
-                elif self.shuffle:
-                    epoch_order = rows[rng.permutation(len(rows))]
-                else:
-                    epoch_order = rows
-                loss, _, batches = run_epoch(state, self._layout, x, y,
-                                             epoch_order.astype(np.int64, copy=False), batch,
-                                             config, weights=weights)
-                if batches < -(-len(epoch_order) // batch) or not np.isfinite(loss):
-                    raise ValueError(f"training diverged in epoch {self.n_iter_ + 1} (the loss "
-                                     "became NaN or infinite): try a smaller "
-                                     "learning_rate_init")
+                losses = []
+                for state, member_rng in zip(states, rngs):
+                    if one_batch:
+                        epoch_order = order
+                    elif self.shuffle:
+                        epoch_order = rows[member_rng.permutation(len(rows))]
+                    else:
+                        epoch_order = rows
+                    loss, _, batches = run_epoch(state, self._layout, x, y,
+                                                 epoch_order.astype(np.int64, copy=False),
+                                                 batch, config, weights=weights)
+                    if batches < -(-len(epoch_order) // batch) or not np.isfinite(loss):
+                        raise ValueError(f"training diverged in epoch {self.n_iter_ + 1} (the "
+                                         "loss became NaN or infinite): try a smaller "
+                                         "learning_rate_init")
+                    losses.append(loss)
+                loss = losses[0] if len(losses) == 1 else float(np.mean(losses))
                 self.n_iter_ += 1
                 self.t_ += len(rows)
                 self.loss_curve_.append(float(loss))
                 if early_stopping:
                     x_val, y_val, w_val = validation
-                    score = score_params(state.params, self._layout, x_val, y_val, config,
+                    score = score_params(self._params(), self._layout, x_val, y_val, config,
                                          weights=w_val)[VALIDATION_SCORE[task]]
                     self.validation_scores_.append(score)
                     if (self.best_validation_score_ is None
@@ -419,7 +460,7 @@ class _BaseMLP(BaseEstimator):
                     if self.best_validation_score_ is None or score > self.best_validation_score_:
                         self.best_validation_score_ = score
                     if score >= self.best_validation_score_ - self.tol:  # as good, within tol
-                        best_params = state.params.copy()
+                        best_params = [state.params.copy() for state in states]
                 else:
                     if loss > self.best_loss_ - self.tol:
                         self._no_improvement += 1
@@ -439,7 +480,8 @@ class _BaseMLP(BaseEstimator):
                                   "reached and the optimization hasn't converged yet.",
                                   ConvergenceWarning)
         if early_stopping:
-            state.params[:] = best_params
+            for state, params in zip(states, best_params):
+                state.params[:] = params
         self.n_layers_ = len(self._layout.sizes)
         self.n_outputs_ = n_outputs
 
@@ -462,7 +504,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  n_iter_no_change=10, beta=0.9, loss="cross_entropy", weight_init="Xavier",
                  dtype="float32", threads=None, class_weight=None, leaky_slope=LEAKY_SLOPE,
-                 residual=False):
+                 residual=False, ensemble=1):
         self._store(locals())
 
     def partial_fit(self, X, y, classes=None, *, sample_weight=None):
@@ -611,7 +653,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  n_iter_no_change=10, loss="squared_error", huber_delta=1.0, beta=0.9,
                  weight_init="Xavier", dtype="float32", threads=None, leaky_slope=LEAKY_SLOPE,
-                 residual=False):
+                 residual=False, ensemble=1):
         self._store(locals())
 
     def partial_fit(self, X, y, sample_weight=None):

@@ -15,7 +15,14 @@
                                or Exp(logits) for the poisson loss; one column per target
     metadata       class_names (JSON: the outputs' names), activation (and leaky_slope
                    for LeakyReLU), task, loss, version, and for a table's model `inputs`
-                   (JSON: the graph's inputs and the columns each takes)
+                   (JSON: the graph's inputs and the columns each takes); `ensemble` (K)
+                   for an ensemble
+
+An ensemble of K members (--ensemble K) is one graph: each member's layers (initializers and
+nodes named m<k>_W0, m<k>_dense0, ...) read the same input, each member's Softmax, Sigmoid or
+Exp makes its outputs, and a Mean node averages them into "probabilities" (ArgMax and the
+0.5 threshold then read the average) or "values"; identity outputs average their logits
+before the target scaling. One network's graph is exactly as it always was.
 
 A model trained on a table's columns (fastmlp.preprocess) takes the raw columns and does
 its preprocessing in the graph:
@@ -46,33 +53,35 @@ ONNX_ACTIVATIONS = {"ReLU": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid",
                     "LeakyReLU": "LeakyRelu", "identity": None}
 
 
-def activation_nodes(activation: str, z: str, a: str, l: int, leaky_slope: float) -> list:
-    """The nodes computing a = act(z) for hidden layer l (none for identity). GELU reads
-    the initializers "sqrt2", "one" and "half" (to_onnx adds them)."""
+def activation_nodes(activation: str, z: str, a: str, l: int, leaky_slope: float,
+                     prefix: str = "") -> list:
+    """The nodes computing a = act(z) for hidden layer l (none for identity), their names
+    starting with prefix (an ensemble member's). GELU reads the initializers "sqrt2", "one"
+    and "half" (to_onnx adds them)."""
     from onnx import helper
 
+    g, s = f"{prefix}gelu{l}", f"{prefix}silu{l}"
     if activation == "GELU":  # 0.5 z (1 + erf(z / sqrt 2)): the exact form, as fastmlp's
-        return [helper.make_node("Div", [z, "sqrt2"], [f"gelu{l}_scaled"], name=f"gelu{l}_div"),
-                helper.make_node("Erf", [f"gelu{l}_scaled"], [f"gelu{l}_erf"], name=f"gelu{l}_erf"),
-                helper.make_node("Add", [f"gelu{l}_erf", "one"], [f"gelu{l}_cdf2"],
-                                 name=f"gelu{l}_add"),
-                helper.make_node("Mul", [z, f"gelu{l}_cdf2"], [f"gelu{l}_twice"],
-                                 name=f"gelu{l}_mul"),
-                helper.make_node("Mul", [f"gelu{l}_twice", "half"], [a], name=f"gelu{l}")]
+        return [helper.make_node("Div", [z, "sqrt2"], [f"{g}_scaled"], name=f"{g}_div"),
+                helper.make_node("Erf", [f"{g}_scaled"], [f"{g}_erf"], name=f"{g}_erf"),
+                helper.make_node("Add", [f"{g}_erf", "one"], [f"{g}_cdf2"], name=f"{g}_add"),
+                helper.make_node("Mul", [z, f"{g}_cdf2"], [f"{g}_twice"], name=f"{g}_mul"),
+                helper.make_node("Mul", [f"{g}_twice", "half"], [a], name=g)]
     if activation == "SiLU":  # z sigmoid(z)
-        return [helper.make_node("Sigmoid", [z], [f"silu{l}_sigmoid"], name=f"silu{l}_sigmoid"),
-                helper.make_node("Mul", [z, f"silu{l}_sigmoid"], [a], name=f"silu{l}")]
+        return [helper.make_node("Sigmoid", [z], [f"{s}_sigmoid"], name=f"{s}_sigmoid"),
+                helper.make_node("Mul", [z, f"{s}_sigmoid"], [a], name=s)]
     op = ONNX_ACTIVATIONS[activation]
     if op is None:
         return []
     attributes = {"alpha": float(leaky_slope)} if op == "LeakyRelu" else {}
-    return [helper.make_node(op, [z], [a], name=f"{op.lower()}{l}", **attributes)]
+    return [helper.make_node(op, [z], [a], name=f"{prefix}{op.lower()}{l}", **attributes)]
 
 
 def to_onnx(layout, params: np.ndarray, activation: str, class_names, loss="cross_entropy",
             target_scaling=None, preprocessing=None,
             leaky_slope: float = None, residual: bool = False) -> "onnx.ModelProto":
-    """The ONNX model of a parameter buffer (fastmlp.model.Layout's flat layout); loss says
+    """The ONNX model of a parameter buffer (fastmlp.model.Layout's flat layout), or of an
+    ensemble's (K, P) parameters (the mean of its members' outputs); loss says
     the output kind (kernels/interface.py LOSS_OUTPUT); target_scaling: (mean, scale) of
     standardised regression targets, or None; preprocessing: a table's
     (preprocess.Preprocessing), or None (the graph takes the network's inputs);
@@ -98,46 +107,59 @@ def to_onnx(layout, params: np.ndarray, activation: str, class_names, loss="cros
     else:
         inputs, current = _preprocessing_graph(preprocessing, params.dtype, nodes,
                                                initializers)
-    layers = layout.views(params)
+    members = [params] if params.ndim == 1 else list(params)
+    many = len(members) > 1
+    features = current
     skips = layout.skips(residual)
-    for l, (weights, bias) in enumerate(layers):
-        layer_input = current
-        initializers += [numpy_helper.from_array(np.ascontiguousarray(weights), f"W{l}"),
-                         numpy_helper.from_array(np.ascontiguousarray(bias), f"b{l}")]
-        last = l == len(layers) - 1
-        out = "logits" if last else f"z{l}"
-        nodes.append(helper.make_node("Gemm", [current, f"W{l}", f"b{l}"], [out],
-                                      name=f"dense{l}"))
-        current = out
-        hidden_nodes = [] if last else activation_nodes(activation, out, f"a{l}", l, leaky_slope)
-        if hidden_nodes:
-            nodes += hidden_nodes
-            current = f"a{l}"
-        if skips[l]:
-            nodes.append(helper.make_node("Add", [current, layer_input], [f"h{l}"],
-                                          name=f"skip{l}"))
-            current = f"h{l}"
+    for k, member in enumerate(members):
+        p = f"m{k}_" if many else ""  # an ensemble member's names
+        current = features
+        layers = layout.views(member)
+        for l, (weights, bias) in enumerate(layers):
+            layer_input = current
+            initializers += [numpy_helper.from_array(np.ascontiguousarray(weights), f"{p}W{l}"),
+                             numpy_helper.from_array(np.ascontiguousarray(bias), f"{p}b{l}")]
+            last = l == len(layers) - 1
+            out = f"{p}logits" if last else f"{p}z{l}"
+            nodes.append(helper.make_node("Gemm", [current, f"{p}W{l}", f"{p}b{l}"], [out],
+                                          name=f"{p}dense{l}"))
+            current = out
+            hidden_nodes = [] if last else activation_nodes(activation, out, f"{p}a{l}", l,
+                                                            leaky_slope, p)
+            if hidden_nodes:
+                nodes += hidden_nodes
+                current = f"{p}a{l}"
+            if skips[l]:
+                nodes.append(helper.make_node("Add", [current, layer_input], [f"{p}h{l}"],
+                                              name=f"{p}skip{l}"))
+                current = f"{p}h{l}"
     width = layout.sizes[-1]
     kind = LOSS_OUTPUT[loss]
+    if many:
+        nodes += _mean_of_members(len(members), kind)
     if kind == "softmax":
-        nodes += [helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1,
-                                   name="softmax"),
-                  helper.make_node("ArgMax", ["logits"], ["label"], axis=1, keepdims=0,
-                                   name="argmax")]
+        if not many:
+            nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1,
+                                          name="softmax"))
+        nodes.append(helper.make_node("ArgMax", ["probabilities" if many else "logits"],
+                                      ["label"], axis=1, keepdims=0, name="argmax"))
         outputs = [helper.make_tensor_value_info("probabilities", elem, ["N", width]),
                    helper.make_tensor_value_info("label", TensorProto.INT64, ["N"])]
     elif kind == "sigmoid":
         half = numpy_helper.from_array(np.array(0.5, dtype=params.dtype), "half")
         initializers.append(half)
-        nodes += [helper.make_node("Sigmoid", ["logits"], ["probabilities"], name="sigmoid"),
-                  helper.make_node("Greater", ["probabilities", "half"], ["on"], name="on"),
+        if not many:
+            nodes.append(helper.make_node("Sigmoid", ["logits"], ["probabilities"],
+                                          name="sigmoid"))
+        nodes += [helper.make_node("Greater", ["probabilities", "half"], ["on"], name="on"),
                   helper.make_node("Cast", ["on"], ["labels"], to=TensorProto.INT64,
                                    name="labels")]
         outputs = [helper.make_tensor_value_info("probabilities", elem, ["N", width]),
                    helper.make_tensor_value_info("labels", TensorProto.INT64, ["N", width])]
     else:  # regression: the values in the data's units
         if kind == "exp":
-            nodes.append(helper.make_node("Exp", ["logits"], ["values"], name="exp"))
+            if not many:
+                nodes.append(helper.make_node("Exp", ["logits"], ["values"], name="exp"))
         elif target_scaling is None:
             nodes.append(helper.make_node("Identity", ["logits"], ["values"], name="values"))
         else:
@@ -162,11 +184,31 @@ def to_onnx(layout, params: np.ndarray, activation: str, class_names, loss="cros
                   "task": task, "loss": loss}
     if activation == "LeakyReLU":
         properties["leaky_slope"] = repr(float(leaky_slope))
+    if many:
+        properties["ensemble"] = str(len(members))
     if preprocessing is not None:
         properties["inputs"] = json.dumps(_graph_inputs(preprocessing))
     helper.set_model_props(model, properties)
     onnx.checker.check_model(model)
     return model
+
+
+def _mean_of_members(count: int, kind: str) -> list:
+    """The nodes that average an ensemble's members (their logits m<k>_logits): each
+    member's Softmax, Sigmoid or Exp, then a Mean into "probabilities" or "values"; for
+    identity outputs the Mean of the logits, into "logits"."""
+    from onnx import helper
+
+    op = {"softmax": "Softmax", "sigmoid": "Sigmoid", "exp": "Exp"}.get(kind)
+    if op is None:
+        return [helper.make_node("Mean", [f"m{k}_logits" for k in range(count)], ["logits"],
+                                 name="ensemble_mean")]
+    attributes = {"axis": 1} if op == "Softmax" else {}
+    nodes = [helper.make_node(op, [f"m{k}_logits"], [f"m{k}_outputs"],
+                              name=f"m{k}_{op.lower()}", **attributes) for k in range(count)]
+    mean = "values" if kind == "exp" else "probabilities"
+    return nodes + [helper.make_node("Mean", [f"m{k}_outputs" for k in range(count)], [mean],
+                                     name="ensemble_mean")]
 
 
 def _graph_inputs(preprocessing) -> dict:

@@ -5,7 +5,9 @@
 
 The model file is read by fastmlp.model.load_model (format version, architecture and
 weights checked). Evaluation and prediction run the one compiled forward pass of inference
-(engine.evaluate_params or score_params / engine.predict_outputs), in the model's dtype.
+(engine.evaluate_params or score_params / engine.predict_outputs), in the model's dtype;
+for an ensemble once per member, averaging the members' outputs (the test loss is that of
+the average: engine.output_loss).
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ GZIP_SIGNATURE = b"\x1f\x8b"
 class Model:
     path: Path
     layout: object  # fastmlp.model.Layout
-    params: np.ndarray
+    params: np.ndarray  # (P,), or (K, P): the members of an ensemble, whose outputs average
     config: dict
     class_names: tuple
 
@@ -45,9 +47,15 @@ class Model:
         return REGISTRY[self.config.get("dataset", "fashion_mnist")].image_shape
 
     @property
+    def members(self) -> int:
+        """How many networks the model averages (--ensemble; 1: a single network)."""
+        return 1 if self.params.ndim == 1 else len(self.params)
+
+    @property
     def description(self) -> str:
-        return (f"{'-'.join(map(str, self.layout.sizes))} {self.activation}, trained on "
-                f"{self.config.get('data') or self.config.get('dataset', '?')}")
+        ensemble = f"an ensemble of {self.members} x " if self.members > 1 else ""
+        return (f"{ensemble}{'-'.join(map(str, self.layout.sizes))} {self.activation}, "
+                f"trained on {self.config.get('data') or self.config.get('dataset', '?')}")
 
     @functools.cached_property
     def settings(self):
@@ -80,7 +88,8 @@ class Model:
     def outputs(self, x: np.ndarray) -> np.ndarray:
         """The model's predictions for inputs x (N, inputs) as the network reads them (images
         scaled to [0, 1]): class probabilities (softmax), label probabilities (multilabel) or
-        target values in the data's units (regression)."""
+        target values in the data's units (regression); an ensemble's, the members'
+        average."""
         from .engine import predict_outputs
 
         outputs = predict_outputs(self.params, self.layout, x, self.settings)[0]
@@ -102,7 +111,12 @@ class Model:
         would be exp(-87 / T) or less. The one place a teacher's soft targets are made: a
         model of several members (an ensemble) averages its members' softened probabilities
         here, mean_m softmax(log p_m / T)."""
-        return soften(self.outputs(x), temperature)
+        from .engine import predict_outputs
+
+        if self.params.ndim == 1:
+            return soften(self.outputs(x), temperature)
+        return np.mean([soften(predict_outputs(member, self.layout, x, self.settings)[0],
+                               temperature) for member in self.params], axis=0)
 
 
 def soften(probabilities: np.ndarray, temperature: float) -> np.ndarray:

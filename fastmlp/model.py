@@ -90,7 +90,8 @@ def init_params(layout: Layout, weight_init: str, rng: np.random.Generator, dtyp
 # ----------------------------------------------------------------------------- model files
 
 MODEL_FORMAT_VERSION = 2  # 2: a table's preprocessing may be in the file
-READABLE_FORMAT_VERSIONS = (1, 2)
+ENSEMBLE_FORMAT_VERSION = 3  # 3: params (K, P), one row per member of an --ensemble
+READABLE_FORMAT_VERSIONS = (1, 2, 3)
 
 
 def save_model(path, layout: Layout, params: np.ndarray, config: dict, class_names,
@@ -99,7 +100,9 @@ def save_model(path, layout: Layout, params: np.ndarray, config: dict, class_nam
     or targets), format version; target_mean, target_scale when the network learnt
     standardised regression targets (its outputs times target_scale plus target_mean are
     the predictions); `preprocessing` (JSON) when it was trained on a table's columns made
-    into numbers (preprocess.Preprocessing)."""
+    into numbers (preprocess.Preprocessing). params: the flat buffer (P,) of one network
+    (format version 2), or an ensemble's (K, P), one row per member (version 3, which an
+    older fastmlp refuses rather than reading one member)."""
     import json
 
     from .files import atomic_writer
@@ -110,7 +113,8 @@ def save_model(path, layout: Layout, params: np.ndarray, config: dict, class_nam
     if preprocessing is not None:
         extras["preprocessing"] = np.str_(preprocessing.to_json())
     with atomic_writer(path, "wb") as handle:
-        np.savez(handle, format_version=np.int64(MODEL_FORMAT_VERSION),
+        version = MODEL_FORMAT_VERSION if params.ndim == 1 else ENSEMBLE_FORMAT_VERSION
+        np.savez(handle, format_version=np.int64(version),
                  sizes=np.array(layout.sizes, dtype=np.int64), params=params,
                  activation=np.str_(config["activation"]), loss=np.str_(config["loss"]),
                  class_names=np.array(list(class_names)), config_json=np.str_(json.dumps(config)),
@@ -138,7 +142,8 @@ def load_extras(path) -> ModelExtras:
 
 
 def load_model(path):
-    """(layout, params, config dict, class names) from a file written by save_model.
+    """(layout, params, config dict, class names) from a file written by save_model;
+    params (P,), or (K, P) for an ensemble of K members.
 
     Anything else (a missing, truncated or foreign file, another format version, a
     checkpoint, an architecture that does not fit its weights) is a ModelFileError whose
@@ -170,7 +175,8 @@ def load_model(path):
             version = int(data["format_version"])
             if version not in READABLE_FORMAT_VERSIONS:
                 raise ModelFileError(f"{path}: model format version {version}, "
-                                     f"this fastmlp reads version {MODEL_FORMAT_VERSION}")
+                                     f"this fastmlp reads version {READABLE_FORMAT_VERSIONS[-1]}"
+                                     " and older")
             missing = [key for key in ("sizes", "params", "config_json", "class_names")
                        if key not in data.files]
             if missing:
@@ -192,9 +198,15 @@ def load_model(path):
         raise ModelFileError(f"{path}: corrupt architecture {sizes.tolist()}")
     layout = Layout(tuple(int(n) for n in sizes))
     shape = "-".join(map(str, layout.sizes))
-    if params.dtype not in (np.float32, np.float64) or params.shape != (layout.num_params,):
+    members = config.get("ensemble", 1) if isinstance(config, dict) else 1
+    if version < ENSEMBLE_FORMAT_VERSION:
+        wanted, needs = (layout.num_params,), f"{layout.num_params}"
+    else:
+        members = members if isinstance(members, int) and members >= 2 else 2
+        wanted, needs = (members, layout.num_params), f"{members} x {layout.num_params}"
+    if params.dtype not in (np.float32, np.float64) or params.shape != wanted:
         raise ModelFileError(f"{path}: holds {params.dtype} {list(params.shape)} parameters, its "
-                             f"architecture {shape} needs {layout.num_params} float32/float64")
+                             f"architecture {shape} needs {needs} float32/float64")
     if not isinstance(config, dict) or config.get("activation") not in ACTIVATIONS \
             or config.get("loss") not in LOSSES:
         raise ModelFileError(f"{path}: corrupt model configuration (activation or loss unknown)")

@@ -19,7 +19,10 @@ parameter buffer, both optimizer-state buffers, the step counter, the shuffle ge
 state, the per-epoch records so far and the run's configuration, so that `fastmlp train
 --resume RUN_DIR` finishes the run exactly as an uninterrupted run with the same seed would
 have (with --teacher, also the teacher file's SHA-256: a resumed run recomputes the soft
-targets from the same file). The gradient buffer is not stored: every step overwrites it before it is read.
+targets from the same file). The gradient buffer is not stored: every step overwrites it
+before it is read. An ensemble (--ensemble K > 1) keeps each member's buffers as one row of
+(K, P) arrays (the best epoch's parameters too) and a list of the members' shuffle-generator
+states; a run of one network writes exactly the arrays it always did.
 """
 from __future__ import annotations
 
@@ -51,12 +54,12 @@ class Checkpoint:
     config: TrainConfig
     run_name: str
     sizes: tuple
-    params: np.ndarray
+    params: np.ndarray  # (P,), or (K, P) for an ensemble: a row per member (state1, state2)
     state1: np.ndarray
     state2: np.ndarray
     step: int
     epochs: list  # per-epoch records, one per completed epoch
-    rng_state: dict  # np.random.Generator.bit_generator.state of the shuffle generator
+    rng_state: dict | list  # the shuffle generator's bit_generator.state (a list: per member)
     best: "BestEpoch"  # the epoch of the best validation accuracy so far, and its parameters
     teacher_sha256: str = ""  # --teacher: its file's SHA-256 (a resumed run checks it)
 
@@ -65,13 +68,28 @@ class Checkpoint:
         return len(self.epochs)
 
     def shuffle_rng(self) -> np.random.Generator:
-        """A generator in exactly the saved state."""
-        name = self.rng_state.get("bit_generator")
-        if name not in ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937"):
-            raise CheckpointError(f"unknown random generator {name!r} in the checkpoint")
-        generator = np.random.Generator(getattr(np.random, name)())
-        generator.bit_generator.state = self.rng_state
-        return generator
+        """A generator in exactly the saved state (member 0's, for an ensemble)."""
+        return self.shuffle_rngs()[0]
+
+    def shuffle_rngs(self) -> list:
+        """Each member's generator in exactly its saved state (one for a single network)."""
+        return [_generator(state) for state in
+                (self.rng_state if isinstance(self.rng_state, list) else [self.rng_state])]
+
+
+def _generator(state: dict) -> np.random.Generator:
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    if name not in ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937"):
+        raise CheckpointError(f"unknown random generator {name!r} in the checkpoint")
+    generator = np.random.Generator(getattr(np.random, name)())
+    generator.bit_generator.state = state
+    return generator
+
+
+def stacked(arrays: list) -> np.ndarray:
+    """One network's buffer as it is, an ensemble's members' as the rows of a (K, P) array:
+    how checkpoints and model files hold them."""
+    return arrays[0] if len(arrays) == 1 else np.stack(arrays)
 
 
 def checkpoint_path(run_dir) -> Path:
@@ -102,10 +120,14 @@ class BestEpoch:
         return better
 
 
-def save_checkpoint(run_dir, config: TrainConfig, run_name: str, sizes, state, shuffle_rng,
-                    epochs: list, best: BestEpoch, teacher_sha256: str = "") -> Path:
-    """Write run_dir/checkpoint.npz atomically (a failure leaves the previous one intact)."""
+def save_checkpoint(run_dir, config: TrainConfig, run_name: str, sizes, states: list,
+                    shuffle_rngs: list, epochs: list, best: BestEpoch,
+                    teacher_sha256: str = "") -> Path:
+    """Write run_dir/checkpoint.npz atomically (a failure leaves the previous one intact).
+    states, shuffle_rngs: the members' TrainStates and shuffle generators (one each for a
+    single network); the members step together, so one step counter serves them all."""
     path = checkpoint_path(run_dir)
+    rng_states = [rng.bit_generator.state for rng in shuffle_rngs]
     with writing(path):
         with atomic_writer(path, "wb") as handle:
             np.savez(handle,
@@ -113,10 +135,13 @@ def save_checkpoint(run_dir, config: TrainConfig, run_name: str, sizes, state, s
                      config_json=np.str_(json.dumps(config.to_dict())),
                      run_name=np.str_(run_name),
                      sizes=np.array(sizes, dtype=np.int64),
-                     params=state.params, state1=state.state1, state2=state.state2,
-                     step=np.int64(state.step),
+                     params=stacked([state.params for state in states]),
+                     state1=stacked([state.state1 for state in states]),
+                     state2=stacked([state.state2 for state in states]),
+                     step=np.int64(states[0].step),
                      epochs_json=np.str_(json.dumps(epochs)),
-                     rng_state_json=np.str_(json.dumps(shuffle_rng.bit_generator.state)),
+                     rng_state_json=np.str_(json.dumps(
+                         rng_states[0] if len(rng_states) == 1 else rng_states)),
                      best_epoch=np.int64(best.epoch), best_params=best.params,
                      best_value=np.float64(np.nan if best.value is None else best.value),
                      teacher_sha256=np.str_(teacher_sha256))
@@ -186,15 +211,19 @@ def _check_consistent(path, checkpoint: Checkpoint) -> None:
     expected_sizes = (config.layer_sizes if config.data is None  # own data: its own widths
                       else checkpoint.sizes[:1] + config.hidden_widths + checkpoint.sizes[-1:])
     n = sum(a * b + b for a, b in zip(expected_sizes[:-1], expected_sizes[1:]))
+    shape = (n,) if config.ensemble == 1 else (config.ensemble, n)
     problems = []
     if checkpoint.sizes != expected_sizes:
         problems.append(f"architecture {checkpoint.sizes} does not match its configuration "
                         f"{expected_sizes}")
     for name, buffer in (("params", checkpoint.params), ("state1", checkpoint.state1),
                          ("state2", checkpoint.state2), ("best_params", checkpoint.best.params)):
-        if buffer.shape != (n,) or buffer.dtype != np.dtype(config.dtype):
+        if buffer.shape != shape or buffer.dtype != np.dtype(config.dtype):
             problems.append(f"{name} is {buffer.dtype}{list(buffer.shape)}, expected "
-                            f"{config.dtype}[{n}]")
+                            f"{config.dtype}{list(shape)}")
+    members = len(checkpoint.rng_state) if isinstance(checkpoint.rng_state, list) else 1
+    if members != config.ensemble:
+        problems.append(f"{members} shuffle generators for {config.ensemble} members")
     if not isinstance(checkpoint.epochs, list) or len(checkpoint.epochs) > config.epochs:
         problems.append("its epoch records do not fit the configuration")
     if checkpoint.step < 0:
@@ -241,8 +270,9 @@ class RunDirectory:
     def resumed(self) -> bool:
         return self.checkpoint is not None
 
-    def save_checkpoint(self, sizes, state, shuffle_rng, epochs: list, best: BestEpoch) -> None:
-        save_checkpoint(self.path, self.config, self.name, sizes, state, shuffle_rng, epochs,
+    def save_checkpoint(self, sizes, states: list, shuffle_rngs: list, epochs: list,
+                        best: BestEpoch) -> None:
+        save_checkpoint(self.path, self.config, self.name, sizes, states, shuffle_rngs, epochs,
                         best, self.teacher_sha256)
         self.saved_epochs = len(epochs)
 
@@ -267,9 +297,9 @@ class RunDirectory:
     def finish(self, layout, params, class_names, summary: dict, target_scaling=None,
                preprocessing=None) -> None:
         """model.npz, then summary.json (written last: "this run is finished"), then the
-        checkpoint goes: there is nothing left to resume. target_scaling: (mean, scale) of
-        standardised regression targets, and preprocessing, a table's, kept in the model
-        file."""
+        checkpoint goes: there is nothing left to resume. params: (P,), or an ensemble's
+        (K, P). target_scaling: (mean, scale) of standardised regression targets, and
+        preprocessing, a table's, kept in the model file."""
         from .model import save_model
 
         with writing(self.path / MODEL_NAME):

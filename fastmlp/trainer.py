@@ -6,6 +6,13 @@ epoch by epoch, test, and write the results.
 Each epoch is ONE compiled call (engine.run_epoch). On a terminal the call runs in a worker
 thread (it holds no GIL) while the main thread draws a progress bar (display.py). The run
 directory's files are written by rundir.RunDirectory, wandb is reached through tracking.py.
+
+An ensemble (--ensemble K) trains K members side by side on the same splits: member k has
+its own TrainState and shuffle generator and the seed --seed + k (config.member(k)), so
+member 0 is the run of one network. Each epoch runs every member's compiled epoch, then
+validates the ensemble (the members' outputs averaged: engine.score_params on the (K, P)
+parameters); --patience, --keep best and --monitor watch that, and the test set and
+model.npz get all K.
 """
 from __future__ import annotations
 
@@ -25,7 +32,7 @@ from .errors import ConfigError, DataError, DivergedError
 from .metrics import TASK_METRICS
 from .model import Layout, init_params
 from .owndata import load_own_data
-from .rundir import BestEpoch, RunDirectory
+from .rundir import BestEpoch, RunDirectory, stacked
 
 
 @dataclass
@@ -87,17 +94,22 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
             raise DataError(f"{config.data}: the data has changed since the run started (its "
                             f"network is {'-'.join(map(str, layout.sizes))} now, was "
                             f"{'-'.join(map(str, run.checkpoint.sizes))})")
+        members = [config.member(k) for k in range(config.ensemble)]
         if resume_dir is None:
-            state = TrainState.fresh(init_params(layout, config.weight_init,
-                                                 np.random.default_rng([config.seed, 0]),
-                                                 np.dtype(config.dtype)))
-            shuffle_rng = np.random.default_rng([config.seed, 1])
+            states = [TrainState.fresh(init_params(layout, config.weight_init,
+                                                   np.random.default_rng([member.seed, 0]),
+                                                   np.dtype(config.dtype)))
+                      for member in members]
+            shuffle_rngs = [np.random.default_rng([member.seed, 1]) for member in members]
             epochs = []
-            best = BestEpoch(0, state.params.copy(), monitor=config.monitor)
+            best = BestEpoch(0, stacked([state.params for state in states]).copy(),
+                             monitor=config.monitor)
         else:
             saved = run.checkpoint
-            state = TrainState(saved.params, saved.state1, saved.state2, saved.step)
-            shuffle_rng = saved.shuffle_rng()
+            rows = (lambda buffer: [buffer]) if config.ensemble == 1 else list
+            states = [TrainState(params, state1, state2, saved.step) for params, state1, state2
+                      in zip(rows(saved.params), rows(saved.state1), rows(saved.state2))]
+            shuffle_rngs = saved.shuffle_rngs()
             epochs = list(saved.epochs)
             best = saved.best
         compile_seconds = warm_up(config.dtype)
@@ -111,7 +123,7 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
                 run.rewrite_metrics(epochs)
             else:
                 # epoch 0: an early Ctrl-C is resumable too
-                run.save_checkpoint(layout.sizes, state, shuffle_rng, epochs, best)
+                run.save_checkpoint(layout.sizes, states, shuffle_rngs, epochs, best)
             # Online, wandb follows the run live (and a login or network problem is said at
             # once). Offline, nobody watches the files while they are written: wandb starts
             # when training is done, so it never takes a core from the epochs.
@@ -129,11 +141,11 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
                     display.note(f"stopped early: no better {config.monitor} in "
                                  f"{config.patience} epochs since epoch {best.epoch}")
                     break
-                record = _train_one_epoch(epoch, state, layout, splits, config, shuffle_rng,
-                                          display, soft_targets)
+                record = _train_one_epoch(epoch, states, layout, splits, members,
+                                          shuffle_rngs, display, soft_targets)
                 epochs.append(record)
-                best.offer(record, state.params)
-                run.save_checkpoint(layout.sizes, state, shuffle_rng, epochs, best)
+                best.offer(record, stacked([state.params for state in states]))
+                run.save_checkpoint(layout.sizes, states, shuffle_rngs, epochs, best)
                 run.append_metrics(record)
                 if live:
                     wandb_run.log_epoch(record)
@@ -142,12 +154,13 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
                     epoch_callback(record)
 
             kept_epoch, kept_params = ((best.epoch, best.params) if config.keep == "best"
-                                       else (len(epochs), state.params))
+                                       else (len(epochs),
+                                             stacked([state.params for state in states])))
             test = score_params(kept_params, layout, splits.x_test, splits.y_test, config,
                                 splits.w_test, splits.target_scaling)
             summary = {
                 "run_name": run.name, "config": config.to_dict(),
-                "train_command": config.train_command(), "num_params": layout.num_params,
+                "train_command": config.train_command(), "num_params": layout.num_params * config.ensemble,
                 "epochs": epochs, "kept_epoch": kept_epoch, "best_epoch": best.epoch,
                 "stopped_early": len(epochs) < config.epochs,
                 "compile_seconds": compile_seconds, "task": config.task,
@@ -254,28 +267,44 @@ def _teacher_targets(config, splits) -> tuple:
     return soft, digest
 
 
-def _train_one_epoch(epoch, state, layout, splits, config, shuffle_rng, display,
+def _train_one_epoch(epoch, states, layout, splits, members, shuffle_rngs, display,
                      soft_targets=None) -> dict:
-    """Shuffle, run the compiled epoch (under the display), validate; the epoch's record.
-    soft_targets: the teacher's for the training rows (--teacher), or None."""
-    order = shuffle_rng.permutation(len(splits.y_train))
+    """Shuffle, run the compiled epoch of every member (under the display), validate the
+    ensemble; the epoch's record. states, members, shuffle_rngs: each member's TrainState,
+    settings (config.member(k)) and shuffle generator; one of each for a single network.
+    soft_targets: the teacher's for the training rows (--teacher), or None. The training
+    figures are the members' means, the seconds their sum."""
+    config = members[0]
     total_batches = -(-len(splits.y_train) // config.batch_size)
     image_width = splits.image_shape[1] if splits.image_shape else 0  # --augment, --rotate ...
 
-    def one_epoch(counter):
-        start = time.perf_counter()
-        result = run_epoch(state, layout, splits.pixels_train, splits.y_train, order,
-                           config.batch_size, config, counter, image_width=image_width,
-                           weights=splits.w_train, soft_targets=soft_targets)
-        return result, time.perf_counter() - start
+    orders = [rng.permutation(len(splits.y_train)) for rng in shuffle_rngs]
 
-    (train_loss, train_accuracy, batches), train_seconds = display.run(epoch, total_batches,
-                                                                       one_epoch)
-    if batches < total_batches or not np.isfinite(train_loss):
-        raise DivergedError(f"training diverged in epoch {epoch} (loss became NaN or infinite "
-                            f"after {state.step} steps): try a smaller learning rate")
-    val = score_params(state.params, layout, splits.x_val, splits.y_val, config, splits.w_val,
-                       splits.target_scaling)
+    def one_epoch(counters):
+        start = time.perf_counter()
+        results = []
+        for k, (state, member, order) in enumerate(zip(states, members, orders)):
+            counter = counters if len(states) == 1 else counters[k:k + 1]
+            results.append(run_epoch(state, layout, splits.pixels_train, splits.y_train, order,
+                                     config.batch_size, member, counter,
+                                     image_width=image_width, weights=splits.w_train,
+                                     soft_targets=soft_targets))
+        return results, time.perf_counter() - start
+
+    results, train_seconds = display.run(epoch, total_batches, one_epoch, parts=len(states))
+    for (loss, _, batches), state in zip(results, states):
+        if batches < total_batches or not np.isfinite(loss):
+            raise DivergedError(f"training diverged in epoch {epoch} (loss became NaN or "
+                                f"infinite after {state.step} steps): try a smaller learning "
+                                "rate")
+    if len(results) == 1:
+        train_loss, train_accuracy, _ = results[0]
+    else:
+        train_loss = float(np.mean([loss for loss, _, _ in results]))
+        train_accuracy = float(np.mean([accuracy for _, accuracy, _ in results]))
+    state = states[0]  # the members step together: one step count, one learning rate
+    val = score_params(stacked([member.params for member in states]), layout, splits.x_val,
+                       splits.y_val, config, splits.w_val, splits.target_scaling)
     record = {"epoch": epoch, "train_loss": train_loss}
     if config.task != "regression":
         record["train_accuracy"] = train_accuracy

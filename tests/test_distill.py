@@ -115,3 +115,25 @@ def test_resume_refuses_a_teacher_file_that_changed(teacher, small_fashion, tmp_
     shutil.copy(teacher, mine)
     resumed = invoke("train", "--resume", run_dir, "--no-progress")
     assert resumed.code == 0, resumed.err
+
+
+def test_an_ensemble_teaches_its_members_softened_probabilities_averaged(small_fashion,
+                                                                         tmp_path):
+    """A teacher of --ensemble 2: its soft targets are the mean of each member's softmax at
+    the temperature (not the softened mean), and a student learns from it."""
+    from fastmlp.engine import predict_outputs
+    from fastmlp.inference import soften
+
+    run_dir = train_ok(tmp_path / "pair", "-e", "2", "-nhl", "1", "-sz", "32", "--ensemble",
+                       "2", *QUIET, "--data-dir", small_fashion)
+    pair = open_model(run_dir / "model.npz")
+    assert pair.params.shape[0] == 2
+    x = inputs_of_the_test_set(small_fashion)[:500]
+    members = [soften(predict_outputs(member, pair.layout, x, pair.settings)[0], 3.0)
+               for member in pair.params]
+    np.testing.assert_allclose(pair.soft_targets(x, 3.0), (members[0] + members[1]) / 2,
+                               rtol=1e-12)
+    assert np.abs(pair.soft_targets(x, 3.0) - soften(pair.outputs(x), 3.0)).max() > 1e-6
+    student = train_ok(tmp_path / "student", *STUDENT, "--teacher", run_dir / "model.npz",
+                       "--data-dir", small_fashion)
+    assert summary_of(student)["teacher_sha256"]

@@ -48,7 +48,7 @@ REFUSED = {"epochs": 0, "batch_size": 0, "learning_rate": 0.0, "momentum": 1.0, 
            "warmup_epochs": -1.0, "label_smoothing": 2.0, "patience": -1, "huber_delta": 0.0,
            "target": ("price", " "), "delimiter": ";;", "categorical": (), "drop": ("",),
            "leaky_slope": -1.0, "rotate": 180.5, "scale": 1.0, "shear": 90.0, "elastic": -1.0,
-           "elastic_sigma": 0.0, "temperature": 0.0, "distill_weight": 1.5}
+           "elastic_sigma": 0.0, "temperature": 0.0, "distill_weight": 1.5, "ensemble": 0}
 
 
 def test_every_rule_refuses_with_one_line_naming_the_flag():
