@@ -17,12 +17,12 @@ from sklearn.datasets import load_diabetes, make_classification
 from clirunner import invoke, metrics_of, summary_of, train_ok, without_seconds
 from fastmlp import MLPClassifier, MLPRegressor, reference
 from fastmlp.config import TrainConfig
-from fastmlp.display import EpochDisplay
 from fastmlp.engine import output_loss, score_params
 from fastmlp.errors import ModelFileError
 from fastmlp.inference import open_model, predict
 from fastmlp.kernels.interface import LOSS_TASK, LOSSES
 from fastmlp.model import Layout, init_params, load_model, save_model
+from test_daily_resume import interrupt_after_epoch
 
 pytestmark = pytest.mark.usefixtures("fastmlp_env")
 
@@ -161,17 +161,6 @@ def test_a_regression_ensemble_exports_one_graph_that_predict_agrees_with(tmp_pa
     assert f"rmse {summary_of(run_dir)['test_rmse']:.4f}" in outcome.out
 
 
-def _interrupt_after_epoch(monkeypatch, epoch: int) -> None:
-    show = EpochDisplay.epoch_line
-
-    def epoch_line(self, record):
-        show(self, record)
-        if record["epoch"] == epoch:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(EpochDisplay, "epoch_line", epoch_line)
-
-
 def test_an_interrupted_ensemble_resumes_exactly(small_fashion, tmp_path, monkeypatch):
     """K=2 with dropout (each member its own draws) and the default --keep best: a run
     interrupted after epoch 1 and resumed ends bit for bit as the uninterrupted one; the
@@ -180,7 +169,7 @@ def test_an_interrupted_ensemble_resumes_exactly(small_fashion, tmp_path, monkey
             "--data-dir", small_fashion)
     assert invoke(*args, "--output-dir", tmp_path / "whole").code == 0
     assert invoke(*args, "--output-dir", tmp_path / "again").code == 0
-    _interrupt_after_epoch(monkeypatch, 1)
+    interrupt_after_epoch(monkeypatch, 1)
     assert invoke(*args, "--output-dir", tmp_path / "parts").code == 130
     monkeypatch.undo()
     from fastmlp.rundir import load_checkpoint

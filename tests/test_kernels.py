@@ -731,21 +731,30 @@ def test_new_activations_train_like_reference(problem, activation, dropout, shar
     dropout (which keeps its own buffers); LeakyReLU reads a slope that is not the default.
     Two epochs against the twin: losses, accuracies, parameters."""
     layout, pixels, labels, order = problem
-    regime = dict(dropout=dropout, input_dropout=0.1, seed=5, leaky_slope=SLOPE)
+    two_epochs_like_the_twin(layout, pixels, labels, order, activation, "adamw", shards,
+                             dict(dropout=dropout, input_dropout=0.1, seed=5, leaky_slope=SLOPE))
+
+
+def two_epochs_like_the_twin(layout, pixels, labels, order, activation, optimizer, shards,
+                             regime) -> np.ndarray:
+    """Two epochs (the second in the reverse order) of the compiled epoch and of the twin
+    from the same He start: the same losses, accuracies and parameters; returns the
+    kernel's parameters."""
     x = scale_pixels(pixels, np.float64)
     params = init_params(layout, "He", np.random.default_rng(1), np.float64)
     layers = [(w.copy(), b.copy()) for w, b in layout.views(params)]
-    gold_optimizer = ref.Optimizer("adamw", layers, HYPER)
+    gold_optimizer = ref.Optimizer(optimizer, layers, HYPER)
     state = None
     for epoch_order in (order, order[::-1].copy()):
         gold_loss, gold_acc = ref.train_epoch(layers, gold_optimizer, x, labels, epoch_order, 32,
                                               activation, "cross_entropy", regime)
         mine_loss, mine_acc, _, state = kernel_epoch(params, layout, pixels, labels, epoch_order,
-                                                     32, activation, "cross_entropy", "adamw",
+                                                     32, activation, "cross_entropy", optimizer,
                                                      state=state, shards=shards, regime=regime)
         assert mine_loss == pytest.approx(gold_loss, rel=TIGHT)
         assert mine_acc == gold_acc
     assert relative_error(params, flatten(layers)) < TIGHT
+    return params
 
 
 def test_leaky_slope_changes_only_leaky_relu(problem):
@@ -777,21 +786,9 @@ def test_residual_connections_train_like_reference(problem, activation, dropout,
     layout = RESIDUAL_LAYOUT
     assert ref.skips(layout.views(np.zeros(layout.num_params)), True) == [
         False, True, False, True, True, False]
-    regime = dict(dropout=dropout, seed=5, residual=True)
+    params = two_epochs_like_the_twin(layout, pixels, labels, order, activation, "adam", shards,
+                                      dict(dropout=dropout, seed=5, residual=True))
     x = scale_pixels(pixels, np.float64)
-    params = init_params(layout, "He", np.random.default_rng(1), np.float64)
-    layers = [(w.copy(), b.copy()) for w, b in layout.views(params)]
-    gold_optimizer = ref.Optimizer("adam", layers, HYPER)
-    state = None
-    for epoch_order in (order, order[::-1].copy()):
-        gold_loss, gold_acc = ref.train_epoch(layers, gold_optimizer, x, labels, epoch_order, 32,
-                                              activation, "cross_entropy", regime)
-        mine_loss, mine_acc, _, state = kernel_epoch(params, layout, pixels, labels, epoch_order,
-                                                     32, activation, "cross_entropy", "adam",
-                                                     state=state, shards=shards, regime=regime)
-        assert mine_loss == pytest.approx(gold_loss, rel=TIGHT)
-        assert mine_acc == gold_acc
-    assert relative_error(params, flatten(layers)) < TIGHT
     outputs, predictions = np.empty((len(x), 10)), np.empty(len(x), dtype=np.int64)
     codes, hyper = kernel_arrays(activation, "cross_entropy", "adam", regime=dict(residual=True))
     infer(outputs, predictions, x, labels[:0], np.empty((0, 0)), np.empty(0), params,

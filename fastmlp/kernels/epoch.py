@@ -131,6 +131,19 @@ def _forward_training(acts, kept, scales, act_offsets, x_batch, params, w_offset
 
 
 @kernel()
+def _drawn_shift_and_flip(seed, t, row, shift, flip):
+    """--augment's draws for example `row` of batch t: (dx, dy) in [-shift, shift] and
+    whether it is mirrored (probability 1/2 when flip)."""
+    dx = dy = 0
+    if shift > 0:
+        span = 2 * shift + 1
+        dx = np.int64(uniform(seed, t, STREAM_SHIFT_X, row, 0) * span) - shift
+        dy = np.int64(uniform(seed, t, STREAM_SHIFT_Y, row, 0) * span) - shift
+    mirrored = flip != 0 and uniform(seed, t, STREAM_FLIP, row, 0) < 0.5
+    return dx, dy, mirrored
+
+
+@kernel()
 def _gather(x_batch, pixels, rows_order, codes, hyper, t, first_row):
     """x_batch[i] <- the model's input for example rows_order[i]: pixels scaled (or float
     features as they are), with this step's augmentation (a shift of up to `shift` pixels
@@ -153,12 +166,7 @@ def _gather(x_batch, pixels, rows_order, codes, hyper, t, first_row):
         row = first_row + i
         if shift > 0 or flip != 0:
             height = width // image_width
-            dx = dy = 0
-            if shift > 0:
-                span = 2 * shift + 1
-                dx = np.int64(uniform(seed, t, STREAM_SHIFT_X, row, 0) * span) - shift
-                dy = np.int64(uniform(seed, t, STREAM_SHIFT_Y, row, 0) * span) - shift
-            mirrored = flip != 0 and uniform(seed, t, STREAM_FLIP, row, 0) < 0.5
+            dx, dy, mirrored = _drawn_shift_and_flip(seed, t, row, shift, flip)
             for y in range(height):
                 for x in range(image_width):
                     # out = shift(flip(image)): out[y, x] = flip(image)[y - dy, x - dx]
@@ -206,12 +214,7 @@ def _gather_deformed(x_batch, pixels, rows_order, codes, hyper, t, first_row):
     for i in range(rows):
         source, target = pixels[rows_order[i]], x_batch[i]
         row = first_row + i
-        dx = dy = 0
-        if shift > 0:
-            span = 2 * shift + 1
-            dx = np.int64(uniform(seed, t, STREAM_SHIFT_X, row, 0) * span) - shift
-            dy = np.int64(uniform(seed, t, STREAM_SHIFT_Y, row, 0) * span) - shift
-        mirrored = flip != 0 and uniform(seed, t, STREAM_FLIP, row, 0) < 0.5
+        dx, dy, mirrored = _drawn_shift_and_flip(seed, t, row, shift, flip)
         m00, m01, m10, m11 = drawn_affine(seed, t, row, rotate, scale, shear)
         if elastic:
             elastic_field(field, partial, row_weights, col_weights, seed, t, row, alpha)
