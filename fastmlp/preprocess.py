@@ -288,17 +288,18 @@ class _NumberView:
 
 def _write_numbers(table, rules, views, indicator_at, out, lo, hi) -> None:
     """Rows lo..hi of out's first len(rules) features, from the number and boolean rules
-    (views: their _NumberView or None):
-    a missing cell gets the rule's fill (and 1 in its indicator feature, indicator_at[i],
-    where the rule has one), then (value - mean) / scale. A block of rows at a time, its
-    numbers written side by side: out's memory is passed over once, not once a column."""
+    (views: their _NumberView or None): a missing cell gets the rule's fill (and 1 in its
+    indicator feature, indicator_at[i], where the rule has one), then (value - mean) /
+    scale. A block of rows at a time, its numbers written side by side: out's memory is
+    passed over once, not once a column."""
     if not rules:
         return
     dtype = out.dtype
     block = out[lo:hi, :len(rules)]
     np.stack([view.rows(lo, hi) if view is not None else
               _column_numbers(table, rule.name, rule.kind, lo, hi)
-              for rule, view in zip(rules, views)], axis=1, out=block, casting="unsafe")  # float64 to float32 (a cast, as ever)
+              for rule, view in zip(rules, views)],
+             axis=1, out=block, casting="unsafe")  # text's float64 to float32, as ever
     _check_finite(table, block, [rule.name for rule in rules], lo)
     missing = np.isnan(block)
     if missing.any():

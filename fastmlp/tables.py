@@ -307,11 +307,12 @@ def _read_columnar(path: Path, parquet: bool, as_read: set) -> Table:
             source = pq.ParquetFile(path)
             names = source.schema_arrow.names
 
-            def read(chosen):  # a row group at a time: its numbers float32 as they come
+            def read(chosen):  # a row group at a time, its numbers float32 as they come
                 groups = [_float32_features(source.read_row_group(group, columns=chosen),
                                             as_read)
                           for group in range(source.num_row_groups)]
-                return pa.concat_tables(groups) if groups else source.read(columns=chosen)
+                return (pa.concat_tables(groups) if groups else  # no row group: empty
+                        _float32_features(source.read(columns=chosen), as_read))
         else:
             import pyarrow.feather as feather
 
@@ -319,13 +320,13 @@ def _read_columnar(path: Path, parquet: bool, as_read: set) -> Table:
             names = mapped.column_names
 
             def read(chosen):
-                return mapped.select(chosen)
+                return _float32_features(mapped.select(chosen), as_read)
         twice = next((name for i, name in enumerate(names) if name in names[:i]), None)
         if twice is not None:
             raise DataError(f"{path}: the column {twice!r} appears twice")
         columns = {}
         for start in range(0, len(names), COLUMNS_AT_ONCE):
-            chunk = _float32_features(read(names[start:start + COLUMNS_AT_ONCE]), as_read)
+            chunk = read(names[start:start + COLUMNS_AT_ONCE])  # number features float32
             for name in chunk.column_names:
                 columns[name] = chunk.column(name)
             del chunk
