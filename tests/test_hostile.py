@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -299,6 +300,18 @@ def _model_params_mismatch(box: Sandbox) -> Path:
     return path
 
 
+def _model_members_mismatch(box: Sandbox) -> Path:
+    """An ensemble file (format 3) whose configuration names 3 members but holds 2."""
+    with np.load(box.model) as stored:
+        arrays = dict(stored)
+    config = json.loads(str(arrays["config_json"]))
+    arrays.update(format_version=np.int64(3), params=np.stack([arrays["params"]] * 2),
+                  config_json=np.str_(json.dumps({**config, "ensemble": 3})))
+    path = box.root / "members.npz"
+    np.savez(path, **arrays)
+    return path
+
+
 def _model_nan(box: Sandbox) -> Path:
     params = np.zeros(Layout((784, 10)).num_params, dtype=np.float32)
     params[17] = np.nan
@@ -479,6 +492,7 @@ CASES = [  # (id, argv or a function Sandbox -> argv, fragments of the error lin
     ("flag-ensemble-0", ["train", "--ensemble", "0"], ["--ensemble", "0"]),
     ("flag-ensemble-negative", ["train", "--ensemble", "-2"], ["--ensemble", "-2"]),
     ("flag-ensemble-not-a-number", ["train", "--ensemble", "two"], ["--ensemble", "two"]),
+    ("flag-ensemble-fraction", ["train", "--ensemble", "1.5"], ["--ensemble", "1.5"]),
     ("flag-ensemble-seeds-overflow", ["train", "--ensemble", "3", "--seed", str(2**32 - 2)],
      ["--ensemble", "2**32"]),
     ("flag-warmup-with-onecycle", ["train", "--lr-schedule", "onecycle", "--warmup-epochs",
@@ -502,6 +516,8 @@ CASES = [  # (id, argv or a function Sandbox -> argv, fragments of the error lin
      ["-e/--epochs"]),
     ("resume-adds-residual", lambda b: ["train", "--resume", b.interrupted, "--residual"],
      ["--residual", "--resume"]),
+    ("resume-adds-ensemble", lambda b: ["train", "--resume", b.interrupted, "--ensemble", "2"],
+     ["--ensemble", "--resume"]),
     ("resume-changes-leaky-slope",
      lambda b: ["train", "--resume", b.interrupted, "--leaky-slope", "0.2"],
      ["--leaky-slope", "--resume"]),
@@ -538,6 +554,7 @@ CASES = [  # (id, argv or a function Sandbox -> argv, fragments of the error lin
     ("model-five-outputs", _evaluate(lambda b: b.model_file("m5.npz", (784, 5))),
      ["another architecture", "5 outputs"]),
     ("model-params-mismatch", _evaluate(_model_params_mismatch), ["784-10 needs 7850"]),
+    ("model-members-mismatch", _evaluate(_model_members_mismatch), ["[2, ", "needs 3 x "]),
     ("model-format-version-99", _evaluate(_model_version_99), ["format version 99"]),
     ("model-random-bytes", _evaluate(lambda b: b.file("junk.npz", os.urandom(3000))),
      ["not a fastmlp model file (not an .npz archive)"]),
