@@ -23,7 +23,7 @@ from .data import DATASETS, REGISTRY as DATASET_REGISTRY
 from .errors import ConfigError
 from .metrics import AUTO_MONITOR, DEFAULT_MONITOR, MONITORS, monitors_of
 from .kernels.interface import (ACTIVATIONS, DEFORMATIONS, LEAKY_SLOPE, LOSS_TASK, LOSSES,
-                                OPTIMIZERS, SCHEDULES, TASK_LOSSES, TASKS)
+                                NORMS, OPTIMIZERS, SCHEDULES, TASK_LOSSES, TASKS)
 from .model import WEIGHT_INITS
 
 DTYPES = ("float32", "float64")
@@ -274,6 +274,10 @@ class TrainConfig:
     residual: bool = setting(False, "--residual",
                              help="Skip connections: each hidden layer as wide as the one "
                                   "before it adds that layer's output to its own.")
+    norm: str = setting("none", "--norm", choices=NORMS,
+                        help="Normalise each hidden layer before its activation: layer "
+                             "is LayerNorm over the layer's units, with a learnt scale and "
+                             "shift per unit.")
     dropout: float = setting(0.0, "--dropout", rule=fraction(True),
                              help="Dropout probability on every hidden layer's output "
                                   "(inverted dropout; off at evaluation).")
@@ -446,6 +450,9 @@ class TrainConfig:
                     else "there is no hidden layer")
             raise ConfigError(f"{flag_name('residual')}: a skip joins two hidden layers of the "
                               f"same width in a row, and {have}", setting="residual")
+        if values["norm"] != "none" and not hidden:
+            raise ConfigError(f"{flag_name('norm')}: normalises the hidden layers, and there "
+                              "is no hidden layer", setting="norm")
         checked = TrainConfig(**values)
         checked._validated = True  # not a field: dataclasses.replace() gives an unchecked copy
         return checked

@@ -27,7 +27,7 @@ What each learns (the task and loss of `fastmlp train --task`):
 
 Parameters take scikit-learn's `MLPClassifier` / `MLPRegressor` names where they overlap;
 the rest are fastmlp's settings under their `fastmlp train` names (loss, huber_delta,
-leaky_slope, residual, weight_init, beta, dtype, threads, ensemble). They become a
+leaky_slope, residual, norm, weight_init, beta, dtype, threads, ensemble). They become a
 TrainConfig, checked by the settings table's own rules (a bad value is a ValueError naming
 the estimator's parameter). Both estimators share this mapping and the training loop
 (_BaseMLP). How they map:
@@ -172,15 +172,17 @@ class _BaseMLP(BaseEstimator):
     def coefs_(self) -> list:
         """Each layer's weights (n_in, n_out); with ensemble > 1, one such list per member."""
         check_is_fitted(self)
-        members = [[w.copy() for w, _ in self._layout.views(state.params)]
+        members = [[layer[0].copy() for layer in self._layout.views(state.params)]
                    for state in self._member_states()]
         return members[0] if len(members) == 1 else members
 
     @property
     def intercepts_(self) -> list:
-        """Each layer's biases; with ensemble > 1, one such list per member."""
+        """Each layer's biases; with ensemble > 1, one such list per member. (With
+        norm="layer", a hidden layer's LayerNorm scale and shift are fastmlp's own, not in
+        coefs_ or intercepts_.)"""
         check_is_fitted(self)
-        members = [[b.copy() for _, b in self._layout.views(state.params)]
+        members = [[layer[1].copy() for layer in self._layout.views(state.params)]
                    for state in self._member_states()]
         return members[0] if len(members) == 1 else members
 
@@ -257,7 +259,8 @@ class _BaseMLP(BaseEstimator):
         widths = (widths,) if np.isscalar(widths) else tuple(widths)
         widths = tuple(int(w) if isinstance(w, np.integer) else w for w in widths)
         values = dict(activation=self._activation_name(), leaky_slope=self.leaky_slope,
-                      residual=self.residual, task=task, loss=self._loss_of(task),
+                      residual=self.residual, norm=getattr(self, "norm", "none"), task=task,
+                      loss=self._loss_of(task),
                       optimizer=optimizer, learning_rate=self.learning_rate_init,
                       momentum=self.momentum, beta=self.beta, beta1=self.beta_1,
                       beta2=self.beta_2, epsilon=self.epsilon, weight_init=self.weight_init,
@@ -393,7 +396,7 @@ class _BaseMLP(BaseEstimator):
 
         rngs = [rng] + [self._member_rng(k, rng) for k in range(1, config.ensemble)]
         if fresh:
-            self._layout = Layout((x.shape[1],) + hidden + (n_outputs,))
+            self._layout = Layout((x.shape[1],) + hidden + (n_outputs,), config.norm)
             self._states = [TrainState.fresh(init_params(
                 self._layout, config.weight_init, np.random.default_rng(member.randint(2**31)),
                 dtype)) for member in rngs]
@@ -504,7 +507,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  n_iter_no_change=10, beta=0.9, loss="cross_entropy", weight_init="Xavier",
                  dtype="float32", threads=None, class_weight=None, leaky_slope=LEAKY_SLOPE,
-                 residual=False, ensemble=1):
+                 residual=False, norm="none", ensemble=1):
         self._store(locals())
 
     def partial_fit(self, X, y, classes=None, *, sample_weight=None):
@@ -653,7 +656,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  n_iter_no_change=10, loss="squared_error", huber_delta=1.0, beta=0.9,
                  weight_init="Xavier", dtype="float32", threads=None, leaky_slope=LEAKY_SLOPE,
-                 residual=False, ensemble=1):
+                 residual=False, norm="none", ensemble=1):
         self._store(locals())
 
     def partial_fit(self, X, y, sample_weight=None):

@@ -87,7 +87,7 @@ def to_onnx(layout, params: np.ndarray, activation: str, class_names, loss="cros
     (preprocess.Preprocessing), or None (the graph takes the network's inputs);
     leaky_slope: LeakyReLU's (None: the default); residual: the skip connections (an Add of
     the layer's input after its activation, where Layout.skips says)."""
-    from .kernels.interface import LEAKY_SLOPE, LOSS_OUTPUT
+    from .kernels.interface import LAYER_NORM_EPS, LEAKY_SLOPE, LOSS_OUTPUT
 
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -115,7 +115,7 @@ def to_onnx(layout, params: np.ndarray, activation: str, class_names, loss="cros
         p = f"m{k}_" if many else ""  # an ensemble member's names
         current = features
         layers = layout.views(member)
-        for l, (weights, bias) in enumerate(layers):
+        for l, (weights, bias, *norm) in enumerate(layers):
             layer_input = current
             initializers += [numpy_helper.from_array(np.ascontiguousarray(weights), f"{p}W{l}"),
                              numpy_helper.from_array(np.ascontiguousarray(bias), f"{p}b{l}")]
@@ -124,6 +124,13 @@ def to_onnx(layout, params: np.ndarray, activation: str, class_names, loss="cros
             nodes.append(helper.make_node("Gemm", [current, f"{p}W{l}", f"{p}b{l}"], [out],
                                           name=f"{p}dense{l}"))
             current = out
+            if norm:  # --norm layer: LayerNorm's scale and shift after the bias
+                initializers += [numpy_helper.from_array(np.ascontiguousarray(vector), name)
+                                 for vector, name in zip(norm, (f"{p}gamma{l}", f"{p}beta{l}"))]
+                nodes.append(helper.make_node(
+                    "LayerNormalization", [out, f"{p}gamma{l}", f"{p}beta{l}"], [f"{p}y{l}"],
+                    axis=-1, epsilon=LAYER_NORM_EPS, name=f"{p}layernorm{l}"))
+                current = out = f"{p}y{l}"
             hidden_nodes = [] if last else activation_nodes(activation, out, f"{p}a{l}", l,
                                                             leaky_slope, p)
             if hidden_nodes:

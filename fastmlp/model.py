@@ -3,6 +3,8 @@
 Layer l maps n_in = sizes[l] units to n_out = sizes[l+1] units with
     W_l: (n_in, n_out), row-major, at flat[w_offsets[l] : w_offsets[l] + n_in*n_out]
     b_l: (n_out,),                  right after W_l
+    gamma_l, beta_l: (n_out,) each, after b_l, in a hidden layer with --norm layer
+                                    (LayerNorm's scale and shift, kernels/norm.py)
 so a batch goes forward as A @ W + b. Gradients and optimizer state use buffers of the same
 shape, which makes every optimizer one loop over the whole buffer.
 """
@@ -20,33 +22,47 @@ RANDOM_INIT_STD = 0.1  # "random" init: W ~ N(0, 0.1^2)
 @dataclass(frozen=True)
 class Layout:
     sizes: tuple  # units per layer, input first: (784, 64, 64, 64, 10)
+    norm: str = "none"  # --norm: "layer" gives every hidden layer LayerNorm's gamma, beta
 
     @property
     def num_dense(self) -> int:
         return len(self.sizes) - 1
 
+    def normed(self, l: int) -> bool:
+        """Whether dense layer l holds a normalisation's gamma and beta (the kernels' rule,
+        kernels.interface.has_norm)."""
+        from .kernels.interface import NORMS, has_norm
+
+        return bool(has_norm(np.array(self.sizes, dtype=np.int64), l, NORMS.index(self.norm)))
+
+    def _block(self, l: int) -> int:
+        """Parameters of dense layer l: W, b, and gamma and beta where normed."""
+        n_in, n_out = self.sizes[l], self.sizes[l + 1]
+        return n_in * n_out + n_out * (3 if self.normed(l) else 1)
+
     @property
     def w_offsets(self) -> np.ndarray:
         """Start of each W_l in the flat buffer (b_l follows W_l)."""
-        offsets, at = [], 0
-        for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:]):
-            offsets.append(at)
-            at += n_in * n_out + n_out
-        return np.array(offsets, dtype=np.int64)
+        blocks = [self._block(l) for l in range(self.num_dense)]
+        return np.concatenate([[0], np.cumsum(blocks[:-1])]).astype(np.int64)
 
     @property
     def num_params(self) -> int:
-        return sum(n_in * n_out + n_out for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:]))
+        return sum(self._block(l) for l in range(self.num_dense))
 
     def views(self, flat: np.ndarray) -> list:
-        """[(W_0, b_0), (W_1, b_1), ...] as views into `flat` (writes go through)."""
-        pairs = []
+        """[(W_0, b_0), (W_1, b_1), ...] as views into `flat` (writes go through); a normed
+        layer's tuple is (W, b, gamma, beta)."""
+        layers = []
         for l, at in enumerate(self.w_offsets):
             n_in, n_out = self.sizes[l], self.sizes[l + 1]
-            weights = flat[at:at + n_in * n_out].reshape(n_in, n_out)
-            bias = flat[at + n_in * n_out:at + n_in * n_out + n_out]
-            pairs.append((weights, bias))
-        return pairs
+            layer = [flat[at:at + n_in * n_out].reshape(n_in, n_out)]
+            at += n_in * n_out
+            for _vector in range(3 if self.normed(l) else 1):
+                layer.append(flat[at:at + n_out])
+                at += n_out
+            layers.append(tuple(layer))
+        return layers
 
     def skips(self, residual: bool) -> list:
         """For each dense layer: whether its output adds its input (--residual; the kernels'
@@ -61,21 +77,25 @@ class Layout:
         return (np.array(self.sizes, dtype=np.int64), self.w_offsets, self.decay_segments())
 
     def decay_segments(self) -> np.ndarray:
-        """(start, end, is_weight) rows covering the flat buffer; weight decay applies to W only."""
+        """(start, end, is_weight) rows covering the flat buffer; weight decay applies to W
+        only (not to b, gamma, beta)."""
         rows = []
         for l, at in enumerate(self.w_offsets):
             n_in, n_out = self.sizes[l], self.sizes[l + 1]
             rows.append((at, at + n_in * n_out, 1))
-            rows.append((at + n_in * n_out, at + n_in * n_out + n_out, 0))
+            rows.append((at + n_in * n_out, at + self._block(l), 0))
         return np.array(rows, dtype=np.int64)
 
 
 def init_params(layout: Layout, weight_init: str, rng: np.random.Generator, dtype) -> np.ndarray:
-    """A new flat parameter buffer: weights drawn per `weight_init`, biases zero."""
+    """A new flat parameter buffer: weights drawn per `weight_init`, biases zero; LayerNorm's
+    gamma one and beta zero."""
     if weight_init not in WEIGHT_INITS:
         raise ValueError(f"unknown weight_init {weight_init!r}")
     flat = np.zeros(layout.num_params, dtype=dtype)
-    for weights, _bias in layout.views(flat):
+    for weights, *vectors in layout.views(flat):
+        if len(vectors) == 3:
+            vectors[1][...] = 1.0  # gamma
         n_in, n_out = weights.shape
         if weight_init == "Xavier":  # Glorot uniform
             limit = np.sqrt(6.0 / (n_in + n_out))
@@ -154,7 +174,7 @@ def load_model(path):
     from pathlib import Path
 
     from .errors import ModelFileError
-    from .kernels.interface import ACTIVATIONS, LOSSES
+    from .kernels.interface import ACTIVATIONS, LOSSES, NORMS
 
     path = Path(path)
     if path.is_dir():
@@ -196,7 +216,10 @@ def load_model(path):
                              f"({exc.__class__.__name__}: {exc})") from None
     if sizes.ndim != 1 or len(sizes) < 2 or sizes.dtype.kind not in "iu" or (sizes < 1).any():
         raise ModelFileError(f"{path}: corrupt architecture {sizes.tolist()}")
-    layout = Layout(tuple(int(n) for n in sizes))
+    norm = config.get("norm", "none") if isinstance(config, dict) else "none"
+    if norm not in NORMS:
+        raise ModelFileError(f"{path}: corrupt model configuration (norm {norm!r} unknown)")
+    layout = Layout(tuple(int(n) for n in sizes), norm)
     shape = "-".join(map(str, layout.sizes))
     members = config.get("ensemble", 1) if isinstance(config, dict) else 1
     if version < ENSEMBLE_FORMAT_VERSION:

@@ -31,7 +31,8 @@ from __future__ import annotations
 import numpy as np
 
 from .kernels import random as kernel_random
-from .kernels.interface import LEAKY_SLOPE, NEEDS_PRE_ACTIVATIONS, SCHEDULES, has_skip
+from .kernels.interface import (LAYER_NORM_EPS, LEAKY_SLOPE, NEEDS_PRE_ACTIVATIONS, SCHEDULES,
+                                has_skip)
 from .kernels.schedules import scheduled_lr
 
 # ----------------------------------------------------------------------------- activations
@@ -196,10 +197,34 @@ def output_values(loss: str, logits: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- the network
 
 
+def layer_norm(z: np.ndarray):
+    """(x, 1 / std) of each row of z: x = (z - mean) / sqrt(var + eps) over the row's units."""
+    centred = z - z.mean(axis=1, keepdims=True)
+    inv_std = 1.0 / np.sqrt((centred ** 2).mean(axis=1, keepdims=True) + LAYER_NORM_EPS)
+    return centred * inv_std, inv_std
+
+
+def layer_norm_backward(dy, x, inv_std, gamma):
+    """(dLoss/dz, dgamma, dbeta) of y = gamma x + beta, x = layer_norm(z), from dy = dLoss/dy."""
+    g = dy * gamma
+    dz = inv_std * (g - g.mean(axis=1, keepdims=True) - x * (g * x).mean(axis=1, keepdims=True))
+    return dz, (dy * x).sum(axis=0), dy.sum(axis=0)
+
+
+def pre_activation(layer, a_in):
+    """A hidden layer's Z: a_in W + b, or with LayerNorm (a layer (W, b, gamma, beta), --norm
+    layer) gamma * layer_norm(a_in W + b) + beta."""
+    z = a_in @ layer[0] + layer[1]
+    if len(layer) == 4:
+        z = layer[2] * layer_norm(z)[0] + layer[3]
+    return z
+
+
 def skips(layers, residual: bool) -> list:
     """For each dense layer l: whether its output adds its input (--residual): a hidden layer
     whose input is a hidden layer of its own width (the kernels' rule, has_skip)."""
-    sizes = np.array([layers[0][0].shape[0]] + [w.shape[1] for w, _ in layers], dtype=np.int64)
+    sizes = np.array([layers[0][0].shape[0]] + [layer[0].shape[1] for layer in layers],
+                     dtype=np.int64)
     return [bool(has_skip(sizes, l, int(residual))) for l in range(len(layers))]
 
 
@@ -208,11 +233,11 @@ def forward(layers, x: np.ndarray, activation: str, scales=None,
     """(all activations [A_0 = x, A_1, ..., A_{L-1}], the hidden layers' pre-activations
     [Z_1, ..., Z_{L-1}], the output logits). scales: the dropout factors S_1 .. S_{L-1} of
     the hidden layers (None: no dropout). residual: A_{l+1} = act(Z_{l+1}) S_{l+1} + A_l
-    where skips() says."""
+    where skips() says. layers: (W, b) pairs, or (W, b, gamma, beta) with LayerNorm."""
     activations, pre_activations = [x], []
     skip = skips(layers, residual)
-    for l, (weights, bias) in enumerate(layers[:-1]):
-        z = activations[-1] @ weights + bias
+    for l, layer in enumerate(layers[:-1]):
+        z = pre_activation(layer, activations[-1])
         a = activate(activation, z, leaky_slope)
         pre_activations.append(z)
         a = a if scales is None else a * scales[l]
@@ -223,14 +248,15 @@ def forward(layers, x: np.ndarray, activation: str, scales=None,
 
 def backward(layers, activations, pre_activations, dlogits: np.ndarray, activation: str,
              scales=None, leaky_slope: float = LEAKY_SLOPE, residual: bool = False):
-    """[(dW_0, db_0), ...] of the data loss."""
+    """[(dW_0, db_0), ...] of the data loss; (dW, db, dgamma, dbeta) for a LayerNorm layer."""
     grads = [None] * len(layers)
     skip = skips(layers, residual)
     dz = dlogits
     da_above = None  # dLoss/dA_{l+1}, where A_{l+1} adds A_l
+    norm_grads = ()  # (dgamma, dbeta) of layer l, found at layer l + 1
     for l in range(len(layers) - 1, -1, -1):
-        weights, _bias = layers[l]
-        grads[l] = (activations[l].T @ dz, dz.sum(axis=0))
+        weights = layers[l][0]
+        grads[l] = (activations[l].T @ dz, dz.sum(axis=0)) + norm_grads
         if l > 0:
             da = dz @ weights.T
             if skip[l]:  # A_{l+1} = act(Z_{l+1}) S + A_l: its gradient reaches A_l as it is
@@ -247,6 +273,11 @@ def backward(layers, activations, pre_activations, dlogits: np.ndarray, activati
             else:
                 kept = activate(activation, pre_activations[l - 1], leaky_slope)
             dz = da * activation_derivative(activation, kept, leaky_slope)
+            below = layers[l - 1]
+            if len(below) == 4:  # dz is dLoss/dY of LayerNorm's output: back through it
+                x, inv_std = layer_norm(activations[l - 1] @ below[0] + below[1])
+                dz, dgamma, dbeta = layer_norm_backward(dz, x, inv_std, below[2])
+                norm_grads = (dgamma, dbeta)
     return grads
 
 
@@ -425,15 +456,18 @@ class Optimizer:
                             float(h.get("total_steps", 0)), float(h.get("warmup_steps", 0)))
 
     def step(self, layers, grads):
-        """One update of every W and b in place."""
+        """One update of every W and b (and LayerNorm's gamma and beta) in place; weight decay
+        on W only."""
         self.t += 1
         decay = self.hyper["weight_decay"]
-        for (weights, bias), (dw, db), state in zip(layers, grads, self.state):
+        for layer, layer_grads, state in zip(layers, grads, self.state):
+            weights, dw = layer[0], layer_grads[0]
             if self.name == "adamw":  # decoupled: the decay is not part of the gradient
                 self.update(weights, dw, state[0], decay)
             else:
                 self.update(weights, dw + decay * weights, state[0])
-            self.update(bias, db, state[1])
+            for vector, g, vector_state in zip(layer[1:], layer_grads[1:], state[1:]):
+                self.update(vector, g, vector_state)
 
     def update(self, param, g, state, decoupled_decay=0.0):
         s1, s2 = state  # u / v / s / (m1, m2), by optimizer
@@ -501,8 +535,8 @@ def train_epoch(layers, optimizer: Optimizer, x, labels, order, batch_size, acti
         scales = None
         if r["dropout"] > 0:
             scales = [dropout_scales(r["dropout"], r["seed"], step,
-                                     kernel_random.STREAM_DROPOUT + l, places, weights.shape[1])
-                      for l, (weights, _) in enumerate(layers[:-1])]
+                                     kernel_random.STREAM_DROPOUT + l, places, layer[0].shape[1])
+                      for l, layer in enumerate(layers[:-1])]
         distill = None
         if soft_targets is not None and r["distill_weight"] > 0:
             distill = (soft_targets[rows], r["temperature"], r["distill_weight"])

@@ -37,6 +37,7 @@ import numpy as np
 from .config import TrainConfig, resume_config
 from .errors import FastMLPError
 from .files import atomic_writer, make_unique_dir, write_json_atomic, writing
+from .model import Layout
 
 CHECKPOINT_NAME = "checkpoint.npz"
 CHECKPOINT_FORMAT_VERSION = 2  # 2: the best epoch's parameters (for --keep best)
@@ -210,7 +211,7 @@ def _check_consistent(path, checkpoint: Checkpoint) -> None:
     config = checkpoint.config
     expected_sizes = (config.layer_sizes if config.data is None  # own data: its own widths
                       else checkpoint.sizes[:1] + config.hidden_widths + checkpoint.sizes[-1:])
-    n = sum(a * b + b for a, b in zip(expected_sizes[:-1], expected_sizes[1:]))
+    n = Layout(tuple(expected_sizes), config.norm).num_params
     shape = (n,) if config.ensemble == 1 else (config.ensemble, n)
     problems = []
     if checkpoint.sizes != expected_sizes:

@@ -79,7 +79,7 @@ def train(config: TrainConfig | None, *, epoch_callback=None, progress=None, res
             decided = f"task: {own.task} ({own.task_reason}); loss {config.loss}"
         splits = load_splits(config, own, consume=True)
         own = None  # the splits hold what training needs: a large table's memory back
-        layout = Layout(splits.layer_sizes(config.hidden_widths))
+        layout = Layout(splits.layer_sizes(config.hidden_widths), config.norm)
         if config.augment != NO_AUGMENTATION and splits.image_shape is None:
             raise ConfigError(f"--augment: shifts and flips need images; {config.data} is a "
                               f"table of {layout.sizes[0]} features")

@@ -237,6 +237,16 @@ def test_residual_resumes_exactly_on_two_threads(small_fashion, tmp_path, monkey
     assert parts == whole
 
 
+def test_layer_norm_resumes_exactly_on_two_threads(small_fashion, tmp_path, monkeypatch):
+    """--norm layer with skips and dropout on two threads: a resumed run is the
+    uninterrupted one (LayerNorm's scale and shift are in the checkpoint's buffers)."""
+    args = ("train", *RUN, "--norm", "layer", "--residual", "--dropout", "0.2", "--threads",
+            "2", "--data-dir", small_fashion, "--no-progress")
+    whole, parts = whole_and_resumed(args, RUN_NAME, tmp_path, monkeypatch)
+    assert parts["config"]["norm"] == "layer"
+    assert parts == whole
+
+
 DEFORMATIONS = ("--rotate", "10", "--scale", "0.1", "--shear", "5", "--elastic", "8",
                 "--elastic-sigma", "3", "--augment", "shift:1,flip", "--input-dropout", "0.1")
 

@@ -257,6 +257,26 @@ def test_residual_adds_the_skips_the_twin_adds(fashion):
     assert np.abs(plain - twin).max() > 1e-3
 
 
+def test_layer_norm_predicts_as_the_twin(fashion):
+    """norm="layer": the fitted network's hidden layers hold LayerNorm's scale and shift, and
+    it predicts as the NumPy twin with them (not as its weights and biases alone)."""
+    from fastmlp import reference
+
+    x_train, y_train, x_test, _ = fashion
+    model = MLPClassifier(hidden_layer_sizes=(16, 8), norm="layer", max_iter=2,
+                          random_state=0, dtype="float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(x_train[:500], y_train[:500])
+    layers = model._layout.views(model._state.params)
+    assert [len(layer) for layer in layers] == [4, 4, 2]
+    twin, _ = reference.predict(layers, x_test[:300], "ReLU")
+    np.testing.assert_allclose(model.predict_proba(x_test[:300]), twin, rtol=1e-10)
+    plain, _ = reference.predict(list(zip(model.coefs_, model.intercepts_)), x_test[:300],
+                                 "ReLU")
+    assert np.abs(plain - twin).max() > 1e-3
+
+
 def test_partial_fit_one_epoch_per_call(fashion):
     x_train, y_train, x_test, y_test = fashion
     model = MLPClassifier(hidden_layer_sizes=(32,), random_state=0)
@@ -326,7 +346,8 @@ def test_bad_parameters_are_value_errors(fashion):
                        (dict(validation_fraction=0.0), "validation_fraction"),
                        (dict(dtype="float16"), "dtype"), (dict(max_iter=0), "max_iter"),
                        (dict(leaky_slope=-1.0), "leaky_slope"),
-                       (dict(residual=True, hidden_layer_sizes=(16, 8)), "residual")):
+                       (dict(residual=True, hidden_layer_sizes=(16, 8)), "residual"),
+                       (dict(norm="group"), "norm")):
         with pytest.raises(ValueError, match=named):
             MLPClassifier(**{"max_iter": 1, **bad}).fit(x_train[:50], y_train[:50])
 

@@ -69,18 +69,45 @@ def test_onnx_runtime_agrees_with_fastmlp(activation, small_fashion, test_images
     assert np.abs(probabilities - mine).max() < 1e-5
 
 
-def test_a_residual_net_exports_its_skips(small_fashion, test_images, tmp_path):
-    """--residual: the graph adds each skip (one here: 32 to 32) after the activation, and
-    agrees with fastmlp; a plain net of the same widths predicts otherwise."""
-    outcome = invoke("train", "-e", "1", "-nhl", "3", "-sz", "32", "32", "16", "--residual",
-                     "--dropout", "0.1", "--data-dir", small_fashion, "--output-dir", tmp_path,
-                     "--wandb-mode", "disabled", "--no-progress", "--no-plots")
+def _trained_and_exported(small_fashion, tmp_path, *flags):
+    """(model.npz, model.onnx, the checked graph) of a one-epoch `fastmlp train` with flags."""
+    outcome = invoke("train", "-e", "1", *flags, "--data-dir", small_fashion, "--output-dir",
+                     tmp_path, "--wandb-mode", "disabled", "--no-progress", "--no-plots")
     assert outcome.code == 0, outcome.err
     model_path = next(tmp_path.glob("*/model.npz"))
     onnx_path = tmp_path / "model.onnx"
     assert invoke("export", model_path, onnx_path).code == 0
     graph = onnx.load(onnx_path)
     onnx.checker.check_model(graph)
+    return model_path, onnx_path, graph
+
+
+def test_a_layer_norm_net_exports_its_normalisation(small_fashion, test_images, tmp_path):
+    """--norm layer: the graph has a LayerNormalization after each hidden Gemm, its scale
+    and shift the model's, and agrees with fastmlp to 1e-5."""
+    model_path, onnx_path, graph = _trained_and_exported(
+        small_fashion, tmp_path, "-nhl", "2", "-sz", "32", "16", "--norm", "layer", "-a", "GELU")
+    norms = [node for node in graph.graph.node if node.op_type == "LayerNormalization"]
+    assert [list(node.input) for node in norms] == [["z0", "gamma0", "beta0"],
+                                                    ["z1", "gamma1", "beta1"]]
+    model = open_model(model_path)
+    stored = {tensor.name: onnx.numpy_helper.to_array(tensor)
+              for tensor in graph.graph.initializer}
+    for l, layer in enumerate(model.layout.views(model.params)[:2]):
+        np.testing.assert_array_equal(stored[f"gamma{l}"], layer[2])
+        np.testing.assert_array_equal(stored[f"beta{l}"], layer[3])
+    assert not np.array_equal(stored["gamma0"], np.ones(32))  # trained, not the start
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    probabilities, = session.run(["probabilities"], {"input": test_images})
+    assert np.abs(probabilities - model.probabilities(test_images)).max() < 1e-5
+
+
+def test_a_residual_net_exports_its_skips(small_fashion, test_images, tmp_path):
+    """--residual: the graph adds each skip (one here: 32 to 32) after the activation, and
+    agrees with fastmlp; a plain net of the same widths predicts otherwise."""
+    model_path, onnx_path, graph = _trained_and_exported(
+        small_fashion, tmp_path, "-nhl", "3", "-sz", "32", "32", "16", "--residual",
+        "--dropout", "0.1")
     adds = [node for node in graph.graph.node if node.op_type == "Add"]
     assert [node.input for node in adds] == [["a1", "a0"]]
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])

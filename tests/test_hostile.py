@@ -312,6 +312,14 @@ def _model_members_mismatch(box: Sandbox) -> Path:
     return path
 
 
+def _model_with_norm(norm: str):
+    """A model of one hidden layer without normalisation's parameters whose configuration
+    says --norm norm."""
+    return lambda box: box.model_file(f"norm-{norm}.npz", (784, 16, 10), config={
+        "activation": "ReLU", "loss": "cross_entropy", "dataset": "fashion_mnist",
+        "norm": norm})
+
+
 def _model_nan(box: Sandbox) -> Path:
     params = np.zeros(Layout((784, 10)).num_params, dtype=np.float32)
     params[17] = np.nan
@@ -489,6 +497,9 @@ CASES = [  # (id, argv or a function Sandbox -> argv, fragments of the error lin
     ("flag-residual-one-layer", ["train", "--residual", "-nhl", "1"],
      ["--residual", "one hidden layer"]),
     ("flag-residual-with-a-value", ["train", "--residual", "yes"], ["yes"]),
+    ("flag-norm-unknown", ["train", "--norm", "group"], ["--norm", "group"]),
+    ("flag-norm-without-hidden-layers", ["train", "--norm", "layer", "-nhl", "0"],
+     ["--norm", "no hidden layer"]),
     ("flag-ensemble-0", ["train", "--ensemble", "0"], ["--ensemble", "0"]),
     ("flag-ensemble-negative", ["train", "--ensemble", "-2"], ["--ensemble", "-2"]),
     ("flag-ensemble-not-a-number", ["train", "--ensemble", "two"], ["--ensemble", "two"]),
@@ -516,6 +527,8 @@ CASES = [  # (id, argv or a function Sandbox -> argv, fragments of the error lin
      ["-e/--epochs"]),
     ("resume-adds-residual", lambda b: ["train", "--resume", b.interrupted, "--residual"],
      ["--residual", "--resume"]),
+    ("resume-adds-norm", lambda b: ["train", "--resume", b.interrupted, "--norm", "layer"],
+     ["--norm", "--resume"]),
     ("resume-adds-ensemble", lambda b: ["train", "--resume", b.interrupted, "--ensemble", "2"],
      ["--ensemble", "--resume"]),
     ("resume-changes-leaky-slope",
@@ -555,6 +568,9 @@ CASES = [  # (id, argv or a function Sandbox -> argv, fragments of the error lin
      ["another architecture", "5 outputs"]),
     ("model-params-mismatch", _evaluate(_model_params_mismatch), ["784-10 needs 7850"]),
     ("model-members-mismatch", _evaluate(_model_members_mismatch), ["[2, ", "needs 3 x "]),
+    ("model-norm-unknown", _evaluate(_model_with_norm("group")), ["norm 'group' unknown"]),
+    ("model-norm-without-its-parameters", _evaluate(_model_with_norm("layer")),
+     ["norm-layer.npz", "needs"]),
     ("model-format-version-99", _evaluate(_model_version_99), ["format version 99"]),
     ("model-random-bytes", _evaluate(lambda b: b.file("junk.npz", os.urandom(3000))),
      ["not a fastmlp model file (not an .npz archive)"]),

@@ -47,7 +47,9 @@ def centred_differences(function, params, step=1e-6):
 
 
 def flatten(layers):
-    return np.concatenate([np.concatenate([w.ravel(), b]) for w, b in layers])
+    """The flat buffer of reference layers: (W, b) pairs, or (W, b, gamma, beta) with
+    LayerNorm."""
+    return np.concatenate([np.concatenate([p.ravel() for p in layer]) for layer in layers])
 
 
 def kernel_arrays(activation, loss, optimizer, hyper=HYPER, regime=None, steps_per_epoch=1):
@@ -491,7 +493,7 @@ def test_kernel_inputs_come_only_from_a_validated_config():
         "activation": ACTIVATIONS.index("ReLU"), "loss": LOSSES.index("cross_entropy"),
         "optimizer": OPTIMIZERS.index("adam"), "lr_schedule": SCHEDULES.index("constant"),
         "shift": 2, "flip": 1, "image_width": 28, "output": OUTPUTS.index("softmax"),
-        "residual": 0}
+        "residual": 0, "norm": 0}
     from fastmlp.kernels.interface import HP_LEARNING_RATE, HP_TOTAL_STEPS, HP_WARMUP_STEPS
 
     assert (hyper[HP_LEARNING_RATE], hyper[HP_TOTAL_STEPS], hyper[HP_WARMUP_STEPS]) == (
@@ -742,7 +744,7 @@ def two_epochs_like_the_twin(layout, pixels, labels, order, activation, optimize
     kernel's parameters."""
     x = scale_pixels(pixels, np.float64)
     params = init_params(layout, "He", np.random.default_rng(1), np.float64)
-    layers = [(w.copy(), b.copy()) for w, b in layout.views(params)]
+    layers = [tuple(p.copy() for p in layer) for layer in layout.views(params)]
     gold_optimizer = ref.Optimizer(optimizer, layers, HYPER)
     state = None
     for epoch_order in (order, order[::-1].copy()):
@@ -814,19 +816,100 @@ def test_residual_gradients_match_finite_differences(activation):
     scales = [ref.dropout_scales(0.3, 3, 1, 1 + l, np.arange(7), width)
               for l, width in enumerate((5, 5, 4, 4))]
 
+    assert_gradients_are_differences(layout, params, x, pixels, labels, activation, scales,
+                                     dict(dropout=0.3, seed=3, residual=True), residual=True)
+
+
+def assert_gradients_are_differences(layout, params, x, pixels, labels, activation, scales,
+                                     regime, **twin_options):
+    """The twin's gradient of one cross_entropy batch (x, the pixels scaled and input-dropped
+    as the kernel does it; scales: the step's dropout masks, held fixed) and the kernel's
+    (one sgd step over the whole batch, with regime) are its loss's centred differences."""
     def batch_loss(flat):
         return ref.gradients(layout.views(flat.copy()), x, labels, activation, "cross_entropy",
-                             scales, residual=True)[0]
+                             scales, **twin_options)[0]
 
     numeric = centred_differences(batch_loss, params)
     _, gold_grads, _ = ref.gradients(layout.views(params.copy()), x, labels, activation,
-                                     "cross_entropy", scales, residual=True)
+                                     "cross_entropy", scales, **twin_options)
     no_step = dict(HYPER, weight_decay=0.0)  # grads: the batch's data gradient
-    _, _, kernel_grads, _ = kernel_epoch(params.copy(), layout, pixels, labels, np.arange(7), 7,
-                                         activation, "cross_entropy", "sgd", hyper=no_step,
-                                         regime=dict(dropout=0.3, seed=3, residual=True))
+    _, _, kernel_grads, _ = kernel_epoch(params.copy(), layout, pixels, labels,
+                                         np.arange(len(x)), len(x), activation, "cross_entropy",
+                                         "sgd", hyper=no_step, regime=regime)
     assert relative_error(flatten(gold_grads), numeric) < 1e-6
     assert relative_error(kernel_grads, numeric) < 1e-6
+
+
+NORM_LAYOUT = Layout((30, 16, 16, 12, 10), "layer")
+
+
+def test_layer_norm_layout_holds_a_scale_and_shift_per_hidden_unit():
+    """--norm layer: each hidden layer's (W, b, gamma, beta), gamma starting at one, beta at
+    zero, neither decayed; the output layer has none."""
+    params = init_params(NORM_LAYOUT, "He", np.random.default_rng(1), np.float64)
+    layers = NORM_LAYOUT.views(params)
+    assert [len(layer) for layer in layers] == [4, 4, 4, 2]
+    plain = Layout(NORM_LAYOUT.sizes)
+    assert NORM_LAYOUT.num_params == plain.num_params + 2 * (16 + 16 + 12)
+    assert all((layer[2] == 1).all() and (layer[3] == 0).all() for layer in layers[:3])
+    decayed = np.zeros(NORM_LAYOUT.num_params, dtype=bool)
+    for start, end, is_weight in NORM_LAYOUT.decay_segments():
+        decayed[start:end] = bool(is_weight)
+    assert decayed.sum() == sum(layer[0].size for layer in layers)
+    assert flatten(layers).size == NORM_LAYOUT.num_params
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+@pytest.mark.parametrize("activation,regime", [
+    ("ReLU", {}), ("tanh", dict(dropout=0.3, seed=5)), ("GELU", dict(dropout=0.3, seed=5)),
+    ("LeakyReLU", dict(residual=True, leaky_slope=SLOPE)),
+    ("SiLU", dict(residual=True, dropout=0.2, seed=6))],
+    ids=["ReLU", "tanh-dropout", "GELU-dropout", "LeakyReLU-residual", "SiLU-residual-dropout"])
+def test_layer_norm_trains_like_reference(problem, activation, regime, shards):
+    """--norm layer on every hidden layer: two epochs against the twin (read from the
+    output or from the pre-activations, with dropout and skips); then inference, where the
+    normalisation changes what comes out."""
+    _, pixels, labels, order = problem
+    regime = dict(regime, norm="layer")
+    params = two_epochs_like_the_twin(NORM_LAYOUT, pixels, labels, order, activation, "adamw",
+                                      shards, regime)
+    x = scale_pixels(pixels, np.float64)
+    outputs, predictions = np.empty((len(x), 10)), np.empty(len(x), dtype=np.int64)
+    codes, hyper = kernel_arrays(activation, "cross_entropy", "adamw", regime=regime)
+    infer(outputs, predictions, x, labels[:0], np.empty((0, 0)), np.empty(0), params,
+          NORM_LAYOUT.arrays(), codes, hyper, shards)
+    residual = regime.get("residual", False)
+    slope = regime.get("leaky_slope", LEAKY_SLOPE)
+    layers = NORM_LAYOUT.views(params)
+    gold_outputs, gold_predictions = ref.predict(layers, x, activation, leaky_slope=slope,
+                                                 residual=residual)
+    assert relative_error(outputs, gold_outputs) < TIGHT
+    assert np.array_equal(predictions, gold_predictions)
+    unnormed, _ = ref.predict([layer[:2] for layer in layers], x, activation,
+                              leaky_slope=slope, residual=residual)
+    assert relative_error(outputs, unnormed) > 1e-3
+
+
+@pytest.mark.parametrize("activation,regime", [
+    ("ReLU", {}), ("sigmoid", dict(dropout=0.3, seed=3)), ("SiLU", dict(residual=True)),
+    ("tanh", dict(residual=True, dropout=0.3, seed=3))],
+    ids=["ReLU", "sigmoid-dropout", "SiLU-residual", "tanh-residual-dropout"])
+def test_layer_norm_gradients_match_finite_differences(activation, regime):
+    """With the step's dropout masks held fixed, kernel and reference gradients of every W,
+    b, gamma and beta of a LayerNorm net are the derivative of its batch loss."""
+    rng = np.random.default_rng(14)
+    layout = Layout((6, 5, 5, 4, 10), "layer")
+    params = init_params(layout, "Xavier", rng, np.float64) + rng.normal(
+        scale=0.1, size=layout.num_params)  # gamma and beta away from 1 and 0
+    pixels, labels = rng.integers(0, 256, size=(7, 6), dtype=np.uint8), rng.integers(0, 10, 7)
+    x = scale_pixels(pixels, np.float64)
+    scales = None
+    if regime.get("dropout"):
+        scales = [ref.dropout_scales(0.3, 3, 1, 1 + l, np.arange(7), width)
+                  for l, width in enumerate((5, 5, 4))]
+    assert_gradients_are_differences(layout, params, x, pixels, labels, activation, scales,
+                                     dict(regime, norm="layer"),
+                                     residual=regime.get("residual", False))
 
 
 def test_kernel_and_twin_draw_the_same_random_numbers():
@@ -861,22 +944,9 @@ def test_regularised_gradients_match_finite_differences(activation, regime):
     if regime.get("dropout"):
         scales = [ref.dropout_scales(regime["dropout"], seed, step, 1 + l, places, width)
                   for l, width in enumerate((5, 4))]
-    smoothing = regime.get("label_smoothing", 0.0)
-    slope = regime.get("leaky_slope", LEAKY_SLOPE)
-
-    def batch_loss(flat):
-        return ref.gradients(layout.views(flat.copy()), x, labels, activation, "cross_entropy",
-                             scales, smoothing, leaky_slope=slope)[0]
-
-    numeric = centred_differences(batch_loss, params)
-    _, gold_grads, _ = ref.gradients(layout.views(params.copy()), x, labels, activation,
-                                     "cross_entropy", scales, smoothing, leaky_slope=slope)
-    no_step = dict(HYPER, weight_decay=0.0)  # grads: the batch's data gradient
-    _, _, kernel_grads, _ = kernel_epoch(params.copy(), layout, pixels, labels, np.arange(7), 7,
-                                         activation, "cross_entropy", "sgd", hyper=no_step,
-                                         regime=regime)
-    assert relative_error(flatten(gold_grads), numeric) < 1e-6
-    assert relative_error(kernel_grads, numeric) < 1e-6
+    assert_gradients_are_differences(layout, params, x, pixels, labels, activation, scales,
+                                     regime, smoothing=regime.get("label_smoothing", 0.0),
+                                     leaky_slope=regime.get("leaky_slope", LEAKY_SLOPE))
 
 
 def test_schedules_have_their_shapes():

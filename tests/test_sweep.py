@@ -152,6 +152,11 @@ parameters:
         spec_of("parameters:\n  rotate: {min: 0, max: 200}\n")
     record = {p.name for p in load_spec(REPO / "sweeps" / "record.yaml").params}
     assert {"rotate", "scale", "shear", "elastic", "elastic_sigma"} <= record
+    assert {"norm", "residual", "activation", "leaky_slope"} <= record  # issue N's layers
+    norm = spec_of("parameters:\n  norm: {values: [none, layer]}\n").params[0]
+    assert norm.values == ("none", "layer")
+    with pytest.raises(ConfigError, match="norm"):
+        spec_of("parameters:\n  norm: {values: [none, group]}\n")
 
 
 def test_distribution_is_inferred_like_wandb_and_numbers_are_coerced():

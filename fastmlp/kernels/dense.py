@@ -5,6 +5,7 @@ from . import kernel
 
 from .activations import bias_activate, bias_activate_keeping_z, scale_by_derivative
 from .gemm import matmul
+from .norm import layer_norm_forward
 
 
 @kernel()
@@ -20,6 +21,21 @@ def dense_forward_keeping_z(out, z, a_in, weights, bias, act_code, slope):
     activations whose backward pass reads z (activations.needs_pre_activations)."""
     matmul(z, a_in, weights)
     bias_activate_keeping_z(out, z, bias, act_code, slope)
+
+
+@kernel()
+def dense_forward_normed(out, z, a_in, weights, bias, gamma, beta, normed, inv_std, act_code,
+                         slope, keep_z):
+    """dense_forward with LayerNorm before the activation (--norm layer, kernels/norm.py):
+    out = act(gamma * LN(a_in @ weights + bias) + beta). With keep_z the activation's input
+    is kept in z (B, n_out), else z is out itself; normed and inv_std: what the backward
+    pass reads (layer_norm_forward)."""
+    matmul(z, a_in, weights)
+    layer_norm_forward(z, bias, gamma, normed, inv_std)
+    if keep_z:  # beta is the activation's bias
+        bias_activate_keeping_z(out, z, beta, act_code, slope)
+    else:
+        bias_activate(out, beta, act_code, slope)
 
 
 @kernel()

@@ -25,16 +25,17 @@ from . import kernel
 from .activations import needs_pre_activations
 from .deform import (deformations_on, deformed_image, drawn_affine, elastic_field,
                      lattice_weights)
-from .dense import dense_backward, dense_forward, dense_forward_keeping_z
+from .dense import dense_backward, dense_forward, dense_forward_keeping_z, dense_forward_normed
 from .fastmath import flush_denormals, restore_denormals, scalar_like
-from .interface import (CODE_ACTIVATION, CODE_FLIP, CODE_IMAGE_WIDTH, CODE_LOSS,
+from .interface import (CODE_ACTIVATION, CODE_FLIP, CODE_IMAGE_WIDTH, CODE_LOSS, CODE_NORM,
                         CODE_OPTIMIZER, CODE_OUTPUT, CODE_RESIDUAL, CODE_SCHEDULE, CODE_SHIFT,
                         CROSS_ENTROPY, HP_DISTILL_WEIGHT, HP_DROPOUT, HP_ELASTIC,
                         HP_ELASTIC_SIGMA, HP_HUBER_DELTA, HP_INPUT_DROPOUT, HP_LABEL_SMOOTHING,
                         HP_LEAKY_SLOPE, HP_LEARNING_RATE, HP_ROTATE, HP_SCALE, HP_SEED,
                         HP_SHEAR, HP_TEMPERATURE, HP_TOTAL_STEPS, HP_WARMUP_STEPS, IDENTITY,
-                        check_codes, has_skip)
+                        NO_NORM, check_codes, has_norm, has_skip)
 from .losses import distill_backward, loss_backward, output_values
+from .norm import layer_norm_backward
 from .optimizers import optimizer_update
 from .random import STREAM_DROPOUT, STREAM_FLIP, STREAM_INPUT_DROPOUT, STREAM_SHIFT_X, \
     STREAM_SHIFT_Y, uniform
@@ -68,6 +69,20 @@ def _bias(flat, w_offsets, sizes, l):
 
 
 @kernel()
+def _gamma(flat, w_offsets, sizes, l):
+    """LayerNorm's scale of dense layer l (has_norm), right after its bias; its shift
+    (_beta) follows."""
+    at = w_offsets[l] + sizes[l] * sizes[l + 1] + sizes[l + 1]
+    return flat[at:at + sizes[l + 1]]
+
+
+@kernel()
+def _beta(flat, w_offsets, sizes, l):
+    at = w_offsets[l] + sizes[l] * sizes[l + 1] + 2 * sizes[l + 1]
+    return flat[at:at + sizes[l + 1]]
+
+
+@kernel()
 def _activation_offsets(sizes, batch_size):
     """Where A_1 .. A_L (A_L = logits) start in one flat activation buffer."""
     offsets = np.zeros(len(sizes), dtype=np.int64)
@@ -77,16 +92,29 @@ def _activation_offsets(sizes, batch_size):
 
 
 @kernel()
-def _forward(acts, act_offsets, x_batch, params, w_offsets, sizes, act_code, slope, residual):
+def _forward(acts, act_offsets, x_batch, params, w_offsets, sizes, act_code, slope, residual,
+             norm):
     """Fill A_1 .. A_L for x_batch (rows, n_in); returns the logits view (rows, K)."""
     nothing = acts[:1]  # nothing kept (kept and scales of one element)
-    return _forward_training(acts, nothing, nothing, act_offsets, x_batch, params, w_offsets,
-                             sizes, act_code, slope, residual, False, 0.0, 0, 0, 0)
+    return _forward_training(acts, nothing, nothing, acts[:0], act_offsets, x_batch, params,
+                             w_offsets, sizes, act_code, slope, residual, norm, False, 0.0, 0,
+                             0, 0)
 
 
 @kernel()
-def _forward_training(acts, kept, scales, act_offsets, x_batch, params, w_offsets, sizes,
-                      act_code, slope, residual, keep_z, dropout, seed, t, first_row):
+def _norm_kept(norm_kept, act_offsets, sizes, rows, l):
+    """(x (rows, n), 1 / std (rows,)) of hidden layer l's LayerNorm in one shard's norm_kept
+    buffer: x in the activations' layout, then rows values per dense layer."""
+    at, width = act_offsets[l], sizes[l + 1]
+    std_at = act_offsets[len(sizes) - 1] + l * rows
+    return (norm_kept[at:at + rows * width].reshape(rows, width),
+            norm_kept[std_at:std_at + rows])
+
+
+@kernel()
+def _forward_training(acts, kept, scales, norm_kept, act_offsets, x_batch, params, w_offsets,
+                      sizes, act_code, slope, residual, norm, keep_z, dropout, seed, t,
+                      first_row):
     """_forward, keeping in `kept` (same layout as acts) what each hidden layer's backward
     pass reads besides A_l (dense_backward's in_kept), and with inverted dropout on every
     hidden layer's output when dropout > 0: A_l = act(Z_l) * S_l, S_l = mask / (1 - p) kept
@@ -94,7 +122,9 @@ def _forward_training(acts, kept, scales, act_offsets, x_batch, params, w_offset
     keep_z (the activation needs its pre-activations: activations.needs_pre_activations),
     else act(Z_l) before dropout and skip when dropout > 0 or residual (`kept_act`), else
     nothing (the derivative reads A_l itself). Row i of the batch draws its mask with the
-    key (seed, t, STREAM_DROPOUT + l, first_row + i, unit)."""
+    key (seed, t, STREAM_DROPOUT + l, first_row + i, unit). With --norm layer (has_norm)
+    Z_l is LayerNorm's output gamma x + beta (kernels/norm.py), and norm_kept keeps x and
+    1 / std for the backward pass (_norm_kept), unless it has no elements (inference)."""
     rows = x_batch.shape[0]
     num_dense = len(sizes) - 1
     keep_scale = scalar_like(1.0 / (1.0 - dropout), params)
@@ -107,7 +137,15 @@ def _forward_training(acts, kept, scales, act_offsets, x_batch, params, w_offset
         out = acts[at:at + rows * width].reshape(rows, width)
         hidden = l < num_dense - 1
         weights, bias = _weights(params, w_offsets, sizes, l), _bias(params, w_offsets, sizes, l)
-        if hidden and keep_z:
+        if has_norm(sizes, l, norm):
+            normed, inv_std = acts[:0].reshape(0, width), acts[:0]  # nothing kept: inference
+            if norm_kept.shape[0] > 0:
+                normed, inv_std = _norm_kept(norm_kept, act_offsets, sizes, rows, l)
+            z = kept[at:at + rows * width].reshape(rows, width) if keep_z else out
+            dense_forward_normed(out, z, a_in, weights, bias, _gamma(params, w_offsets, sizes, l),
+                                 _beta(params, w_offsets, sizes, l), normed, inv_std, act_code,
+                                 slope, keep_z)
+        elif hidden and keep_z:
             z = kept[at:at + rows * width].reshape(rows, width)
             dense_forward_keeping_z(out, z, a_in, weights, bias, act_code, slope)
         else:
@@ -227,28 +265,29 @@ def _gather_deformed(x_batch, pixels, rows_order, codes, hyper, t, first_row):
 
 
 @kernel()
-def _batch_gradients(grads, x_batch, acts, kept, scales, dz_a, dz_b, carried, pixels, labels,
-                     targets, weights, rows_order, first_row, weight_total, params, w_offsets,
-                     sizes, codes, hyper, t):
+def _batch_gradients(grads, x_batch, acts, kept, scales, norm_kept, dz_a, dz_b, carried,
+                     pixels, labels, targets, weights, rows_order, first_row, weight_total,
+                     params, w_offsets, sizes, codes, hyper, t):
     """Gather this share of batch t (rows_order, starting at first_row of the batch) into
     x_batch, run forward and backward, and write its share of the batch's gradient into grads
     (flat). weight_total: the whole batch's summed weight (its size when unweighted), the
     divisor of the batch loss. carried: where a skip connection's gradient waits for the
-    layer below (--residual). Returns (this share of the batch loss, the weight of its rows
+    layer below (--residual). norm_kept: what LayerNorm's backward pass reads (--norm
+    layer; _norm_kept). Returns (this share of the batch loss, the weight of its rows
     predicted right)."""
     num_dense = len(sizes) - 1
     rows = rows_order.shape[0]
     act_code, loss_code = codes[CODE_ACTIVATION], codes[CODE_LOSS]
     slope, dropout = hyper[HP_LEAKY_SLOPE], hyper[HP_DROPOUT]
     keep_z = needs_pre_activations(act_code)
-    residual = codes[CODE_RESIDUAL]
+    residual, norm = codes[CODE_RESIDUAL], codes[CODE_NORM]
     x_batch = x_batch[:rows * sizes[0]].reshape(rows, sizes[0])
     _gather(x_batch, pixels, rows_order, codes, hyper, t, first_row)
 
     act_offsets = _activation_offsets(sizes, rows)
-    logits = _forward_training(acts, kept, scales, act_offsets, x_batch, params, w_offsets,
-                               sizes, act_code, slope, residual, keep_z, dropout,
-                               np.int64(hyper[HP_SEED]), t, first_row)
+    logits = _forward_training(acts, kept, scales, norm_kept, act_offsets, x_batch, params,
+                               w_offsets, sizes, act_code, slope, residual, norm, keep_z,
+                               dropout, np.int64(hyper[HP_SEED]), t, first_row)
     dz = dz_a[:rows * sizes[num_dense]].reshape(rows, sizes[num_dense])
     loss, correct = loss_backward(dz, logits, rows_order, labels, targets, weights, loss_code,
                                   weight_total, hyper[HP_LABEL_SMOOTHING], hyper[HP_HUBER_DELTA])
@@ -287,6 +326,11 @@ def _batch_gradients(grads, x_batch, acts, kept, scales, dz_a, dz_b, carried, pi
         dense_backward(_weights(grads, w_offsets, sizes, l), _bias(grads, w_offsets, sizes, l),
                        dz_in, dz, a_in, _weights(params, w_offsets, sizes, l), act_code, slope,
                        l > 0, in_kept, in_scales, l > 0 and dropout > 0.0, skip_grad, carry)
+        if l > 0 and has_norm(sizes, l - 1, norm):  # dz_in is dLoss/dy: through LayerNorm
+            normed, inv_std = _norm_kept(norm_kept, act_offsets, sizes, rows, l - 1)
+            layer_norm_backward(dz_in, normed, inv_std, _gamma(params, w_offsets, sizes, l - 1),
+                                _gamma(grads, w_offsets, sizes, l - 1),
+                                _beta(grads, w_offsets, sizes, l - 1))
         dz = dz_in
     return loss, correct
 
@@ -339,6 +383,10 @@ def train_epoch(buffers, progress, t, pixels, labels, targets, weights, order, b
         codes[CODE_ACTIVATION]) else 1)
     kept_bufs = np.empty((shards, kept_size), dtype=params.dtype)
     scale_bufs = np.empty((shards, act_size if dropped else 1), dtype=params.dtype)
+    # LayerNorm's x and 1 / std per hidden layer (_norm_kept), with --norm layer
+    normed = codes[CODE_NORM] != NO_NORM
+    norm_bufs = np.empty((shards, act_size + per_shard * len(sizes) if normed else 1),
+                         dtype=params.dtype)
     dz_a = np.empty((shards, per_shard * widest), dtype=params.dtype)
     dz_b = np.empty((shards, per_shard * widest), dtype=params.dtype)
     carried = np.empty((shards, per_shard * widest if residual != 0 else 1), dtype=params.dtype)
@@ -364,8 +412,8 @@ def train_epoch(buffers, progress, t, pixels, labels, targets, weights, order, b
                 weight_total += weights[order[i]]
         if used == 1:  # no thread launch at all
             shard_loss[0], shard_correct[0] = _batch_gradients(
-                shard_grads[0], x_bufs[0], act_bufs[0], kept_bufs[0], scale_bufs[0], dz_a[0],
-                dz_b[0], carried[0], pixels, labels, targets, weights,
+                shard_grads[0], x_bufs[0], act_bufs[0], kept_bufs[0], scale_bufs[0],
+                norm_bufs[0], dz_a[0], dz_b[0], carried[0], pixels, labels, targets, weights,
                 order[start:start + rows], 0, weight_total, params, w_offsets, sizes, codes,
                 hyper, step)
         else:
@@ -375,7 +423,8 @@ def train_epoch(buffers, progress, t, pixels, labels, targets, weights, order, b
                 last = min(start + rows, first + per_shard)
                 shard_loss[s], shard_correct[s] = _batch_gradients(
                     shard_grads[s], x_bufs[s], act_bufs[s], kept_bufs[s], scale_bufs[s],
-                    dz_a[s], dz_b[s], carried[s], pixels, labels, targets, weights,
+                    norm_bufs[s], dz_a[s], dz_b[s], carried[s], pixels, labels, targets,
+                    weights,
                     order[first:last], first - start, weight_total, params, w_offsets, sizes,
                     codes, hyper, step)
                 restore_denormals(thread_mode)
@@ -456,7 +505,7 @@ def infer(outputs, predictions, x, labels, targets, weights, params, net, codes,
             start = c * chunk
             rows = min(chunk, n - start)
             logits = _forward(acts[w], act_offsets, x[start:start + rows], params, w_offsets,
-                              sizes, act_code, slope, codes[CODE_RESIDUAL])
+                              sizes, act_code, slope, codes[CODE_RESIDUAL], codes[CODE_NORM])
             for i in range(rows):
                 predictions[start + i] = np.argmax(logits[i])
             if want_outputs:

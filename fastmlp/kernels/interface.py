@@ -3,7 +3,7 @@
 from a validated TrainConfig.
 
     ACTIVATIONS, LOSSES, OPTIMIZERS, SCHEDULES,  name tables: a name's code is its index
-    OUTPUTS, TASKS                               (TASK_LOSSES, LOSS_OUTPUT: what goes with what)
+    OUTPUTS, TASKS, NORMS                        (TASK_LOSSES, LOSS_OUTPUT: what goes with what)
     CODES, CODE_*                                the entries of `codes` (int64)
     HYPERPARAMETERS, HP_*                        the entries of `hyper` (float64)
     BUFFERS                                      the rows of the (4, P) `buffers` array
@@ -62,6 +62,12 @@ SGD, MOMENTUM, NAG, RMSPROP, ADAM, NADAM, ADAMW = range(len(OPTIMIZERS))
 SCHEDULES = ("constant", "cosine", "step", "onecycle")
 CONSTANT, COSINE, STEP, ONECYCLE = range(len(SCHEDULES))
 
+# The normalisation of each hidden layer's pre-activations (--norm; kernels/norm.py): none,
+# or LayerNorm over each row's units with a learnt scale and shift per unit.
+NORMS = ("none", "layer")
+NO_NORM, LAYER_NORM = range(len(NORMS))
+LAYER_NORM_EPS = 1e-5  # added to each row's variance (PyTorch's nn.LayerNorm default)
+
 # ----------------------------------------------------------------------------- the bundles
 
 BUFFERS = ("params", "state1", "state2", "grads")
@@ -72,10 +78,10 @@ BUFFERS = ("params", "state1", "state2", "grads")
 # residual 0/1: the skip connections (has_skip says which layers have one).
 CODE_TABLES = {"activation": ACTIVATIONS, "loss": LOSSES, "optimizer": OPTIMIZERS,
                "lr_schedule": SCHEDULES, "shift": None, "flip": None, "image_width": None,
-               "output": OUTPUTS, "residual": None}
+               "output": OUTPUTS, "residual": None, "norm": NORMS}
 CODES = tuple(CODE_TABLES)
 (CODE_ACTIVATION, CODE_LOSS, CODE_OPTIMIZER, CODE_SCHEDULE, CODE_SHIFT, CODE_FLIP,
- CODE_IMAGE_WIDTH, CODE_OUTPUT, CODE_RESIDUAL) = range(len(CODES))
+ CODE_IMAGE_WIDTH, CODE_OUTPUT, CODE_RESIDUAL, CODE_NORM) = range(len(CODES))
 # codes[i] must be below CODE_LIMITS[i] (-1: no upper limit); check_codes reads this
 CODE_LIMITS = np.array([len(table) if table is not None else -1
                         for table in CODE_TABLES.values()], dtype=np.int64)
@@ -152,3 +158,11 @@ def has_skip(sizes, l, residual):
     is a hidden layer of the same width, A_{l+1} = act(Z_{l+1}) + A_l. sizes: units per layer,
     input first."""
     return residual != 0 and 1 <= l < len(sizes) - 2 and sizes[l] == sizes[l + 1]
+
+
+@kernel()
+def has_norm(sizes, l, norm):
+    """Whether dense layer l's pre-activations go through the normalisation `norm` (a code
+    of NORMS; --norm): every hidden layer, never the output layer. Such a layer holds a
+    scale and a shift per unit after its bias (model.Layout)."""
+    return norm != NO_NORM and l < len(sizes) - 2
