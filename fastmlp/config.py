@@ -275,9 +275,11 @@ class TrainConfig:
                              help="Skip connections: each hidden layer as wide as the one "
                                   "before it adds that layer's output to its own.")
     norm: str = setting("none", "--norm", choices=NORMS,
-                        help="Normalise each hidden layer before its activation: layer "
-                             "is LayerNorm over the layer's units, with a learnt scale and "
-                             "shift per unit.")
+                        help="Normalise each hidden layer before its activation, with a "
+                             "learnt scale and shift per unit: layer is LayerNorm over the "
+                             "layer's units, batch is BatchNorm over the batch's rows (its "
+                             "running statistics at evaluation; each batch trains on one "
+                             "thread).")
     dropout: float = setting(0.0, "--dropout", rule=fraction(True),
                              help="Dropout probability on every hidden layer's output "
                                   "(inverted dropout; off at evaluation).")
@@ -453,6 +455,9 @@ class TrainConfig:
         if values["norm"] != "none" and not hidden:
             raise ConfigError(f"{flag_name('norm')}: normalises the hidden layers, and there "
                               "is no hidden layer", setting="norm")
+        if values["norm"] == "batch" and values["batch_size"] < 2:
+            raise ConfigError(f"{flag_name('norm')} batch: a unit's statistics need batches "
+                              f"of at least 2 rows, not {values['batch_size']}", setting="norm")
         checked = TrainConfig(**values)
         checked._validated = True  # not a field: dataclasses.replace() gives an unchecked copy
         return checked

@@ -87,7 +87,7 @@ def to_onnx(layout, params: np.ndarray, activation: str, class_names, loss="cros
     (preprocess.Preprocessing), or None (the graph takes the network's inputs);
     leaky_slope: LeakyReLU's (None: the default); residual: the skip connections (an Add of
     the layer's input after its activation, where Layout.skips says)."""
-    from .kernels.interface import LAYER_NORM_EPS, LEAKY_SLOPE, LOSS_OUTPUT
+    from .kernels.interface import NORM_EPS, LEAKY_SLOPE, LOSS_OUTPUT
 
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -124,12 +124,18 @@ def to_onnx(layout, params: np.ndarray, activation: str, class_names, loss="cros
             nodes.append(helper.make_node("Gemm", [current, f"{p}W{l}", f"{p}b{l}"], [out],
                                           name=f"{p}dense{l}"))
             current = out
-            if norm:  # --norm layer: LayerNorm's scale and shift after the bias
+            if norm:  # --norm: the scale and shift (and running statistics) after the bias
+                names = [f"{p}{name}{l}" for name in ("gamma", "beta", "mean", "var")][:len(norm)]
                 initializers += [numpy_helper.from_array(np.ascontiguousarray(vector), name)
-                                 for vector, name in zip(norm, (f"{p}gamma{l}", f"{p}beta{l}"))]
-                nodes.append(helper.make_node(
-                    "LayerNormalization", [out, f"{p}gamma{l}", f"{p}beta{l}"], [f"{p}y{l}"],
-                    axis=-1, epsilon=LAYER_NORM_EPS, name=f"{p}layernorm{l}"))
+                                 for vector, name in zip(norm, names)]
+                if len(norm) == 2:  # LayerNorm over each row's units
+                    nodes.append(helper.make_node("LayerNormalization", [out, *names],
+                                                  [f"{p}y{l}"], axis=-1, epsilon=NORM_EPS,
+                                                  name=f"{p}layernorm{l}"))
+                else:  # BatchNorm with its running statistics (evaluation)
+                    nodes.append(helper.make_node("BatchNormalization", [out, *names],
+                                                  [f"{p}y{l}"], epsilon=NORM_EPS,
+                                                  name=f"{p}batchnorm{l}"))
                 current = out = f"{p}y{l}"
             hidden_nodes = [] if last else activation_nodes(activation, out, f"{p}a{l}", l,
                                                             leaky_slope, p)

@@ -3,8 +3,10 @@
 Layer l maps n_in = sizes[l] units to n_out = sizes[l+1] units with
     W_l: (n_in, n_out), row-major, at flat[w_offsets[l] : w_offsets[l] + n_in*n_out]
     b_l: (n_out,),                  right after W_l
-    gamma_l, beta_l: (n_out,) each, after b_l, in a hidden layer with --norm layer
-                                    (LayerNorm's scale and shift, kernels/norm.py)
+    gamma_l, beta_l: (n_out,) each, after b_l, in a hidden layer with --norm layer or batch
+                                    (the scale and shift, kernels/norm.py)
+    running mean, running variance: (n_out,) each, after beta_l, with --norm batch (what
+                                    evaluation normalises with; never a gradient)
 so a batch goes forward as A @ W + b. Gradients and optimizer state use buffers of the same
 shape, which makes every optimizer one loop over the whole buffer.
 """
@@ -22,7 +24,7 @@ RANDOM_INIT_STD = 0.1  # "random" init: W ~ N(0, 0.1^2)
 @dataclass(frozen=True)
 class Layout:
     sizes: tuple  # units per layer, input first: (784, 64, 64, 64, 10)
-    norm: str = "none"  # --norm: "layer" gives every hidden layer LayerNorm's gamma, beta
+    norm: str = "none"  # --norm: what each hidden layer holds after W (NORM_VECTORS)
 
     @property
     def num_dense(self) -> int:
@@ -35,10 +37,17 @@ class Layout:
 
         return bool(has_norm(np.array(self.sizes, dtype=np.int64), l, NORMS.index(self.norm)))
 
+    def _vectors(self, l: int) -> tuple:
+        """The names of the (n_out,) vectors dense layer l holds after W: its bias, then the
+        normalisation's (kernels.interface.NORM_VECTORS) where normed."""
+        from .kernels.interface import NORM_VECTORS
+
+        return NORM_VECTORS[self.norm if self.normed(l) else "none"]
+
     def _block(self, l: int) -> int:
-        """Parameters of dense layer l: W, b, and gamma and beta where normed."""
+        """Parameters of dense layer l: W and its vectors."""
         n_in, n_out = self.sizes[l], self.sizes[l + 1]
-        return n_in * n_out + n_out * (3 if self.normed(l) else 1)
+        return n_in * n_out + n_out * len(self._vectors(l))
 
     @property
     def w_offsets(self) -> np.ndarray:
@@ -52,13 +61,14 @@ class Layout:
 
     def views(self, flat: np.ndarray) -> list:
         """[(W_0, b_0), (W_1, b_1), ...] as views into `flat` (writes go through); a normed
-        layer's tuple is (W, b, gamma, beta)."""
+        layer's tuple is (W, b, gamma, beta) (--norm layer) or (W, b, gamma, beta, running
+        mean, running variance) (--norm batch)."""
         layers = []
         for l, at in enumerate(self.w_offsets):
             n_in, n_out = self.sizes[l], self.sizes[l + 1]
             layer = [flat[at:at + n_in * n_out].reshape(n_in, n_out)]
             at += n_in * n_out
-            for _vector in range(3 if self.normed(l) else 1):
+            for _vector in self._vectors(l):
                 layer.append(flat[at:at + n_out])
                 at += n_out
             layers.append(tuple(layer))
@@ -88,14 +98,15 @@ class Layout:
 
 
 def init_params(layout: Layout, weight_init: str, rng: np.random.Generator, dtype) -> np.ndarray:
-    """A new flat parameter buffer: weights drawn per `weight_init`, biases zero; LayerNorm's
-    gamma one and beta zero."""
+    """A new flat parameter buffer: weights drawn per `weight_init`, biases zero; a
+    normalisation's gamma one, beta zero, running mean zero and running variance one."""
     if weight_init not in WEIGHT_INITS:
         raise ValueError(f"unknown weight_init {weight_init!r}")
     flat = np.zeros(layout.num_params, dtype=dtype)
-    for weights, *vectors in layout.views(flat):
-        if len(vectors) == 3:
-            vectors[1][...] = 1.0  # gamma
+    for l, (weights, *vectors) in enumerate(layout.views(flat)):
+        for name, vector in zip(layout._vectors(l), vectors):
+            if name in ("gamma", "running_var"):
+                vector[...] = 1.0
         n_in, n_out = weights.shape
         if weight_init == "Xavier":  # Glorot uniform
             limit = np.sqrt(6.0 / (n_in + n_out))

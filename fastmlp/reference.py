@@ -31,8 +31,8 @@ from __future__ import annotations
 import numpy as np
 
 from .kernels import random as kernel_random
-from .kernels.interface import (LAYER_NORM_EPS, LEAKY_SLOPE, NEEDS_PRE_ACTIVATIONS, SCHEDULES,
-                                has_skip)
+from .kernels.interface import (BATCH_NORM_MOMENTUM, LEAKY_SLOPE, NEEDS_PRE_ACTIVATIONS,
+                                NORM_EPS, SCHEDULES, has_skip)
 from .kernels.schedules import scheduled_lr
 
 # ----------------------------------------------------------------------------- activations
@@ -197,27 +197,56 @@ def output_values(loss: str, logits: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- the network
 
 
-def layer_norm(z: np.ndarray):
-    """(x, 1 / std) of each row of z: x = (z - mean) / sqrt(var + eps) over the row's units."""
-    centred = z - z.mean(axis=1, keepdims=True)
-    inv_std = 1.0 / np.sqrt((centred ** 2).mean(axis=1, keepdims=True) + LAYER_NORM_EPS)
+# A hidden layer's tuple says its normalisation (--norm, kernels/norm.py): (W, b) none,
+# (W, b, gamma, beta) LayerNorm, (W, b, gamma, beta, running mean, running variance)
+# BatchNorm. LayerNorm takes the statistics of each row (axis 1), BatchNorm those of each
+# unit over the batch (axis 0) in training and its running ones in evaluation.
+NORM_OF_LENGTH = {2: "none", 4: "layer", 6: "batch"}
+
+
+def normalise(layer, z: np.ndarray, training: bool):
+    """(x, 1 / std) of a normed layer's z = a_in W + b; x = (z - mean) / sqrt(var + eps)."""
+    if NORM_OF_LENGTH[len(layer)] == "batch" and not training:
+        inv_std = 1.0 / np.sqrt(layer[5] + NORM_EPS)
+        return (z - layer[4]) * inv_std, inv_std
+    axis = 1 if NORM_OF_LENGTH[len(layer)] == "layer" else 0
+    centred = z - z.mean(axis=axis, keepdims=True)
+    inv_std = 1.0 / np.sqrt((centred ** 2).mean(axis=axis, keepdims=True) + NORM_EPS)
     return centred * inv_std, inv_std
 
 
-def layer_norm_backward(dy, x, inv_std, gamma):
-    """(dLoss/dz, dgamma, dbeta) of y = gamma x + beta, x = layer_norm(z), from dy = dLoss/dy."""
-    g = dy * gamma
-    dz = inv_std * (g - g.mean(axis=1, keepdims=True) - x * (g * x).mean(axis=1, keepdims=True))
-    return dz, (dy * x).sum(axis=0), dy.sum(axis=0)
+def normalise_backward(layer, dy, x, inv_std):
+    """(dLoss/dz, the gradients of the layer's vectors after b) of y = gamma x + beta, x =
+    normalise(layer, z, training=True), from dy = dLoss/dy; BatchNorm's running statistics
+    get none (zeros)."""
+    axis = 1 if NORM_OF_LENGTH[len(layer)] == "layer" else 0
+    g = dy * layer[2]
+    dz = inv_std * (g - g.mean(axis=axis, keepdims=True)
+                    - x * (g * x).mean(axis=axis, keepdims=True))
+    running = (np.zeros_like(layer[4]), np.zeros_like(layer[5])) if len(layer) == 6 else ()
+    return dz, ((dy * x).sum(axis=0), dy.sum(axis=0)) + running
 
 
-def pre_activation(layer, a_in):
-    """A hidden layer's Z: a_in W + b, or with LayerNorm (a layer (W, b, gamma, beta), --norm
-    layer) gamma * layer_norm(a_in W + b) + beta."""
+def pre_activation(layer, a_in, training: bool = False, batch_stats=None):
+    """A hidden layer's Z: a_in W + b, or with a normalisation gamma * normalise(a_in W + b)
+    + beta. batch_stats: a list that receives (layer, the batch's mean, its variance) of each
+    BatchNorm layer in training (to move its running statistics), or None."""
     z = a_in @ layer[0] + layer[1]
-    if len(layer) == 4:
-        z = layer[2] * layer_norm(z)[0] + layer[3]
-    return z
+    if len(layer) == 2:
+        return z
+    if len(layer) == 6 and training and batch_stats is not None:
+        batch_stats.append((layer, z.mean(axis=0), z.var(axis=0)))
+    return layer[2] * normalise(layer, z, training)[0] + layer[3]
+
+
+def move_running_statistics(batch_stats, rows: int) -> None:
+    """BatchNorm's running mean and variance, in place, a tenth of the way to the batch's
+    (the unbiased variance; kernels/norm.py)."""
+    unbiased = rows / (rows - 1) if rows > 1 else 1.0
+    for layer, mean, variance in batch_stats:
+        layer[4][...] = (1 - BATCH_NORM_MOMENTUM) * layer[4] + BATCH_NORM_MOMENTUM * mean
+        layer[5][...] = ((1 - BATCH_NORM_MOMENTUM) * layer[5]
+                         + BATCH_NORM_MOMENTUM * variance * unbiased)
 
 
 def skips(layers, residual: bool) -> list:
@@ -229,15 +258,17 @@ def skips(layers, residual: bool) -> list:
 
 
 def forward(layers, x: np.ndarray, activation: str, scales=None,
-            leaky_slope: float = LEAKY_SLOPE, residual: bool = False):
+            leaky_slope: float = LEAKY_SLOPE, residual: bool = False, training: bool = False,
+            batch_stats=None):
     """(all activations [A_0 = x, A_1, ..., A_{L-1}], the hidden layers' pre-activations
     [Z_1, ..., Z_{L-1}], the output logits). scales: the dropout factors S_1 .. S_{L-1} of
     the hidden layers (None: no dropout). residual: A_{l+1} = act(Z_{l+1}) S_{l+1} + A_l
-    where skips() says. layers: (W, b) pairs, or (W, b, gamma, beta) with LayerNorm."""
+    where skips() says. layers: (W, b) pairs, or with a normalisation (NORM_OF_LENGTH);
+    training: BatchNorm with the batch's statistics (batch_stats: pre_activation's)."""
     activations, pre_activations = [x], []
     skip = skips(layers, residual)
     for l, layer in enumerate(layers[:-1]):
-        z = pre_activation(layer, activations[-1])
+        z = pre_activation(layer, activations[-1], training, batch_stats)
         a = activate(activation, z, leaky_slope)
         pre_activations.append(z)
         a = a if scales is None else a * scales[l]
@@ -248,7 +279,8 @@ def forward(layers, x: np.ndarray, activation: str, scales=None,
 
 def backward(layers, activations, pre_activations, dlogits: np.ndarray, activation: str,
              scales=None, leaky_slope: float = LEAKY_SLOPE, residual: bool = False):
-    """[(dW_0, db_0), ...] of the data loss; (dW, db, dgamma, dbeta) for a LayerNorm layer."""
+    """[(dW_0, db_0), ...] of the data loss (training, batch statistics); a normed layer's
+    tuple also has its vectors' gradients (normalise_backward)."""
     grads = [None] * len(layers)
     skip = skips(layers, residual)
     dz = dlogits
@@ -274,21 +306,21 @@ def backward(layers, activations, pre_activations, dlogits: np.ndarray, activati
                 kept = activate(activation, pre_activations[l - 1], leaky_slope)
             dz = da * activation_derivative(activation, kept, leaky_slope)
             below = layers[l - 1]
-            if len(below) == 4:  # dz is dLoss/dY of LayerNorm's output: back through it
-                x, inv_std = layer_norm(activations[l - 1] @ below[0] + below[1])
-                dz, dgamma, dbeta = layer_norm_backward(dz, x, inv_std, below[2])
-                norm_grads = (dgamma, dbeta)
+            if len(below) > 2:  # dz is dLoss/dY of the normalisation's output: through it
+                x, inv_std = normalise(below, activations[l - 1] @ below[0] + below[1], True)
+                dz, norm_grads = normalise_backward(below, dz, x, inv_std)
     return grads
 
 
 def gradients(layers, x, labels, activation: str, loss: str, scales=None, smoothing=0.0,
               weights=None, delta=1.0, leaky_slope=LEAKY_SLOPE, residual=False,
-              distill=None):
-    """(loss, [(dW, db), ...], logits) for one batch; labels: integer labels or float
+              distill=None, batch_stats=None):
+    """(loss, [(dW, db), ...], logits) for one batch, in training (BatchNorm with the batch's
+    statistics, which batch_stats receives unless None); labels: integer labels or float
     targets (B, T); weights: per row, or None; distill: (the batch's soft targets (B, K),
     temperature, weight) to learn from a teacher too (cross_entropy only), or None."""
     activations, pre_activations, logits = forward(layers, x, activation, scales, leaky_slope,
-                                                   residual)
+                                                   residual, True, batch_stats)
     if distill is not None:
         assert loss == "cross_entropy", loss
         batch_loss, dlogits = distillation_loss_and_grad(logits, labels, *distill, smoothing,
@@ -540,10 +572,12 @@ def train_epoch(layers, optimizer: Optimizer, x, labels, order, batch_size, acti
         distill = None
         if soft_targets is not None and r["distill_weight"] > 0:
             distill = (soft_targets[rows], r["temperature"], r["distill_weight"])
+        batch_stats = []
         batch_loss, grads, logits = gradients(layers, x_batch, labels[rows], activation, loss,
                                               scales, r["label_smoothing"], w_all[rows],
                                               r["huber_delta"], r["leaky_slope"],
-                                              r["residual"], distill)
+                                              r["residual"], distill, batch_stats)
+        move_running_statistics(batch_stats, len(rows))
         optimizer.step(layers, grads)
         loss_sum += batch_loss
         correct += (w_all[rows] * right_rows(loss, logits, labels[rows])).sum()

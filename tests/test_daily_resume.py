@@ -237,13 +237,15 @@ def test_residual_resumes_exactly_on_two_threads(small_fashion, tmp_path, monkey
     assert parts == whole
 
 
-def test_layer_norm_resumes_exactly_on_two_threads(small_fashion, tmp_path, monkeypatch):
-    """--norm layer with skips and dropout on two threads: a resumed run is the
-    uninterrupted one (LayerNorm's scale and shift are in the checkpoint's buffers)."""
-    args = ("train", *RUN, "--norm", "layer", "--residual", "--dropout", "0.2", "--threads",
+@pytest.mark.parametrize("norm", ["layer", "batch"])
+def test_normed_runs_resume_exactly_on_two_threads(small_fashion, tmp_path, monkeypatch, norm):
+    """--norm layer or batch with skips and dropout on two threads: a resumed run is the
+    uninterrupted one (the scale, shift and BatchNorm's running statistics are in the
+    checkpoint's buffers)."""
+    args = ("train", *RUN, "--norm", norm, "--residual", "--dropout", "0.2", "--threads",
             "2", "--data-dir", small_fashion, "--no-progress")
     whole, parts = whole_and_resumed(args, RUN_NAME, tmp_path, monkeypatch)
-    assert parts["config"]["norm"] == "layer"
+    assert parts["config"]["norm"] == norm
     assert parts == whole
 
 

@@ -257,19 +257,21 @@ def test_residual_adds_the_skips_the_twin_adds(fashion):
     assert np.abs(plain - twin).max() > 1e-3
 
 
-def test_layer_norm_predicts_as_the_twin(fashion):
-    """norm="layer": the fitted network's hidden layers hold LayerNorm's scale and shift, and
-    it predicts as the NumPy twin with them (not as its weights and biases alone)."""
+@pytest.mark.parametrize("norm,length", [("layer", 4), ("batch", 6)])
+def test_a_normed_network_predicts_as_the_twin(fashion, norm, length):
+    """norm="layer" or "batch": the fitted network's hidden layers hold the normalisation's
+    vectors, and it predicts as the NumPy twin with them (not as its weights and biases
+    alone)."""
     from fastmlp import reference
 
     x_train, y_train, x_test, _ = fashion
-    model = MLPClassifier(hidden_layer_sizes=(16, 8), norm="layer", max_iter=2,
+    model = MLPClassifier(hidden_layer_sizes=(16, 8), norm=norm, max_iter=2,
                           random_state=0, dtype="float64")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(x_train[:500], y_train[:500])
     layers = model._layout.views(model._state.params)
-    assert [len(layer) for layer in layers] == [4, 4, 2]
+    assert [len(layer) for layer in layers] == [length, length, 2]
     twin, _ = reference.predict(layers, x_test[:300], "ReLU")
     np.testing.assert_allclose(model.predict_proba(x_test[:300]), twin, rtol=1e-10)
     plain, _ = reference.predict(list(zip(model.coefs_, model.intercepts_)), x_test[:300],

@@ -82,14 +82,19 @@ def _trained_and_exported(small_fashion, tmp_path, *flags):
     return model_path, onnx_path, graph
 
 
-def test_a_layer_norm_net_exports_its_normalisation(small_fashion, test_images, tmp_path):
-    """--norm layer: the graph has a LayerNormalization after each hidden Gemm, its scale
-    and shift the model's, and agrees with fastmlp to 1e-5."""
+@pytest.mark.parametrize("norm,op,inputs", [
+    ("layer", "LayerNormalization", ("gamma", "beta")),
+    ("batch", "BatchNormalization", ("gamma", "beta", "mean", "var"))])
+def test_a_normed_net_exports_its_normalisation(small_fashion, test_images, tmp_path, norm, op,
+                                                inputs):
+    """--norm: the graph has a LayerNormalization (or BatchNormalization with the running
+    statistics) after each hidden Gemm, its vectors the model's, and agrees with fastmlp
+    to 1e-5."""
     model_path, onnx_path, graph = _trained_and_exported(
-        small_fashion, tmp_path, "-nhl", "2", "-sz", "32", "16", "--norm", "layer", "-a", "GELU")
-    norms = [node for node in graph.graph.node if node.op_type == "LayerNormalization"]
-    assert [list(node.input) for node in norms] == [["z0", "gamma0", "beta0"],
-                                                    ["z1", "gamma1", "beta1"]]
+        small_fashion, tmp_path, "-nhl", "2", "-sz", "32", "16", "--norm", norm, "-a", "GELU")
+    norms = [node for node in graph.graph.node if node.op_type == op]
+    assert [list(node.input) for node in norms] == [
+        [f"z{l}", *(f"{name}{l}" for name in inputs)] for l in range(2)]
     model = open_model(model_path)
     stored = {tensor.name: onnx.numpy_helper.to_array(tensor)
               for tensor in graph.graph.initializer}

@@ -498,6 +498,8 @@ CASES = [  # (id, argv or a function Sandbox -> argv, fragments of the error lin
      ["--residual", "one hidden layer"]),
     ("flag-residual-with-a-value", ["train", "--residual", "yes"], ["yes"]),
     ("flag-norm-unknown", ["train", "--norm", "group"], ["--norm", "group"]),
+    ("flag-norm-batch-of-one", ["train", "--norm", "batch", "-b", "1"],
+     ["--norm batch", "at least 2 rows"]),
     ("flag-norm-without-hidden-layers", ["train", "--norm", "layer", "-nhl", "0"],
      ["--norm", "no hidden layer"]),
     ("flag-ensemble-0", ["train", "--ensemble", "0"], ["--ensemble", "0"]),

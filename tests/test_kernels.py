@@ -738,7 +738,7 @@ def test_new_activations_train_like_reference(problem, activation, dropout, shar
 
 
 def two_epochs_like_the_twin(layout, pixels, labels, order, activation, optimizer, shards,
-                             regime) -> np.ndarray:
+                             regime, tolerance=TIGHT) -> np.ndarray:
     """Two epochs (the second in the reverse order) of the compiled epoch and of the twin
     from the same He start: the same losses, accuracies and parameters; returns the
     kernel's parameters."""
@@ -755,7 +755,7 @@ def two_epochs_like_the_twin(layout, pixels, labels, order, activation, optimize
                                                      state=state, shards=shards, regime=regime)
         assert mine_loss == pytest.approx(gold_loss, rel=TIGHT)
         assert mine_acc == gold_acc
-    assert relative_error(params, flatten(layers)) < TIGHT
+    assert relative_error(params, flatten(layers)) < tolerance
     return params
 
 
@@ -840,47 +840,60 @@ def assert_gradients_are_differences(layout, params, x, pixels, labels, activati
     assert relative_error(kernel_grads, numeric) < 1e-6
 
 
-NORM_LAYOUT = Layout((30, 16, 16, 12, 10), "layer")
+NORM_SIZES = (30, 16, 16, 12, 10)
+NORMS_ON = ("layer", "batch")
 
 
-def test_layer_norm_layout_holds_a_scale_and_shift_per_hidden_unit():
-    """--norm layer: each hidden layer's (W, b, gamma, beta), gamma starting at one, beta at
-    zero, neither decayed; the output layer has none."""
-    params = init_params(NORM_LAYOUT, "He", np.random.default_rng(1), np.float64)
-    layers = NORM_LAYOUT.views(params)
-    assert [len(layer) for layer in layers] == [4, 4, 4, 2]
-    plain = Layout(NORM_LAYOUT.sizes)
-    assert NORM_LAYOUT.num_params == plain.num_params + 2 * (16 + 16 + 12)
-    assert all((layer[2] == 1).all() and (layer[3] == 0).all() for layer in layers[:3])
-    decayed = np.zeros(NORM_LAYOUT.num_params, dtype=bool)
-    for start, end, is_weight in NORM_LAYOUT.decay_segments():
+@pytest.mark.parametrize("norm,vectors", [("layer", 2), ("batch", 4)])
+def test_a_normed_layout_holds_its_vectors_per_hidden_unit(norm, vectors):
+    """--norm: each hidden layer's (W, b, gamma, beta[, running mean, running variance]),
+    gamma and the running variance starting at one, beta and the running mean at zero, none
+    decayed; the output layer has none."""
+    layout = Layout(NORM_SIZES, norm)
+    params = init_params(layout, "He", np.random.default_rng(1), np.float64)
+    layers = layout.views(params)
+    assert [len(layer) for layer in layers] == [2 + vectors] * 3 + [2]
+    assert layout.num_params == Layout(NORM_SIZES).num_params + vectors * (16 + 16 + 12)
+    starts = (1.0, 0.0, 0.0, 1.0)[:vectors]
+    assert all((vector == start).all() for layer in layers[:3]
+               for vector, start in zip(layer[2:], starts))
+    decayed = np.zeros(layout.num_params, dtype=bool)
+    for start, end, is_weight in layout.decay_segments():
         decayed[start:end] = bool(is_weight)
     assert decayed.sum() == sum(layer[0].size for layer in layers)
-    assert flatten(layers).size == NORM_LAYOUT.num_params
+    assert flatten(layers).size == layout.num_params
 
 
+@pytest.mark.parametrize("norm", NORMS_ON)
 @pytest.mark.parametrize("shards", [1, 2])
 @pytest.mark.parametrize("activation,regime", [
     ("ReLU", {}), ("tanh", dict(dropout=0.3, seed=5)), ("GELU", dict(dropout=0.3, seed=5)),
     ("LeakyReLU", dict(residual=True, leaky_slope=SLOPE)),
     ("SiLU", dict(residual=True, dropout=0.2, seed=6))],
     ids=["ReLU", "tanh-dropout", "GELU-dropout", "LeakyReLU-residual", "SiLU-residual-dropout"])
-def test_layer_norm_trains_like_reference(problem, activation, regime, shards):
-    """--norm layer on every hidden layer: two epochs against the twin (read from the
-    output or from the pre-activations, with dropout and skips); then inference, where the
-    normalisation changes what comes out."""
+def test_normed_layers_train_like_reference(problem, activation, regime, shards, norm):
+    """--norm layer and batch on every hidden layer: two epochs against the twin (read from
+    the output or from the pre-activations, with dropout and skips); then inference
+    (BatchNorm's with the running statistics the epochs moved), where the normalisation
+    changes what comes out."""
     _, pixels, labels, order = problem
-    regime = dict(regime, norm="layer")
-    params = two_epochs_like_the_twin(NORM_LAYOUT, pixels, labels, order, activation, "adamw",
-                                      shards, regime)
+    layout = Layout(NORM_SIZES, norm)
+    regime = dict(regime, norm=norm)
+    # BatchNorm makes the bias before it redundant: its gradient is 0 up to rounding, which
+    # Adam divides by its epsilon (1e-8) into steps of about 1e-11 that kernel and twin
+    # round apart
+    params = two_epochs_like_the_twin(layout, pixels, labels, order, activation, "adamw",
+                                      shards, regime, TIGHT if norm == "layer" else 1e-8)
     x = scale_pixels(pixels, np.float64)
     outputs, predictions = np.empty((len(x), 10)), np.empty(len(x), dtype=np.int64)
     codes, hyper = kernel_arrays(activation, "cross_entropy", "adamw", regime=regime)
     infer(outputs, predictions, x, labels[:0], np.empty((0, 0)), np.empty(0), params,
-          NORM_LAYOUT.arrays(), codes, hyper, shards)
+          layout.arrays(), codes, hyper, shards)
     residual = regime.get("residual", False)
     slope = regime.get("leaky_slope", LEAKY_SLOPE)
-    layers = NORM_LAYOUT.views(params)
+    layers = layout.views(params)
+    if norm == "batch":  # 14 steps moved the running statistics off their start
+        assert all(np.abs(layer[4]).min() > 0 and (layer[5] != 1).all() for layer in layers[:3])
     gold_outputs, gold_predictions = ref.predict(layers, x, activation, leaky_slope=slope,
                                                  residual=residual)
     assert relative_error(outputs, gold_outputs) < TIGHT
@@ -890,15 +903,17 @@ def test_layer_norm_trains_like_reference(problem, activation, regime, shards):
     assert relative_error(outputs, unnormed) > 1e-3
 
 
+@pytest.mark.parametrize("norm", NORMS_ON)
 @pytest.mark.parametrize("activation,regime", [
     ("ReLU", {}), ("sigmoid", dict(dropout=0.3, seed=3)), ("SiLU", dict(residual=True)),
     ("tanh", dict(residual=True, dropout=0.3, seed=3))],
     ids=["ReLU", "sigmoid-dropout", "SiLU-residual", "tanh-residual-dropout"])
-def test_layer_norm_gradients_match_finite_differences(activation, regime):
+def test_normed_gradients_match_finite_differences(activation, regime, norm):
     """With the step's dropout masks held fixed, kernel and reference gradients of every W,
-    b, gamma and beta of a LayerNorm net are the derivative of its batch loss."""
+    b, gamma and beta of a LayerNorm or BatchNorm net (BatchNorm: the batch's statistics)
+    are the derivative of its batch loss."""
     rng = np.random.default_rng(14)
-    layout = Layout((6, 5, 5, 4, 10), "layer")
+    layout = Layout((6, 5, 5, 4, 10), norm)
     params = init_params(layout, "Xavier", rng, np.float64) + rng.normal(
         scale=0.1, size=layout.num_params)  # gamma and beta away from 1 and 0
     pixels, labels = rng.integers(0, 256, size=(7, 6), dtype=np.uint8), rng.integers(0, 10, 7)
@@ -908,8 +923,26 @@ def test_layer_norm_gradients_match_finite_differences(activation, regime):
         scales = [ref.dropout_scales(0.3, 3, 1, 1 + l, np.arange(7), width)
                   for l, width in enumerate((5, 5, 4))]
     assert_gradients_are_differences(layout, params, x, pixels, labels, activation, scales,
-                                     dict(regime, norm="layer"),
+                                     dict(regime, norm=norm),
                                      residual=regime.get("residual", False))
+
+
+def test_batch_norm_trains_alike_on_one_and_two_threads(problem):
+    """--norm batch: a unit's statistics are the whole batch's, so one and two shards give
+    the same parameters, bit for bit (with LayerNorm the shards' gradient sums round
+    differently)."""
+    layout, pixels, labels, order = problem
+    trained = {}
+    for norm in NORMS_ON:
+        layout = Layout(NORM_SIZES, norm)
+        start = init_params(layout, "He", np.random.default_rng(1), np.float64)
+        for shards in (1, 2):
+            params = start.copy()
+            kernel_epoch(params, layout, pixels, labels, order, 32, "ReLU", "cross_entropy",
+                         "adam", shards=shards, regime=dict(norm=norm, dropout=0.2, seed=4))
+            trained[norm, shards] = params
+    assert np.array_equal(trained["batch", 1], trained["batch", 2])
+    assert not np.array_equal(trained["layer", 1], trained["layer", 2])
 
 
 def test_kernel_and_twin_draw_the_same_random_numbers():

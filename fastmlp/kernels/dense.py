@@ -5,7 +5,8 @@ from . import kernel
 
 from .activations import bias_activate, bias_activate_keeping_z, scale_by_derivative
 from .gemm import matmul
-from .norm import layer_norm_forward
+from .interface import BATCH_NORM, LAYER_NORM
+from .norm import batch_norm_forward, layer_norm_forward
 
 
 @kernel()
@@ -24,14 +25,22 @@ def dense_forward_keeping_z(out, z, a_in, weights, bias, act_code, slope):
 
 
 @kernel()
-def dense_forward_normed(out, z, a_in, weights, bias, gamma, beta, normed, inv_std, act_code,
+def dense_forward_normed(out, z, a_in, weights, vectors, norm, normed, inv_std, act_code,
                          slope, keep_z):
-    """dense_forward with LayerNorm before the activation (--norm layer, kernels/norm.py):
-    out = act(gamma * LN(a_in @ weights + bias) + beta). With keep_z the activation's input
-    is kept in z (B, n_out), else z is out itself; normed and inv_std: what the backward
-    pass reads (layer_norm_forward)."""
+    """dense_forward with a normalisation before the activation (--norm, kernels/norm.py):
+    out = act(gamma * N(a_in @ weights + bias) + beta), N LayerNorm or BatchNorm (norm: its
+    code). vectors (k, n_out): the layer's bias, gamma, beta (and BatchNorm's running mean
+    and variance, which training moves). With keep_z the activation's input is kept in z
+    (B, n_out), else z is out itself; normed and inv_std: what the backward pass reads
+    (no rows: evaluation)."""
     matmul(z, a_in, weights)
-    layer_norm_forward(z, bias, gamma, normed, inv_std)
+    if norm == LAYER_NORM:
+        layer_norm_forward(z, vectors[0], vectors[1], normed, inv_std)
+    elif norm == BATCH_NORM:
+        batch_norm_forward(z, vectors[0], vectors[1], vectors[3], vectors[4], normed, inv_std)
+    else:
+        raise ValueError("unknown normalisation code")
+    beta = vectors[2]
     if keep_z:  # beta is the activation's bias
         bias_activate_keeping_z(out, z, beta, act_code, slope)
     else:

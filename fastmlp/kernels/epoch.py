@@ -33,9 +33,10 @@ from .interface import (CODE_ACTIVATION, CODE_FLIP, CODE_IMAGE_WIDTH, CODE_LOSS,
                         HP_ELASTIC_SIGMA, HP_HUBER_DELTA, HP_INPUT_DROPOUT, HP_LABEL_SMOOTHING,
                         HP_LEAKY_SLOPE, HP_LEARNING_RATE, HP_ROTATE, HP_SCALE, HP_SEED,
                         HP_SHEAR, HP_TEMPERATURE, HP_TOTAL_STEPS, HP_WARMUP_STEPS, IDENTITY,
-                        NO_NORM, check_codes, has_norm, has_skip)
+                        BATCH_NORM, LAYER_NORM, NO_NORM, NORM_VECTOR_COUNTS, check_codes,
+                        has_norm, has_skip)
 from .losses import distill_backward, loss_backward, output_values
-from .norm import layer_norm_backward
+from .norm import batch_norm_backward, layer_norm_backward
 from .optimizers import optimizer_update
 from .random import STREAM_DROPOUT, STREAM_FLIP, STREAM_INPUT_DROPOUT, STREAM_SHIFT_X, \
     STREAM_SHIFT_Y, uniform
@@ -69,17 +70,12 @@ def _bias(flat, w_offsets, sizes, l):
 
 
 @kernel()
-def _gamma(flat, w_offsets, sizes, l):
-    """LayerNorm's scale of dense layer l (has_norm), right after its bias; its shift
-    (_beta) follows."""
-    at = w_offsets[l] + sizes[l] * sizes[l + 1] + sizes[l + 1]
-    return flat[at:at + sizes[l + 1]]
-
-
-@kernel()
-def _beta(flat, w_offsets, sizes, l):
-    at = w_offsets[l] + sizes[l] * sizes[l + 1] + 2 * sizes[l + 1]
-    return flat[at:at + sizes[l + 1]]
+def _vectors(flat, w_offsets, sizes, l, norm):
+    """The (k, n_out) vectors of normed dense layer l (has_norm) after its weights: bias,
+    gamma, beta, and BatchNorm's running mean and variance (interface.NORM_VECTORS)."""
+    at, width = w_offsets[l] + sizes[l] * sizes[l + 1], sizes[l + 1]
+    count = NORM_VECTOR_COUNTS[norm]
+    return flat[at:at + count * width].reshape(count, width)
 
 
 @kernel()
@@ -102,13 +98,25 @@ def _forward(acts, act_offsets, x_batch, params, w_offsets, sizes, act_code, slo
 
 
 @kernel()
-def _norm_kept(norm_kept, act_offsets, sizes, rows, l):
-    """(x (rows, n), 1 / std (rows,)) of hidden layer l's LayerNorm in one shard's norm_kept
-    buffer: x in the activations' layout, then rows values per dense layer."""
+def _norm_kept(norm_kept, act_offsets, sizes, rows, l, norm):
+    """(x (rows, n), 1 / std) of hidden layer l's normalisation in one shard's norm_kept
+    buffer: x in the activations' layout, then per dense layer room for the larger of rows
+    and the widest layer: 1 / std per row (LayerNorm) or per unit (BatchNorm)."""
     at, width = act_offsets[l], sizes[l + 1]
-    std_at = act_offsets[len(sizes) - 1] + l * rows
+    stride = max(rows, _widest(sizes))
+    std_at = act_offsets[len(sizes) - 1] + l * stride
+    count = rows if norm == LAYER_NORM else width
     return (norm_kept[at:at + rows * width].reshape(rows, width),
-            norm_kept[std_at:std_at + rows])
+            norm_kept[std_at:std_at + count])
+
+
+@kernel()
+def _widest(sizes):
+    """The most units of any layer after the input."""
+    widest = 0
+    for l in range(1, len(sizes)):
+        widest = max(widest, sizes[l])
+    return widest
 
 
 @kernel()
@@ -140,11 +148,10 @@ def _forward_training(acts, kept, scales, norm_kept, act_offsets, x_batch, param
         if has_norm(sizes, l, norm):
             normed, inv_std = acts[:0].reshape(0, width), acts[:0]  # nothing kept: inference
             if norm_kept.shape[0] > 0:
-                normed, inv_std = _norm_kept(norm_kept, act_offsets, sizes, rows, l)
+                normed, inv_std = _norm_kept(norm_kept, act_offsets, sizes, rows, l, norm)
             z = kept[at:at + rows * width].reshape(rows, width) if keep_z else out
-            dense_forward_normed(out, z, a_in, weights, bias, _gamma(params, w_offsets, sizes, l),
-                                 _beta(params, w_offsets, sizes, l), normed, inv_std, act_code,
-                                 slope, keep_z)
+            dense_forward_normed(out, z, a_in, weights, _vectors(params, w_offsets, sizes, l, norm),
+                                 norm, normed, inv_std, act_code, slope, keep_z)
         elif hidden and keep_z:
             z = kept[at:at + rows * width].reshape(rows, width)
             dense_forward_keeping_z(out, z, a_in, weights, bias, act_code, slope)
@@ -326,11 +333,16 @@ def _batch_gradients(grads, x_batch, acts, kept, scales, norm_kept, dz_a, dz_b, 
         dense_backward(_weights(grads, w_offsets, sizes, l), _bias(grads, w_offsets, sizes, l),
                        dz_in, dz, a_in, _weights(params, w_offsets, sizes, l), act_code, slope,
                        l > 0, in_kept, in_scales, l > 0 and dropout > 0.0, skip_grad, carry)
-        if l > 0 and has_norm(sizes, l - 1, norm):  # dz_in is dLoss/dy: through LayerNorm
-            normed, inv_std = _norm_kept(norm_kept, act_offsets, sizes, rows, l - 1)
-            layer_norm_backward(dz_in, normed, inv_std, _gamma(params, w_offsets, sizes, l - 1),
-                                _gamma(grads, w_offsets, sizes, l - 1),
-                                _beta(grads, w_offsets, sizes, l - 1))
+        if l > 0 and has_norm(sizes, l - 1, norm):  # dz_in is dLoss/dy: through the norm
+            normed, inv_std = _norm_kept(norm_kept, act_offsets, sizes, rows, l - 1, norm)
+            gamma = _vectors(params, w_offsets, sizes, l - 1, norm)[1]
+            grad_vectors = _vectors(grads, w_offsets, sizes, l - 1, norm)
+            if norm == LAYER_NORM:
+                layer_norm_backward(dz_in, normed, inv_std, gamma, grad_vectors[1],
+                                    grad_vectors[2])
+            else:
+                batch_norm_backward(dz_in, normed, inv_std, gamma, grad_vectors[1],
+                                    grad_vectors[2])
         dz = dz_in
     return loss, correct
 
@@ -367,10 +379,10 @@ def train_epoch(buffers, progress, t, pixels, labels, targets, weights, order, b
     base_lr, total, warmup = hyper[HP_LEARNING_RATE], hyper[HP_TOTAL_STEPS], hyper[HP_WARMUP_STEPS]
     n = order.shape[0]
     num_params = params.shape[0]
-    per_shard = -(-batch_size // shards)
-    widest = 0
-    for l in range(1, len(sizes)):
-        widest = max(widest, sizes[l])
+    # BatchNorm's statistics are the whole batch's: its batches go in one shard, whatever
+    # the thread count (the optimizer step is one thread then too)
+    per_shard = batch_size if codes[CODE_NORM] == BATCH_NORM else -(-batch_size // shards)
+    widest = _widest(sizes)
     x_bufs = np.empty((shards, per_shard * sizes[0]), dtype=params.dtype)
     act_size = _activation_offsets(sizes, per_shard)[-1]
     act_bufs = np.empty((shards, act_size), dtype=params.dtype)
@@ -383,10 +395,10 @@ def train_epoch(buffers, progress, t, pixels, labels, targets, weights, order, b
         codes[CODE_ACTIVATION]) else 1)
     kept_bufs = np.empty((shards, kept_size), dtype=params.dtype)
     scale_bufs = np.empty((shards, act_size if dropped else 1), dtype=params.dtype)
-    # LayerNorm's x and 1 / std per hidden layer (_norm_kept), with --norm layer
+    # the normalisation's x and 1 / std per hidden layer (_norm_kept), with --norm
     normed = codes[CODE_NORM] != NO_NORM
-    norm_bufs = np.empty((shards, act_size + per_shard * len(sizes) if normed else 1),
-                         dtype=params.dtype)
+    norm_size = act_size + max(per_shard, widest) * len(sizes) if normed else 1
+    norm_bufs = np.empty((shards, norm_size), dtype=params.dtype)
     dz_a = np.empty((shards, per_shard * widest), dtype=params.dtype)
     dz_b = np.empty((shards, per_shard * widest), dtype=params.dtype)
     carried = np.empty((shards, per_shard * widest if residual != 0 else 1), dtype=params.dtype)

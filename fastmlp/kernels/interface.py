@@ -62,11 +62,18 @@ SGD, MOMENTUM, NAG, RMSPROP, ADAM, NADAM, ADAMW = range(len(OPTIMIZERS))
 SCHEDULES = ("constant", "cosine", "step", "onecycle")
 CONSTANT, COSINE, STEP, ONECYCLE = range(len(SCHEDULES))
 
-# The normalisation of each hidden layer's pre-activations (--norm; kernels/norm.py): none,
-# or LayerNorm over each row's units with a learnt scale and shift per unit.
-NORMS = ("none", "layer")
-NO_NORM, LAYER_NORM = range(len(NORMS))
-LAYER_NORM_EPS = 1e-5  # added to each row's variance (PyTorch's nn.LayerNorm default)
+# The normalisation of each hidden layer's pre-activations (--norm; kernels/norm.py): none;
+# LayerNorm over each row's units; BatchNorm over each unit's rows in the batch (running
+# statistics for evaluation). Both with a learnt scale and shift per unit.
+NORMS = ("none", "layer", "batch")
+NO_NORM, LAYER_NORM, BATCH_NORM = range(len(NORMS))
+NORM_EPS = 1e-5  # added to the variance (PyTorch's nn.LayerNorm and nn.BatchNorm1d default)
+BATCH_NORM_MOMENTUM = 0.1  # running = (1 - m) running + m batch (PyTorch's default)
+# The vectors of n_out values each hidden layer holds after its weights, in this order, by
+# --norm (model.Layout; the output layer holds its bias alone)
+NORM_VECTORS = {"none": ("bias",), "layer": ("bias", "gamma", "beta"),
+                "batch": ("bias", "gamma", "beta", "running_mean", "running_var")}
+NORM_VECTOR_COUNTS = np.array([len(NORM_VECTORS[name]) for name in NORMS], dtype=np.int64)
 
 # ----------------------------------------------------------------------------- the bundles
 
@@ -164,5 +171,6 @@ def has_skip(sizes, l, residual):
 def has_norm(sizes, l, norm):
     """Whether dense layer l's pre-activations go through the normalisation `norm` (a code
     of NORMS; --norm): every hidden layer, never the output layer. Such a layer holds a
-    scale and a shift per unit after its bias (model.Layout)."""
+    scale and a shift per unit after its bias, and BatchNorm its running mean and variance
+    (model.Layout, NORM_VECTORS)."""
     return norm != NO_NORM and l < len(sizes) - 2
