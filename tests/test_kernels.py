@@ -875,7 +875,7 @@ def test_normed_layers_train_like_reference(problem, activation, regime, shards,
     """--norm layer and batch on every hidden layer: two epochs against the twin (read from
     the output or from the pre-activations, with dropout and skips); then inference
     (BatchNorm's with the running statistics the epochs moved), where the normalisation
-    changes what comes out."""
+    changes what comes out, on read-only parameters as a memory-mapped model has them."""
     _, pixels, labels, order = problem
     layout = Layout(NORM_SIZES, norm)
     regime = dict(regime, norm=norm)
@@ -887,6 +887,7 @@ def test_normed_layers_train_like_reference(problem, activation, regime, shards,
     x = scale_pixels(pixels, np.float64)
     outputs, predictions = np.empty((len(x), 10)), np.empty(len(x), dtype=np.int64)
     codes, hyper = kernel_arrays(activation, "cross_entropy", "adamw", regime=regime)
+    params.setflags(write=False)
     infer(outputs, predictions, x, labels[:0], np.empty((0, 0)), np.empty(0), params,
           layout.arrays(), codes, hyper, shards)
     residual = regime.get("residual", False)

@@ -25,19 +25,19 @@ def dense_forward_keeping_z(out, z, a_in, weights, bias, act_code, slope):
 
 
 @kernel()
-def dense_forward_normed(out, z, a_in, weights, vectors, norm, normed, inv_std, act_code,
+def dense_forward_normed(out, z, a_in, weights, vectors, norm, normed, stats, act_code,
                          slope, keep_z):
     """dense_forward with a normalisation before the activation (--norm, kernels/norm.py):
     out = act(gamma * N(a_in @ weights + bias) + beta), N LayerNorm or BatchNorm (norm: its
     code). vectors (k, n_out): the layer's bias, gamma, beta (and BatchNorm's running mean
-    and variance, which training moves). With keep_z the activation's input is kept in z
-    (B, n_out), else z is out itself; normed and inv_std: what the backward pass reads
-    (no rows: evaluation)."""
+    and variance, only read). With keep_z the activation's input is kept in z (B, n_out),
+    else z is out itself; normed and stats: what the backward pass reads (epoch._norm_kept;
+    no rows: evaluation)."""
     matmul(z, a_in, weights)
     if norm == LAYER_NORM:
-        layer_norm_forward(z, vectors[0], vectors[1], normed, inv_std)
+        layer_norm_forward(z, vectors[0], vectors[1], normed, stats.reshape(stats.size))  # (1, B)
     elif norm == BATCH_NORM:
-        batch_norm_forward(z, vectors[0], vectors[1], vectors[3], vectors[4], normed, inv_std)
+        batch_norm_forward(z, vectors[0], vectors[1], vectors[3], vectors[4], normed, stats)
     else:
         raise ValueError("unknown normalisation code")
     beta = vectors[2]

@@ -36,7 +36,7 @@ from .interface import (CODE_ACTIVATION, CODE_FLIP, CODE_IMAGE_WIDTH, CODE_LOSS,
                         BATCH_NORM, LAYER_NORM, NO_NORM, NORM_VECTOR_COUNTS, check_codes,
                         has_norm, has_skip)
 from .losses import distill_backward, loss_backward, output_values
-from .norm import batch_norm_backward, layer_norm_backward
+from .norm import batch_norm_backward, batch_norm_track, layer_norm_backward
 from .optimizers import optimizer_update
 from .random import STREAM_DROPOUT, STREAM_FLIP, STREAM_INPUT_DROPOUT, STREAM_SHIFT_X, \
     STREAM_SHIFT_Y, uniform
@@ -99,15 +99,21 @@ def _forward(acts, act_offsets, x_batch, params, w_offsets, sizes, act_code, slo
 
 @kernel()
 def _norm_kept(norm_kept, act_offsets, sizes, rows, l, norm):
-    """(x (rows, n), 1 / std) of hidden layer l's normalisation in one shard's norm_kept
-    buffer: x in the activations' layout, then per dense layer room for the larger of rows
-    and the widest layer: 1 / std per row (LayerNorm) or per unit (BatchNorm)."""
+    """(x (rows, n), statistics) of hidden layer l's normalisation in one shard's norm_kept
+    buffer: x in the activations' layout, then per dense layer _norm_stats_room(sizes, rows)
+    for the statistics: 1 / std per row, (1, rows), for LayerNorm; per unit 1 / std, the
+    batch's mean and unbiased variance, (3, n), for BatchNorm (batch_norm_forward)."""
     at, width = act_offsets[l], sizes[l + 1]
-    stride = max(rows, _widest(sizes))
-    std_at = act_offsets[len(sizes) - 1] + l * stride
-    count = rows if norm == LAYER_NORM else width
+    std_at = act_offsets[len(sizes) - 1] + l * _norm_stats_room(sizes, rows)
+    kinds, count = (1, rows) if norm == LAYER_NORM else (3, width)
     return (norm_kept[at:at + rows * width].reshape(rows, width),
-            norm_kept[std_at:std_at + count])
+            norm_kept[std_at:std_at + kinds * count].reshape(kinds, count))
+
+
+@kernel()
+def _norm_stats_room(sizes, rows):
+    """Room for one dense layer's normalisation statistics in norm_kept (_norm_kept)."""
+    return max(rows, 3 * _widest(sizes))
 
 
 @kernel()
@@ -146,12 +152,13 @@ def _forward_training(acts, kept, scales, norm_kept, act_offsets, x_batch, param
         hidden = l < num_dense - 1
         weights, bias = _weights(params, w_offsets, sizes, l), _bias(params, w_offsets, sizes, l)
         if has_norm(sizes, l, norm):
-            normed, inv_std = acts[:0].reshape(0, width), acts[:0]  # nothing kept: inference
+            # nothing kept: inference
+            normed, stats = acts[:0].reshape(0, width), acts[:0].reshape(0, width)
             if norm_kept.shape[0] > 0:
-                normed, inv_std = _norm_kept(norm_kept, act_offsets, sizes, rows, l, norm)
+                normed, stats = _norm_kept(norm_kept, act_offsets, sizes, rows, l, norm)
             z = kept[at:at + rows * width].reshape(rows, width) if keep_z else out
             dense_forward_normed(out, z, a_in, weights, _vectors(params, w_offsets, sizes, l, norm),
-                                 norm, normed, inv_std, act_code, slope, keep_z)
+                                 norm, normed, stats, act_code, slope, keep_z)
         elif hidden and keep_z:
             z = kept[at:at + rows * width].reshape(rows, width)
             dense_forward_keeping_z(out, z, a_in, weights, bias, act_code, slope)
@@ -334,15 +341,18 @@ def _batch_gradients(grads, x_batch, acts, kept, scales, norm_kept, dz_a, dz_b, 
                        dz_in, dz, a_in, _weights(params, w_offsets, sizes, l), act_code, slope,
                        l > 0, in_kept, in_scales, l > 0 and dropout > 0.0, skip_grad, carry)
         if l > 0 and has_norm(sizes, l - 1, norm):  # dz_in is dLoss/dy: through the norm
-            normed, inv_std = _norm_kept(norm_kept, act_offsets, sizes, rows, l - 1, norm)
-            gamma = _vectors(params, w_offsets, sizes, l - 1, norm)[1]
+            normed, stats = _norm_kept(norm_kept, act_offsets, sizes, rows, l - 1, norm)
+            vectors = _vectors(params, w_offsets, sizes, l - 1, norm)
             grad_vectors = _vectors(grads, w_offsets, sizes, l - 1, norm)
             if norm == LAYER_NORM:
-                layer_norm_backward(dz_in, normed, inv_std, gamma, grad_vectors[1],
+                layer_norm_backward(dz_in, normed, stats[0], vectors[1], grad_vectors[1],
                                     grad_vectors[2])
             else:
-                batch_norm_backward(dz_in, normed, inv_std, gamma, grad_vectors[1],
+                batch_norm_backward(dz_in, normed, stats[0], vectors[1], grad_vectors[1],
                                     grad_vectors[2])
+                # BatchNorm's running statistics move here, not in the forward pass, which
+                # inference also runs on parameters that may be read-only
+                batch_norm_track(vectors[3], vectors[4], stats)
         dz = dz_in
     return loss, correct
 
@@ -397,7 +407,7 @@ def train_epoch(buffers, progress, t, pixels, labels, targets, weights, order, b
     scale_bufs = np.empty((shards, act_size if dropped else 1), dtype=params.dtype)
     # the normalisation's x and 1 / std per hidden layer (_norm_kept), with --norm
     normed = codes[CODE_NORM] != NO_NORM
-    norm_size = act_size + max(per_shard, widest) * len(sizes) if normed else 1
+    norm_size = act_size + _norm_stats_room(sizes, per_shard) * len(sizes) if normed else 1
     norm_bufs = np.empty((shards, norm_size), dtype=params.dtype)
     dz_a = np.empty((shards, per_shard * widest), dtype=params.dtype)
     dz_b = np.empty((shards, per_shard * widest), dtype=params.dtype)

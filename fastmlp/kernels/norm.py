@@ -90,11 +90,13 @@ def layer_norm_backward(dz, normed, inv_std, gamma, dgamma, dbeta):
 
 
 @kernel()
-def batch_norm_forward(z, bias, gamma, running_mean, running_var, normed, inv_std):
+def batch_norm_forward(z, bias, gamma, running_mean, running_var, normed, batch_stats):
     """z (B, n) <- gamma * x, x = z + bias normalised per unit, in place (the activation then
     adds beta). Training (normed has rows): x from the batch's statistics, normed (B, n) <-
-    x, inv_std (n,) <- 1 / sqrt(var + eps), and the running statistics move towards the
-    batch's. Evaluation (normed has no rows): x from the running statistics."""
+    x and batch_stats (3, n) <- 1 / sqrt(var + eps), the batch's mean and its unbiased
+    variance (what batch_norm_track moves the running statistics with). Evaluation (normed
+    has no rows): x from the running statistics. Nothing here writes the running statistics,
+    so the parameters may be read-only."""
     rows, cols = z.shape
     training = normed.shape[0] > 0
     centre = np.empty(cols, dtype=z.dtype)
@@ -115,13 +117,13 @@ def batch_norm_forward(z, bias, gamma, running_mean, running_var, normed, inv_st
                 d = row[j] - centre[j]
                 square[j] += d * d
         unbiased = rows / (rows - 1.0) if rows > 1 else 1.0
-        m = BATCH_NORM_MOMENTUM
+        inv_std, batch_mean, batch_var = batch_stats[0], batch_stats[1], batch_stats[2]
         for j in range(cols):
             variance = square[j] / rows
             inv_std[j] = 1.0 / np.sqrt(variance + NORM_EPS)
             scale[j] = inv_std[j]
-            running_mean[j] = (1.0 - m) * running_mean[j] + m * (total[j] / rows)
-            running_var[j] = (1.0 - m) * running_var[j] + m * variance * unbiased
+            batch_mean[j] = total[j] / rows
+            batch_var[j] = variance * unbiased
         for i in range(rows):
             row, x_row = z[i], normed[i]
             for j in range(cols):
@@ -135,6 +137,16 @@ def batch_norm_forward(z, bias, gamma, running_mean, running_var, normed, inv_st
             row = z[i]
             for j in range(cols):
                 row[j] = gamma[j] * ((row[j] - centre[j]) * scale[j])
+
+
+@kernel()
+def batch_norm_track(running_mean, running_var, batch_stats):
+    """Move the running statistics (n,) a tenth of the way (the momentum) towards the
+    batch's mean and unbiased variance, batch_stats[1] and [2] (batch_norm_forward)."""
+    m = BATCH_NORM_MOMENTUM
+    for j in range(running_mean.shape[0]):
+        running_mean[j] = (1.0 - m) * running_mean[j] + m * batch_stats[1, j]
+        running_var[j] = (1.0 - m) * running_var[j] + m * batch_stats[2, j]
 
 
 @kernel()
