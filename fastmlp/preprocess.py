@@ -33,6 +33,7 @@ NUMBER, BOOLEAN, CATEGORY = "number", "boolean", "category"
 MIN_LEVEL_ROWS = 5  # a rarer level goes into its column's "other"
 MAX_LEVELS = 100  # one-hot columns kept per category (the most frequent levels)
 ROW_BLOCK = 8192  # rows whose numbers become features at a time (their block stays in cache)
+FIT_BLOCK = 1 << 16  # rows of a column whose moments are taken at a time
 ID_LIKE_SHARE = 0.5  # a text column with more distinct values than this share of its
 #                     filled training rows is an identifier, refused
 
@@ -119,22 +120,50 @@ def fit_preprocessing(table, names, rows, categorical=(), workers=None) -> Prepr
     """The rules for the columns `names` of a Table, from its training rows `rows` (int
     indices) only; the columns fitted on `workers` threads (None: one per core)."""
     _check_columns(table, names)
+    chosen = np.zeros(table.num_rows, dtype=bool)
+    chosen[rows] = True
 
     def fit(name):
         kind = _kind(table, name, categorical)
         if kind == CATEGORY:
             return _fit_category(table, name, rows)
-        values = _numbers(table, name, None, kind)[rows].astype(np.float64)
-        missing = np.isnan(values)
-        seen = values[~missing] if missing.any() else values
-        fill = float(seen.mean()) if len(seen) else 0.0
+        count, fill, spread, missing = _moments(table, name, kind, chosen)
         mean, scale = 0.0, 1.0
         if kind == NUMBER:
-            std = float(seen.std()) if len(seen) else 0.0
+            std = float(np.sqrt(spread / count)) if count else 0.0
             mean, scale = fill, std if std > 0 else 1.0
-        return ColumnRule(name, kind, fill, mean, scale, bool(missing.any()))
+        return ColumnRule(name, kind, fill, mean, scale, missing)
 
     return Preprocessing(tuple(_in_order(fit, names, workers, len(rows) >= 4 * ROW_BLOCK)))
+
+
+def _moments(table, name, kind, chosen) -> tuple:
+    """(count, mean, sum of squared deviations, any missing) of a number or boolean
+    column's filled cells in the rows `chosen` (a mask), in float64. The column is read
+    FIT_BLOCK rows at a time, each block's moments merged into the total's (Chan, Golub and
+    LeVeque's update), so no copy of the whole column is made; an infinity anywhere in the
+    column is an error naming its line."""
+    count, mean, spread, missing = 0, 0.0, 0.0, False
+    for lo in range(0, table.num_rows, FIT_BLOCK):
+        hi = min(lo + FIT_BLOCK, table.num_rows)
+        block = _column_numbers(table, name, kind, lo, hi)
+        if not np.isfinite(block.sum()):  # a missing cell or an infinity (or an overflow)
+            _check_finite(table, block[:, None], [name], lo)
+        # np.compress, not block[mask]: several times faster on a scattered mask
+        seen = np.compress(chosen[lo:hi], block).astype(np.float64)
+        gaps = np.isnan(seen)
+        if gaps.any():
+            missing, seen = True, seen[~gaps]
+        if len(seen):
+            block_mean = seen.mean()
+            seen -= block_mean
+            block_spread = np.square(seen, out=seen).sum()
+            total = count + len(seen)
+            delta = block_mean - mean
+            mean += delta * len(seen) / total
+            spread += block_spread + delta * delta * count * len(seen) / total
+            count = total
+    return count, float(mean), float(spread), missing
 
 
 def _plain_pages_zeros(shape, dtype) -> np.ndarray:

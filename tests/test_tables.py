@@ -158,6 +158,33 @@ def test_a_table_of_many_pieces_gives_each_cell_its_rule(tmp_path):
         preprocessing.transform(read_table(far).drop(["y"]), np.dtype(np.float32), workers=2)
 
 
+def test_the_fit_over_many_blocks_matches_numpy_and_names_a_late_infinity(tmp_path):
+    """The training rows' moments, taken a block of rows at a time and merged, are NumPy's
+    mean and std of the same cells; missing cells are left out of them, and an infinity
+    past the first block is named by its line."""
+    from fastmlp.preprocess import FIT_BLOCK
+
+    rows = 2 * FIT_BLOCK + 777
+    rng = np.random.default_rng(11)
+    gaps = rng.random(rows) < 0.01
+    x = pa.array(rng.normal(1e3, 0.5, rows), mask=gaps)  # a large mean: a careless sum shows
+    path = write_csv(pa.table({"x": x, "y": rng.random(rows)}), tmp_path / "blocks.csv")
+    table = read_table(path).drop(["y"])
+    fitting = np.sort(rng.permutation(rows)[:rows // 2])
+    (rule,) = fit_preprocessing(table, ["x"], fitting).rules
+    cells = table.columns.column("x").to_numpy().astype(np.float64)[fitting]
+    assert rule.indicator and np.isnan(cells).any()
+    assert rule.mean == pytest.approx(np.nanmean(cells), rel=1e-13) and rule.fill == rule.mean
+    assert rule.scale == pytest.approx(np.nanstd(cells), rel=1e-9)
+    lines = path.read_text().splitlines()
+    late = FIT_BLOCK + 4321  # a data row in the second block
+    lines[late + 1] = "inf," + lines[late + 1].split(",")[1]
+    far = tmp_path / "late.csv"
+    far.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=rf"line {late + 2}, column 'x': an infinite number"):
+        fit_preprocessing(read_table(far).drop(["y"]), ["x"], fitting)
+
+
 def test_rare_and_unseen_levels_go_to_other_and_an_identifier_is_refused(tmp_path):
     levels = ["a"] * 30 + ["b"] * 20 + ["rare"] * (MIN_LEVEL_ROWS - 1)
     path = tmp_path / "levels.csv"
