@@ -39,6 +39,7 @@ from .tables import Table, is_number, is_table, read_table
 from .kernels.interface import LOSS_TASK
 
 MAX_AUTO_CLASSES = 50  # --task auto: more distinct whole numbers than this are a quantity
+FRACTION_SAMPLE = 1000  # --task auto: a fraction among a target's first rows settles it
 
 
 @dataclass
@@ -153,19 +154,19 @@ def decide_task(path, config, y) -> tuple:
         return LOSS_TASK[config.loss], f"the loss {config.loss} is for {LOSS_TASK[config.loss]}"
     y = np.asarray(y)
     columns = 1 if y.ndim == 1 else y.shape[1]
-    numbers = _as_numbers(y)
+    numbers = _as_numbers(y, copy=False)  # only read here
     if numbers is None:
         if columns > 1:
             raise DataError(f"{path}: {columns} target columns hold text: several targets are "
                             "numbers (regression) or 0/1 labels (multilabel)")
         return "classification", "the target holds text"
+    if columns == 1 and (_has_fraction(numbers[:FRACTION_SAMPLE]) or _has_fraction(numbers)):
+        return "regression", "the target holds fractions"
     finite = numbers[np.isfinite(numbers)]
     if columns > 1:
         if np.isin(finite, (0.0, 1.0)).all():
             return "multilabel", f"{columns} target columns of 0/1"
         return "regression", f"{columns} target columns of numbers"
-    if not (finite == np.round(finite)).all():
-        return "regression", "the target holds fractions"
     distinct = len(np.unique(finite))  # (a sort: only for whole numbers)
     if distinct <= MAX_AUTO_CLASSES:
         return "classification", f"the target holds {distinct} distinct whole numbers"
@@ -173,10 +174,17 @@ def decide_task(path, config, y) -> tuple:
                           f"{MAX_AUTO_CLASSES}")
 
 
-def _as_numbers(y: np.ndarray):
-    """y as float64, or None when any cell is not a number."""
+def _has_fraction(values: np.ndarray) -> bool:
+    """Whether a finite value of `values` is not a whole number."""
+    finite = values[np.isfinite(values)]
+    return not (finite == np.round(finite)).all()
+
+
+def _as_numbers(y: np.ndarray, copy=True):
+    """y as float64 (y itself when it is float64 and not `copy`), or None when any cell is
+    not a number."""
     if y.dtype.kind in "biuf":
-        return y.astype(np.float64)
+        return y.astype(np.float64, copy=copy)
     try:
         return np.char.strip(y.astype(str)).astype(np.float64)
     except ValueError:

@@ -136,3 +136,22 @@ def test_a_sweep_on_your_own_csv(tmp_path):
     best = max(summaries, key=lambda s: s["epochs"][-1]["val_accuracy"])
     rerun, = (tmp_path / "again").glob("*/summary.json")
     assert json.loads(rerun.read_text())["test_accuracy"] == best["test_accuracy"]
+
+
+def test_auto_task_sees_a_fraction_anywhere_in_the_target():
+    """--task auto reads a fraction among the first rows at once, but a target of whole
+    numbers with one fraction far past them is still regression."""
+    from fastmlp.config import TrainConfig
+    from fastmlp.owndata import FRACTION_SAMPLE, decide_task
+
+    auto = TrainConfig(target=("y",))  # as read, before the data decide its task
+    whole = np.tile([0.0, 1.0, 2.0], FRACTION_SAMPLE)
+    assert decide_task("t.csv", auto, whole) == (
+        "classification", "the target holds 3 distinct whole numbers")
+    late = whole.copy()
+    late[-2] = 1.5
+    early = whole.copy()
+    early[0] = np.nan  # a missing cell is no fraction
+    early[7] = 0.25
+    for target in (late, early):
+        assert decide_task("t.csv", auto, target) == ("regression", "the target holds fractions")
