@@ -175,9 +175,8 @@ def decide_task(path, config, y) -> tuple:
 
 
 def _has_fraction(values: np.ndarray) -> bool:
-    """Whether a finite value of `values` is not a whole number."""
-    finite = values[np.isfinite(values)]
-    return not (finite == np.round(finite)).all()
+    """Whether a finite value of `values` is not a whole number (no copy of the values)."""
+    return bool((np.isfinite(values) & (values != np.round(values))).any())
 
 
 def _as_numbers(y: np.ndarray, copy=True):
