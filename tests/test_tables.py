@@ -185,6 +185,31 @@ def test_the_fit_over_many_blocks_matches_numpy_and_names_a_late_infinity(tmp_pa
         fit_preprocessing(read_table(far).drop(["y"]), ["x"], fitting)
 
 
+def test_a_split_table_gets_the_features_of_its_own_rows(tmp_path):
+    """With a seeded test split, the training and test features (made as two slices of one
+    array) are, row for row, the whole table's features at those rows: the
+    numbers, their missing-cell indicators, the booleans and the one-hot levels."""
+    from fastmlp.preprocess import ROW_BLOCK
+
+    rows = 3 * ROW_BLOCK + 123
+    rng = np.random.default_rng(5)
+    table = pa.table({
+        "x": pa.array(rng.normal(size=rows), mask=rng.random(rows) < 0.05),
+        "flag": pa.array(rng.random(rows) < 0.3, mask=rng.random(rows) < 0.02),
+        "kind": pa.array(rng.choice(["a", "b", "c"], rows), mask=rng.random(rows) < 0.02),
+        "price": np.arange(rows) + 0.5,  # each row's number, to find it after the split
+    })
+    path = write_csv(table, tmp_path / "split.csv")
+    data = load_own_data(config(path))
+    whole = data.preprocessing.transform(read_table(path).drop(["price"]), np.float32)
+    assert sorted(data.preprocessing.feature_names) == sorted([
+        "x", "flag", "x (missing)", "flag (missing)", "kind=a", "kind=b", "kind=c",
+        "kind (missing)"])  # (the levels in the order of their counts)
+    for x, y in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
+        np.testing.assert_array_equal(x, whole[y[:, 0].astype(np.int64)])
+    assert len(data.x_train) + len(data.x_test) == rows
+
+
 def test_rare_and_unseen_levels_go_to_other_and_an_identifier_is_refused(tmp_path):
     levels = ["a"] * 30 + ["b"] * 20 + ["rare"] * (MIN_LEVEL_ROWS - 1)
     path = tmp_path / "levels.csv"

@@ -34,7 +34,11 @@ from . import kernel
 from .machine import L2_BYTES, VECTOR_BYTES, VECTOR_REGISTERS
 
 TILE_BYTES = 2 * VECTOR_BYTES  # the columns of one tile: 16 float32 (AVX2), 32 (AVX-512)
-SMALL_ROWS = 64  # at more rows BLAS's packing begins to pay for itself
+# the most rows the tile takes: past them BLAS's packing pays for itself. AVX2 (Zen 3): the
+# tile and OpenBLAS were level at 128 rows. AVX-512 (Zen 4): the tile stayed 12-35 % ahead
+# of OpenBLAS's AVX-512 kernels on the products past 64 x 784 x 64 at every row count up to
+# 512, the most measured (docs/benchmarks.md, "The GEMM tile on AVX-512")
+SMALL_ROWS = 64 if VECTOR_REGISTERS == 16 else 512
 SMALL_WEIGHTS = L2_BYTES // 2 // 4  # elements of the weight-sized matrix: float32 filling
                                     # half a core's L2 cache (65,536 on Zen 3)
 # rows x 2 accumulators + 2 loads of w + 1 broadcast of x fit the vector registers: 6 rows
