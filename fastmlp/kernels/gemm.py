@@ -19,9 +19,12 @@ Every shape sums each output's terms in the same order with one fused multiply-a
 AVX2 and AVX-512 tiles give the same bits.
 
 `matmul` chooses: the tile for float32 products over at most SMALL_ROWS of a batch's rows
-whose weight matrix fits in half the L2 cache (its size read from the machine) and whose width is a multiple of W (measured with
-`fastmlp bench --group dense_forward --group dense_backward`); np.dot (BLAS) for everything
-else. The NumPy twin is the plain product `x @ w`.
+whose width is a multiple of W and, on AVX2, whose weight matrix fits in half the L2 cache
+(its size read from the machine); np.dot (BLAS) for everything else. The tile walks the
+columns in its outer loop, so only a W-column slice of the weights is in use at a time; on
+AVX-512 that made it faster than BLAS at every size measured (the limits below; measured
+with `fastmlp bench --group dense_forward --group dense_backward`). The NumPy twin is the
+plain product `x @ w`.
 """
 import numpy as np
 from llvmlite import ir
@@ -39,8 +42,10 @@ TILE_BYTES = 2 * VECTOR_BYTES  # the columns of one tile: 16 float32 (AVX2), 32 
 # of OpenBLAS's AVX-512 kernels on the products past 64 x 784 x 64 at every row count up to
 # 512, the most measured (docs/benchmarks.md, "The GEMM tile on AVX-512")
 SMALL_ROWS = 64 if VECTOR_REGISTERS == 16 else 512
-SMALL_WEIGHTS = L2_BYTES // 2 // 4  # elements of the weight-sized matrix: float32 filling
-                                    # half a core's L2 cache (65,536 on Zen 3)
+# the largest weight-sized matrix (elements) the tile takes. AVX2: float32 filling half a
+# core's L2 cache (65,536 on Zen 3). AVX-512 (Zen 4): no limit; the tile was 8-44 % ahead of
+# OpenBLAS at 16-128 rows for weights of 784 x 512, 512 x 512, 784 x 1024 and 1024 x 512
+SMALL_WEIGHTS = L2_BYTES // 2 // 4 if VECTOR_REGISTERS == 16 else 1 << 62
 # rows x 2 accumulators + 2 loads of w + 1 broadcast of x fit the vector registers: 6 rows
 # (15 of AVX2's 16), 12 (27 of AVX-512's 32; 14 would leave LLVM no spare register)
 MAX_TILE_ROWS = 6 if VECTOR_REGISTERS == 16 else 12
@@ -159,7 +164,7 @@ def tiles_suit(out, x, w):
     """Whether out = x @ w goes to the tile (see the module docstring) rather than BLAS: a
     thin product (the batch's rows are out's rows in a forward pass, x @ W, and the summed
     dimension in a weight gradient, a_in.T @ dz) whose weight-sized matrix (w, or out for a
-    gradient) fits in the L2 cache."""
+    gradient) is at most SMALL_WEIGHTS."""
     item = out.itemsize
     thin = min(x.shape[0], x.shape[1]) <= SMALL_ROWS
     return (item == 4 and thin and max(w.size, out.size) <= SMALL_WEIGHTS
