@@ -258,6 +258,7 @@ def test_the_tile_gives_the_same_bits_on_avx2_and_avx512(tmp_path):
     (SMALL_ROWS, 784, 64, True),  # the most rows the tile takes on this CPU
     (SMALL_ROWS + 1, 784, 64, False),
     (32, 784, 512, 784 * 512 <= SMALL_WEIGHTS),  # past AVX2's half an L2 cache of weights
+    (32, 2048, 1024, False),  # 8 MiB of weights: past the limit of any L2 cache of today
 ])
 def test_matmul_takes_the_tile_only_where_it_is_faster(rows, n_in, n_out, tiled):
     """Both products of a dense layer: the forward a_in @ W and the weight gradient

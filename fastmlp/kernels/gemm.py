@@ -19,12 +19,11 @@ Every shape sums each output's terms in the same order with one fused multiply-a
 AVX2 and AVX-512 tiles give the same bits.
 
 `matmul` chooses: the tile for float32 products over at most SMALL_ROWS of a batch's rows
-whose width is a multiple of W and, on AVX2, whose weight matrix fits in half the L2 cache
-(its size read from the machine); np.dot (BLAS) for everything else. The tile walks the
-columns in its outer loop, so only a W-column slice of the weights is in use at a time; on
-AVX-512 that made it faster than BLAS at every size measured (the limits below; measured
-with `fastmlp bench --group dense_forward --group dense_backward`). The NumPy twin is the
-plain product `x @ w`.
+whose width is a multiple of W and whose weight matrix is at most SMALL_WEIGHTS (half the
+L2 cache on AVX2, under twice it on AVX-512; its size read from the machine); np.dot (BLAS)
+for everything else. The tile walks the columns in its outer loop, so only a W-column slice
+of the weights is in use at a time. The limits below come from `python bench/tile_rule.py`
+and real `fastmlp train` runs. The NumPy twin is the plain product `x @ w`.
 """
 import numpy as np
 from llvmlite import ir
@@ -43,9 +42,11 @@ TILE_BYTES = 2 * VECTOR_BYTES  # the columns of one tile: 16 float32 (AVX2), 32 
 # 512, the most measured (docs/benchmarks.md, "The GEMM tile on AVX-512")
 SMALL_ROWS = 64 if VECTOR_REGISTERS == 16 else 512
 # the largest weight-sized matrix (elements) the tile takes. AVX2: float32 filling half a
-# core's L2 cache (65,536 on Zen 3). AVX-512 (Zen 4): no limit; the tile was 8-44 % ahead of
-# OpenBLAS at 16-128 rows for weights of 784 x 512, 512 x 512, 784 x 1024 and 1024 x 512
-SMALL_WEIGHTS = L2_BYTES // 2 // 4 if VECTOR_REGISTERS == 16 else 1 << 62
+# core's L2 cache (65,536 on Zen 3). AVX-512 (Zen 4, 1 MiB of L2): under twice the L2 cache.
+# In a loop the tile was 8-44 % ahead of OpenBLAS at 16-128 rows for every weight size up
+# to 784 x 1024, but real epochs gained only up to 784 x 512 (1.5 L2 caches of float32):
+# the 784-1024-512 net's epochs took the same time either way
+SMALL_WEIGHTS = L2_BYTES // 2 // 4 if VECTOR_REGISTERS == 16 else 2 * L2_BYTES // 4 - 1
 # rows x 2 accumulators + 2 loads of w + 1 broadcast of x fit the vector registers: 6 rows
 # (15 of AVX2's 16), 12 (27 of AVX-512's 32; 14 would leave LLVM no spare register)
 MAX_TILE_ROWS = 6 if VECTOR_REGISTERS == 16 else 12
