@@ -333,7 +333,7 @@ def bench(json_path, groups, epochs, anchors, no_anchors, real_runs, threads, da
         splits = load_splits(TrainConfig(data_dir=data_dir)) if wants_data else None
         results = run_bench(splits, groups=set(groups) or None, epochs=epochs,
                             anchors=() if no_anchors else (anchors or tuple(ANCHORS)),
-                            real_runs=real_runs, data_dir=data_dir,
+                            real_runs=real_runs, data_dir=data_dir, threads=threads,
                             progress=lambda what: click.echo(f"timing {what}", err=True))
     print_bench_table(results)
     if json_path:
