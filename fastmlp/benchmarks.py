@@ -606,6 +606,13 @@ def run_bench(splits, groups=None, epochs=True, anchors=tuple(ANCHORS), progress
     from threadpoolctl import threadpool_limits
 
     gemm_rate = gemm_flops_per_second()
+    runs = []  # first, before any anchor's library is loaded: see real_run
+    if epochs and real_runs:
+        for overrides in REAL_RUNS:
+            if progress:
+                progress(f"a real `fastmlp train` run {overrides}")
+            runs.append(real_run(data_dir, len(splits.y_train), gemm_rate, threads,
+                                 **overrides))
     cases = [case for case in kernel_cases() if groups is None or case.group in groups]
     if groups is None or "inference" in groups:
         cases += inference_cases(splits)
@@ -653,14 +660,7 @@ def run_bench(splits, groups=None, epochs=True, anchors=tuple(ANCHORS), progress
                     row[f"{name}_seconds"] = best[name]
                     row[f"speedup_vs_{name}"] = best[name] / best["numba"]
         rows.append(row)
-    results = {"gemm_gflops": gemm_rate / 1e9, "rows": rows, "runs": []}
-    if epochs and real_runs:
-        for overrides in REAL_RUNS:
-            if progress:
-                progress(f"a real `fastmlp train` run {overrides}")
-            results["runs"].append(real_run(data_dir, len(splits.y_train), gemm_rate,
-                                            threads, **overrides))
-    return results
+    return {"gemm_gflops": gemm_rate / 1e9, "rows": rows, "runs": runs}
 
 
 # Real runs: `train` as a user runs it (evaluation between epochs, checkpoints, metrics).
@@ -672,9 +672,8 @@ def real_run(data_dir, train_rows: int, gemm_rate: float, threads=None, **overri
     """A real multi-epoch `fastmlp train` of the seed configuration, in a process of its own
     as a user runs it (wandb off, no pictures, into a temporary directory; on `threads`
     threads, None: every core): every epoch's training seconds, and the slowest of epochs
-    2..N against the fastest. Its own process, because the anchors' libraries leave thread
-    pools behind in this one: after a whole bench, an in-process run's batch-32 epochs took
-    0.65 s against 0.18-0.19 s in a fresh `fastmlp train` (AMD EPYC Zen 4, 2026-12-04)."""
+    2..N against the fastest. run_bench times these first, before any anchor's library
+    (JAX, PyTorch: their thread pools stay in the process) is loaded."""
     import glob
     import json
     import shlex
