@@ -70,8 +70,8 @@ def test_regression_cases_scale_the_reference_and_match_sklearn_settings():
 
 
 def test_a_real_run_is_a_fastmlp_train_process_of_its_own(small_fashion, fastmlp_env):
-    """The bench's real runs are what a user runs: `fastmlp train` in a process of its own
-    (not in the bench's, where the anchors' thread pools linger), on the bench's threads."""
+    """The bench's real runs are what a user runs: `fastmlp train` in a process of its own,
+    on the bench's threads, read back from its summary.json."""
     run = benchmarks.real_run(str(small_fashion), 1_800, 1e11, 1, batch_size=256)
     assert run["case"] == f"b256 784-64-64-64-10 {benchmarks.REAL_RUN_EPOCHS} epochs"
     assert len(run["epoch_seconds"]) == benchmarks.REAL_RUN_EPOCHS

@@ -186,9 +186,9 @@ def test_the_fit_over_many_blocks_matches_numpy_and_names_a_late_infinity(tmp_pa
 
 
 def test_a_split_table_gets_the_features_of_its_own_rows(tmp_path):
-    """With a seeded test split, the training and test features (made as two slices of one
-    array) are, row for row, the whole table's features at those rows: the
-    numbers, their missing-cell indicators, the booleans and the one-hot levels."""
+    """With a seeded test split, the training and test features are, row for row, the
+    whole table's features at those rows: the numbers, their missing-cell indicators, the
+    booleans and the one-hot levels."""
     from fastmlp.preprocess import ROW_BLOCK
 
     rows = 3 * ROW_BLOCK + 123

@@ -37,9 +37,9 @@ from .machine import L2_BYTES, VECTOR_BYTES, VECTOR_REGISTERS
 
 TILE_BYTES = 2 * VECTOR_BYTES  # the columns of one tile: 16 float32 (AVX2), 32 (AVX-512)
 # the most rows the tile takes: past them BLAS's packing pays for itself. AVX2 (Zen 3): the
-# tile and OpenBLAS were level at 128 rows. AVX-512 (Zen 4): the tile stayed 12-35 % ahead
-# of OpenBLAS's AVX-512 kernels on the products past 64 x 784 x 64 at every row count up to
-# 512, the most measured (docs/benchmarks.md, "The GEMM tile on AVX-512")
+# tile and OpenBLAS were level at 128 rows. AVX-512 (Zen 4): at every row count up to 512,
+# the most measured, the tile was level with OpenBLAS's AVX-512 kernels or ahead of them, by
+# up to 1.7x (docs/benchmarks.md, "Which products take the tile")
 SMALL_ROWS = 64 if VECTOR_REGISTERS == 16 else 512
 # the largest weight-sized matrix (elements) the tile takes. AVX2: float32 filling half a
 # core's L2 cache (65,536 on Zen 3). AVX-512 (Zen 4, 1 MiB of L2): under twice the L2 cache.
