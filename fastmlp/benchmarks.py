@@ -673,7 +673,7 @@ def real_run(data_dir, train_rows: int, gemm_rate: float, threads=None, **overri
     as a user runs it (wandb off, no pictures, into a temporary directory; on `threads`
     threads, None: every core): every epoch's training seconds, and the slowest of epochs
     2..N against the fastest. run_bench times these first, before any anchor's library
-    (JAX, PyTorch: their thread pools stay in the process) is loaded."""
+    (JAX, PyTorch) is loaded."""
     import glob
     import json
     import shlex
