@@ -11,7 +11,10 @@ state1/state2 hold u, v, s or (m1, m2), by optimizer. The math is in fastmlp/ref
 (Optimizer.update), written to be read.
 
 Speed: every constant is folded before the loops and cast to the buffer's dtype, so a float32
-buffer is updated in float32 arithmetic and each loop is a straight SIMD-friendly pass.
+buffer is updated in float32 arithmetic and each loop is a straight SIMD-friendly pass. Each
+loop reads a state element once and writes it once, keeping the new value in a local: reading
+s1[i] back after storing it (where LLVM cannot rule out that s1 and p overlap) kept Adam's loop
+from vectorising, 48 us against 18 us over the seed net's 59,210 parameters on a Zen 4.
 """
 import numpy as np
 from . import kernel
@@ -57,35 +60,41 @@ def optimizer_update(params, state1, state2, grads, segments, t, opt_code, hyper
                 p[i] -= lr_ * (g_raw[i] + decay * p[i])
         elif opt_code == MOMENTUM:
             for i in range(p.size):
-                s1[i] = m_ * s1[i] + lr_ * (g_raw[i] + decay * p[i])
-                p[i] -= s1[i]
+                u = m_ * s1[i] + lr_ * (g_raw[i] + decay * p[i])
+                s1[i] = u
+                p[i] -= u
         elif opt_code == NAG:
             for i in range(p.size):
                 g = g_raw[i] + decay * p[i]
-                s1[i] = m_ * s1[i] + g
-                p[i] -= lr_ * (g + m_ * s1[i])
+                u = m_ * s1[i] + g
+                s1[i] = u
+                p[i] -= lr_ * (g + m_ * u)
         elif opt_code == RMSPROP:
             for i in range(p.size):
                 g = g_raw[i] + decay * p[i]
-                s1[i] = b_ * s1[i] + (one - b_) * g * g
-                p[i] -= lr_ * g / (np.sqrt(s1[i]) + eps_)
+                v = b_ * s1[i] + (one - b_) * g * g
+                s1[i] = v
+                p[i] -= lr_ * g / (np.sqrt(v) + eps_)
         elif opt_code == ADAM:
             for i in range(p.size):
                 g = g_raw[i] + decay * p[i]
-                s1[i] = b1 * s1[i] + (one - b1) * g
-                s2[i] = b2 * s2[i] + (one - b2) * g * g
-                p[i] -= step_size * s1[i] / (np.sqrt(s2[i]) + eps_hat)
+                m1 = b1 * s1[i] + (one - b1) * g
+                m2 = b2 * s2[i] + (one - b2) * g * g
+                s1[i], s2[i] = m1, m2
+                p[i] -= step_size * m1 / (np.sqrt(m2) + eps_hat)
         elif opt_code == ADAMW:  # Adam on the data gradient; decay applied to the weights
             for i in range(p.size):
                 g = g_raw[i]
-                s1[i] = b1 * s1[i] + (one - b1) * g
-                s2[i] = b2 * s2[i] + (one - b2) * g * g
-                p[i] -= step_size * s1[i] / (np.sqrt(s2[i]) + eps_hat) + lr_ * decay * p[i]
+                m1 = b1 * s1[i] + (one - b1) * g
+                m2 = b2 * s2[i] + (one - b2) * g * g
+                s1[i], s2[i] = m1, m2
+                p[i] -= step_size * m1 / (np.sqrt(m2) + eps_hat) + lr_ * decay * p[i]
         elif opt_code == NADAM:
             for i in range(p.size):
                 g = g_raw[i] + decay * p[i]
-                s1[i] = b1 * s1[i] + (one - b1) * g
-                s2[i] = b2 * s2[i] + (one - b2) * g * g
-                p[i] -= step_size * (b1 * s1[i] + (one - b1) * g) / (np.sqrt(s2[i]) + eps_hat)
+                m1 = b1 * s1[i] + (one - b1) * g
+                m2 = b2 * s2[i] + (one - b2) * g * g
+                s1[i], s2[i] = m1, m2
+                p[i] -= step_size * (b1 * m1 + (one - b1) * g) / (np.sqrt(m2) + eps_hat)
         else:
             raise ValueError("unknown optimizer code")
