@@ -107,13 +107,23 @@ def peak_rss_mb() -> float:
     return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6  # bytes / KiB
 
 
-def import_readers() -> None:
-    """The pyarrow modules every reader uses, imported before a read is timed (the first
-    Parquet read would otherwise import pyarrow.dataset, about half a second)."""
+def import_libraries() -> None:
+    """What every reader loads once a process, done before a read is timed: pyarrow's
+    modules (the first Parquet read would otherwise import pyarrow.dataset, about half a
+    second) and the preprocessing's compiled kernels (the first compiled function a process
+    loads starts Numba's compiler, about 0.3 s, which `fastmlp train` pays once whatever it
+    reads)."""
     import pyarrow.compute  # noqa: F401
     import pyarrow.csv  # noqa: F401
     import pyarrow.dataset  # noqa: F401
     import pyarrow.parquet  # noqa: F401
+
+    from fastmlp.kernels.columns import column_moments, standardise_column
+
+    ones = np.ones(1, dtype=np.float32)
+    column_moments(ones, np.ones(1, dtype=bool))
+    standardise_column(np.zeros((1, 1), dtype=np.float32), np.zeros(1, dtype=np.int64), 0,
+                       ones, ones[0], ones[0], ones[0], -1)
 
 
 def measure(kind: str, path: str | None) -> dict:
@@ -123,9 +133,9 @@ def measure(kind: str, path: str | None) -> dict:
         import numba  # noqa: F401
 
         import fastmlp.trainer  # noqa: F401
-        import_readers()
+        import_libraries()
         return {"peak_mb": peak_rss_mb()}
-    import_readers()
+    import_libraries()
     if kind == "pyarrow":
         import pyarrow.csv as pacsv
         import pyarrow.parquet as pq

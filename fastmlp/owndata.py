@@ -54,6 +54,7 @@ class Part:
     weights: np.ndarray | None = None
     source: object = None  # the tables.Table the rows were read from
     rows: np.ndarray | None = None  # each row's index in source
+    arranged: bool = False  # x holds the test split's training rows, then its test rows
 
     def where(self, path, row: int) -> str:
         """How an error names row `row`: its file (`path` unless read from a table) and
@@ -61,11 +62,6 @@ class Part:
         if self.source is None:
             return f"{path}: row {row}"
         return f"{self.source.path}: {self.source.where(int(self.rows[row]))}"
-
-    def take(self, rows) -> "Part":
-        return Part(self.x[rows], self.y[rows],
-                    None if self.weights is None else self.weights[rows], self.source,
-                    None if self.rows is None else self.rows[rows])
 
 
 @dataclass
@@ -364,11 +360,17 @@ def _table_features(config, loaded: Loaded, preprocessing, split):
         preprocessing = fit_preprocessing(train.x, names, fitting, config.categorical or (),
                                           config.threads)
     for part in (train, test):
-        if part is not None:
-            part.x = (preprocessing.transform(part.x, dtype, config.threads)
-                      if preprocessing is not None
-                      else plain_features(part.x, names, dtype))
-            part.source = part.source.locator()  # the columns' memory goes
+        if part is None:
+            continue
+        if preprocessing is None:
+            part.x = plain_features(part.x, names, dtype)
+        elif part is train and split is not None:  # its features come as [training rows,
+            # test rows], so that the test split takes two views (_test_split), no copy
+            part.x = preprocessing.transform(part.x, dtype, config.threads, split=split)
+            part.arranged = True
+        else:
+            part.x = preprocessing.transform(part.x, dtype, config.threads)
+        part.source = part.source.locator()  # the columns' memory goes
     import pyarrow as pa
 
     pa.default_memory_pool().release_unused()  # back to the system, not kept by pyarrow
@@ -483,13 +485,18 @@ def _split_rows(path, n: int, fraction, seed) -> tuple:
 
 
 def _test_split(part: Part, train_rows, test_rows):
-    """(train, test) of data without a test set of its own (_split_rows' rows). The
-    training rows are moved to the front of part's features in place: a large table is
-    not held twice."""
-    test = part.take(test_rows)
-    train = Part(keep_rows(part.x, train_rows), part.y[train_rows],
-                 None if part.weights is None else part.weights[train_rows], part.source,
-                 None if part.rows is None else part.rows[train_rows])
+    """(train, test) of data without a test set of its own (_split_rows' rows). Features
+    already arranged as [training rows, test rows] (part.arranged) become two views; other
+    features have their training rows moved to the front in place: a large table is not
+    held twice."""
+    if part.arranged:
+        x_train, x_test = part.x[:len(train_rows)], part.x[len(train_rows):]
+    else:
+        x_test = part.x[test_rows]
+        x_train = keep_rows(part.x, train_rows)
+    train, test = (Part(x, part.y[rows], None if part.weights is None else part.weights[rows],
+                        part.source, None if part.rows is None else part.rows[rows])
+                   for x, rows in ((x_train, train_rows), (x_test, test_rows)))
     return train, test
 
 

@@ -84,9 +84,11 @@ class Preprocessing:
     def width(self) -> int:
         return len(self.feature_names)
 
-    def transform(self, table, dtype, workers=None) -> np.ndarray:
+    def transform(self, table, dtype, workers=None, split=None) -> np.ndarray:
         """The (N, width) features of a Table (fastmlp.tables) holding self.columns, made on
-        `workers` threads (None: one per core)."""
+        `workers` threads (None: one per core); their rows in the table's order, or with
+        `split` (two sorted arrays of rows that cover the table) its first array's rows,
+        then the second's."""
         _check_columns(table, self.columns)
         out = _plain_pages_zeros((table.num_rows, self.width), dtype)
         numeric = self.numeric
@@ -97,14 +99,17 @@ class Preprocessing:
         views = [_NumberView.of(table, rule) for rule in numeric]
 
         def write_block(lo):
-            _write_numbers(table, numeric, views, indicator_at, out, lo,
-                           min(lo + ROW_BLOCK, table.num_rows))
+            hi = min(lo + ROW_BLOCK, table.num_rows)
+            _write_numbers(table, numeric, views, indicator_at, out,
+                           _destinations(split, lo, hi), lo, hi)
 
         blocks = range(0, table.num_rows, ROW_BLOCK)  # disjoint rows: any thread count
         _in_order(write_block, blocks, workers, len(blocks) >= 8)  # gives the same
         offset = at
-        for rule in self.categories:
-            offset = _one_hot(table, rule, out, offset)
+        if self.categories:
+            destination = _destinations(split, 0, table.num_rows)
+            for rule in self.categories:
+                offset = _one_hot(table, rule, out, destination, offset)
         return out
 
     def to_json(self) -> str:
@@ -134,36 +139,35 @@ def fit_preprocessing(table, names, rows, categorical=(), workers=None) -> Prepr
             mean, scale = fill, std if std > 0 else 1.0
         return ColumnRule(name, kind, fill, mean, scale, missing)
 
-    return Preprocessing(tuple(_in_order(fit, names, workers, len(rows) >= 4 * ROW_BLOCK)))
+    # threads pay from about a million rows (Zen 4: 160,000 training rows fit in 6 ms on one
+    # thread and 8 on two; 4,000,000 in 176 and 103 ms)
+    return Preprocessing(tuple(_in_order(fit, names, workers, len(rows) >= 1 << 20)))
 
 
 def _moments(table, name, kind, chosen) -> tuple:
     """(count, mean, sum of squared deviations, any missing) of a number or boolean
     column's filled cells in the rows `chosen` (a mask), in float64. The column is read
-    FIT_BLOCK rows at a time, each block's moments merged into the total's (Chan, Golub and
-    LeVeque's update), so no copy of the whole column is made; an infinity anywhere in the
-    column is an error naming its line."""
+    FIT_BLOCK rows at a time (kernels/columns.py takes each block's moments in one call),
+    each block's moments merged into the total's (Chan, Golub and LeVeque's update), so no
+    copy of the whole column is made; an infinity anywhere in the column is an error naming
+    its line."""
+    from .kernels.columns import column_moments
+
     count, mean, spread, missing = 0, 0.0, 0.0, False
     for lo in range(0, table.num_rows, FIT_BLOCK):
         hi = min(lo + FIT_BLOCK, table.num_rows)
         block = _column_numbers(table, name, kind, lo, hi)
-        if not np.isfinite(block.sum()):  # a missing cell or an infinity (or an overflow)
+        seen, block_mean, block_spread, gaps, finite = column_moments(block, chosen[lo:hi])
+        if not finite:  # a missing cell or an infinity
             _check_finite(table, block[:, None], [name], lo)
-        # np.compress, not block[mask]: several times faster on a scattered mask
-        seen = np.compress(chosen[lo:hi], block).astype(np.float64)
-        gaps = np.isnan(seen)
-        if gaps.any():
-            missing, seen = True, seen[~gaps]
-        if len(seen):
-            block_mean = seen.mean()
-            seen -= block_mean
-            block_spread = np.square(seen, out=seen).sum()
-            total = count + len(seen)
+        missing = missing or gaps
+        if seen:
+            total = count + seen
             delta = block_mean - mean
-            mean += delta * len(seen) / total
-            spread += block_spread + delta * delta * count * len(seen) / total
+            mean += delta * seen / total
+            spread += block_spread + delta * delta * count * seen / total
             count = total
-    return count, float(mean), float(spread), missing
+    return count, float(mean), float(spread), bool(missing)
 
 
 def _plain_pages_zeros(shape, dtype) -> np.ndarray:
@@ -298,8 +302,11 @@ def _check_finite(table, values, names, lo) -> None:
     infinite = np.isinf(values)
     if infinite.any():
         row, i = np.argwhere(infinite)[0]
-        raise DataError(f"{table.path}: {table.where(lo + int(row))}, column {names[i]!r}: an "
-                        "infinite number")
+        raise DataError(_infinite_error(table, lo + int(row), names[i]))
+
+
+def _infinite_error(table, row, name) -> str:
+    return f"{table.path}: {table.where(row)}, column {name!r}: an infinite number"
 
 
 class _NumberView:
@@ -332,35 +339,44 @@ class _NumberView:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def _write_numbers(table, rules, views, indicator_at, out, lo, hi) -> None:
-    """Rows lo..hi of out's first len(rules) features, from the number and boolean rules
-    (views: their _NumberView or None): a missing cell gets the rule's fill (and 1 in its
-    indicator feature, indicator_at[i], where the rule has one), then (value - mean) /
-    scale. A block of rows at a time, its numbers written side by side: out's memory is
-    passed over once, not once a column."""
-    if not rules:
-        return
-    dtype = out.dtype
-    block = out[lo:hi, :len(rules)]
-    np.stack([view.rows(lo, hi) if view is not None else
-              _column_numbers(table, rule.name, rule.kind, lo, hi)
-              for rule, view in zip(rules, views)],
-             axis=1, out=block, casting="unsafe")  # text's float64 to float32, as ever
-    if not np.isfinite(block).all():  # (one pass in the common case: every cell a number)
-        _check_finite(table, block, [rule.name for rule in rules], lo)
-        _fill_missing(rules, indicator_at, out, block, lo, hi)
-    block -= np.array([rule.mean for rule in rules], dtype)
-    block /= np.array([rule.scale for rule in rules], dtype)
+def _destinations(split, lo, hi) -> np.ndarray:
+    """The rows of the features that the table's rows lo..hi go to: the same rows, or with
+    `split` (Preprocessing.transform) the places of the first array's rows among them, and of
+    the second's after all of the first's."""
+    if split is None:
+        return np.arange(lo, hi)
+    rows = np.empty(hi - lo, dtype=np.int64)
+    offset = 0
+    for part in split:
+        start, stop = np.searchsorted(part, [lo, hi])
+        rows[part[start:stop] - lo] = np.arange(offset + start, offset + stop)
+        offset += len(part)
+    return rows
 
 
-def _fill_missing(rules, indicator_at, out, block, lo, hi) -> None:
-    """The missing (NaN) cells of a block of _write_numbers get their rule's fill, and 1
-    in their indicator feature."""
-    missing = np.isnan(block)
-    for i, at in enumerate(indicator_at):
-        if at is not None:
-            out[lo:hi, at] = missing[:, i]
-    np.copyto(block, np.array([rule.fill for rule in rules], block.dtype), where=missing)
+def _write_numbers(table, rules, views, indicator_at, out, destination, lo, hi) -> None:
+    """The table's rows lo..hi in out's first len(rules) features, at out's rows
+    destination[lo:hi], from the number and boolean rules (views: their _NumberView or
+    None): a missing cell gets the rule's fill (and 1 in its indicator feature,
+    indicator_at[i], where the rule has one), then (value - mean) / scale
+    (kernels/columns.py). A block of rows at a time, a column after another: the block's
+    rows of out stay in cache while its columns are written side by side."""
+    from .kernels.columns import standardise_column
+
+    rows = destination[lo:hi]
+    as_out = out.dtype.type
+    infinite = None  # (row in the block, column) of the first infinity, row by row
+    for j, (rule, view) in enumerate(zip(rules, views)):
+        values = (view.rows(lo, hi) if view is not None else
+                  _column_numbers(table, rule.name, rule.kind, lo, hi))
+        values = values.astype(out.dtype, copy=False)  # text's float64 to float32, as ever
+        at = indicator_at[j]
+        row = standardise_column(out, rows, j, values, as_out(rule.mean), as_out(rule.scale),
+                                 as_out(rule.fill), -1 if at is None else at)
+        if row >= 0 and (infinite is None or row < infinite[0]):
+            infinite = (row, rule.name)
+    if infinite is not None:
+        raise DataError(_infinite_error(table, lo + infinite[0], infinite[1]))
 
 
 def _fit_category(table, name, rows) -> ColumnRule:
@@ -382,9 +398,9 @@ def _fit_category(table, name, rows) -> ColumnRule:
                       other=len(kept) < len(levels))
 
 
-def _one_hot(table, rule: ColumnRule, out: np.ndarray, offset: int) -> int:
-    """Write the rule's one-hot block (levels, other, missing) from column `offset` of out;
-    returns the offset after it."""
+def _one_hot(table, rule: ColumnRule, out: np.ndarray, destination, offset: int) -> int:
+    """Write the rule's one-hot block (levels, other, missing) from column `offset` of out,
+    the table's row i at out's row destination[i]; returns the offset after it."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -393,13 +409,13 @@ def _one_hot(table, rule: ColumnRule, out: np.ndarray, offset: int) -> int:
     found = pc.fill_null(index, -1).to_numpy(zero_copy_only=False)
     missing = text.is_null().to_numpy(zero_copy_only=False)
     hit = np.flatnonzero(found >= 0)
-    out[hit, offset + found[hit]] = 1
+    out[destination[hit], offset + found[hit]] = 1
     offset += len(rule.levels)
     if rule.other:
-        out[(found < 0) & ~missing, offset] = 1
+        out[destination[(found < 0) & ~missing], offset] = 1
         offset += 1
     if rule.indicator:
-        out[missing, offset] = 1
+        out[destination[missing], offset] = 1
         offset += 1
     return offset
 

@@ -613,3 +613,32 @@ def evaluate(layers, x, labels, activation, loss, weights=None, delta=1.0,
     w = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=np.float64)
     accuracy = (w * right_rows(loss, logits, labels)).sum() / w.sum()
     return float(mean_loss), float(accuracy), logits.argmax(axis=1)
+
+
+# ----------------------------------------------------------------------------- table columns
+# The twins of kernels/columns.py, the preprocessing's passes over a number column.
+
+def column_moments(values, chosen):
+    """(count, mean, sum of squared deviations, a chosen cell missing, every cell finite)
+    of the filled cells of values[chosen], in float64."""
+    values = np.asarray(values, dtype=np.float64)
+    picked = values[chosen]
+    filled = picked[~np.isnan(picked)]
+    mean = filled.mean() if len(filled) else 0.0
+    with np.errstate(invalid="ignore"):  # an infinity's deviation
+        spread = float(np.square(filled - mean).sum())
+    return (len(filled), float(mean), spread, bool(np.isnan(picked).any()),
+            bool(np.isfinite(values).all()))
+
+
+def standardise_column(out, rows, j, values, mean, scale, fill, indicator):
+    """out[rows, j] = (values - mean) / scale in out's dtype, a missing value taken as fill
+    and marked with 1 in out[rows, indicator] (indicator >= 0); returns the first i whose
+    value is infinite, or -1; values of out's dtype."""
+    values = np.asarray(values)
+    missing = np.isnan(values)
+    if indicator >= 0:
+        out[rows[missing], indicator] = 1
+    out[rows, j] = (np.where(missing, fill, values) - mean) / scale
+    infinite = np.flatnonzero(np.isinf(values))
+    return int(infinite[0]) if len(infinite) else -1

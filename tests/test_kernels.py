@@ -13,6 +13,7 @@ from fastmlp.data import scale_pixels
 from fastmlp.engine import NO_LABELS, NO_TARGETS, NO_WEIGHTS, kernel_targets
 from fastmlp.kernels.activations import (bias_activate, bias_activate_keeping_z,
                                          needs_pre_activations, scale_by_derivative)
+from fastmlp.kernels.columns import column_moments, standardise_column
 from fastmlp.kernels.dense import dense_backward, dense_forward, dense_forward_keeping_z
 from fastmlp.kernels.epoch import infer, train_epoch
 from fastmlp.kernels.gemm import (MAX_TILE_ROWS, SMALL_ROWS, SMALL_WEIGHTS, TILE_BYTES, matmul,
@@ -1196,3 +1197,34 @@ def test_soft_targets_from_float32_probabilities_are_those_of_the_logits():
         assert soft.dtype == np.float64
         assert np.max(np.abs(soft - ref.softmax(logits / temperature))) < 1e-6
         assert np.allclose(soft.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cells", ["numbers", "missing", "infinite"])
+def test_column_kernels_match_their_twins(dtype, cells):
+    """The preprocessing's column passes (kernels/columns.py) against reference.py: the
+    moments of the chosen filled cells, whether a chosen cell is missing and whether every
+    cell is finite; the standardised values written to scattered rows with their missing
+    indicator, and the first infinite value."""
+    rng = np.random.default_rng(3)
+    n = 3001  # not a multiple of any vector width
+    values = rng.normal(40.0, 3.0, n).astype(dtype)
+    if cells != "numbers":
+        values[rng.random(n) < 0.05] = np.nan
+    if cells == "infinite":
+        values[[1717, 2900]] = [-np.inf, np.inf]
+    chosen = rng.random(n) < 0.7
+    got, want = column_moments(values, chosen), ref.column_moments(values, chosen)
+    assert got[0] == want[0] and got[3:] == want[3:]
+    assert got[3] == (cells != "numbers") and got[4] == (cells == "numbers")
+    if cells != "infinite":
+        np.testing.assert_allclose(got[1:3], want[1:3], rtol=1e-12)
+    rows = rng.permutation(n + 50)[:n]  # each value to its own row of a taller matrix
+    settings = [dtype(values[chosen & ~np.isnan(values)][:100].mean()), dtype(2.5),
+                dtype(40.0)]
+    out, twin = np.zeros((n + 50, 4), dtype), np.zeros((n + 50, 4), dtype)
+    first = standardise_column(out, rows, 1, values, *settings, 3)
+    assert first == ref.standardise_column(twin, rows, 1, values, *settings, 3)
+    assert first == (1717 if cells == "infinite" else -1)
+    np.testing.assert_array_equal(out, twin)
+    assert out[rows, 3].sum() == np.isnan(values).sum()
