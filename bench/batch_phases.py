@@ -15,6 +15,11 @@ Adam, float32), each as the fastest of --rounds interleaved rounds:
                          thread each; the two-thread epoch splits the step by ranges)
     gradient sum, half   adding the second shard's gradient into the first over half the
                          parameters
+    own half / other half  on 2 threads, each thread updates its half of an array the size
+                         of the parameters, then reads its own half / the half the other
+                         thread just wrote, per round of both regions: the difference is
+                         the cost of moving half the parameters between the two cores,
+                         which a two-thread batch does for its parameters and gradients
 
 From these: a shard's gradients = half batch - Adam(all); the two-thread batch's work =
 a shard's gradients + Adam(half) + gradient sum(half); what is left of the two-thread
@@ -29,6 +34,7 @@ import platform
 import time
 
 import numpy as np
+from numba import njit, prange
 
 from fastmlp.config import TrainConfig
 from fastmlp.data import load_dataset
@@ -50,6 +56,24 @@ def fastest(function, calls: int) -> float:
             function()
         best = min(best, (time.perf_counter() - started) / calls)
     return best
+
+
+@njit(parallel=True, error_model="numpy")
+def _update_then_read(values, sums, rounds, other):
+    """rounds x (each of 2 threads adds 1 to its half of values; then each adds its own
+    half, or the other thread's, into its half of sums)."""
+    half = values.size // 2
+    for _ in range(rounds):
+        for t in prange(2):
+            mine = values[t * half:(t + 1) * half]
+            for i in range(half):
+                mine[i] += np.float32(1.0)
+        for t in prange(2):
+            source = 1 - t if other else t
+            read = values[source * half:(source + 1) * half]
+            into = sums[t * half:(t + 1) * half]
+            for i in range(half):
+                into[i] += read[i]
 
 
 def main(argv=None) -> None:
@@ -93,6 +117,10 @@ def main(argv=None) -> None:
     def gradient_sum():
         grads[:half] += other[:half]
 
+    def update_then_read(other: bool):
+        values, sums = np.zeros_like(params), np.zeros_like(params)
+        return lambda: _update_then_read(values, sums, 100, other)
+
     batches = -(-ROWS // args.batch_size)
     half_batches = -(-ROWS // (args.batch_size // 2))
     parts = {
@@ -102,6 +130,8 @@ def main(argv=None) -> None:
         "Adam, all": (adam(0, params.size), 200, 1),
         "Adam, half": (adam(0, half), 200, 1),
         "gradient sum, half": (gradient_sum, 200, 1),
+        "own half, 2 threads": (update_then_read(False), 2, 100),
+        "other half, 2 threads": (update_then_read(True), 2, 100),
     }
     best = dict.fromkeys(parts, float("inf"))
     with thread_limits(1):
@@ -131,6 +161,8 @@ def main(argv=None) -> None:
     print(f"| the two-thread batch's work (shard + Adam half + sum half) | {work * 1e6:.1f} |")
     print(f"| left: handing over to the threads and waiting | "
           f"{(best['epoch, 2 threads'] - work) * 1e6:.1f} |")
+    print(f"| moving half the parameters to the other core (other half - own half) | "
+          f"{(best['other half, 2 threads'] - best['own half, 2 threads']) * 1e6:.1f} |")
     print(f"\ntwo threads against one: {best['epoch, 1 thread'] / best['epoch, 2 threads']:.2f}x")
 
 
