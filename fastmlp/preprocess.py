@@ -157,9 +157,9 @@ def _moments(table, name, kind, chosen) -> tuple:
     for lo in range(0, table.num_rows, FIT_BLOCK):
         hi = min(lo + FIT_BLOCK, table.num_rows)
         block = _column_numbers(table, name, kind, lo, hi)
-        seen, block_mean, block_spread, gaps, finite = column_moments(block, chosen[lo:hi])
-        if not finite:  # a missing cell or an infinity
-            _check_finite(table, block[:, None], [name], lo)
+        seen, block_mean, block_spread, gaps, infinite = column_moments(block, chosen[lo:hi])
+        if infinite:
+            _check_finite(table, block[:, None], [name], lo)  # names its line
         missing = missing or gaps
         if seen:
             total = count + seen

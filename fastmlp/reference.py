@@ -619,7 +619,7 @@ def evaluate(layers, x, labels, activation, loss, weights=None, delta=1.0,
 # The twins of kernels/columns.py, the preprocessing's passes over a number column.
 
 def column_moments(values, chosen):
-    """(count, mean, sum of squared deviations, a chosen cell missing, every cell finite)
+    """(count, mean, sum of squared deviations, a chosen cell missing, an infinite cell)
     of the filled cells of values[chosen], in float64."""
     values = np.asarray(values, dtype=np.float64)
     picked = values[chosen]
@@ -628,7 +628,7 @@ def column_moments(values, chosen):
     with np.errstate(invalid="ignore"):  # an infinity's deviation
         spread = float(np.square(filled - mean).sum())
     return (len(filled), float(mean), spread, bool(np.isnan(picked).any()),
-            bool(np.isfinite(values).all()))
+            bool(np.isinf(values).any()))
 
 
 def standardise_column(out, rows, j, values, mean, scale, fill, indicator):

@@ -1203,8 +1203,8 @@ def test_soft_targets_from_float32_probabilities_are_those_of_the_logits():
 @pytest.mark.parametrize("cells", ["numbers", "missing", "infinite"])
 def test_column_kernels_match_their_twins(dtype, cells):
     """The preprocessing's column passes (kernels/columns.py) against reference.py: the
-    moments of the chosen filled cells, whether a chosen cell is missing and whether every
-    cell is finite; the standardised values written to scattered rows with their missing
+    moments of the chosen filled cells, whether a chosen cell is missing and whether any
+    cell is infinite; the standardised values written to scattered rows with their missing
     indicator, and the first infinite value."""
     rng = np.random.default_rng(3)
     n = 3001  # not a multiple of any vector width
@@ -1216,7 +1216,7 @@ def test_column_kernels_match_their_twins(dtype, cells):
     chosen = rng.random(n) < 0.7
     got, want = column_moments(values, chosen), ref.column_moments(values, chosen)
     assert got[0] == want[0] and got[3:] == want[3:]
-    assert got[3] == (cells != "numbers") and got[4] == (cells == "numbers")
+    assert got[3] == (cells != "numbers") and got[4] == (cells == "infinite")
     if cells != "infinite":
         np.testing.assert_allclose(got[1:3], want[1:3], rtol=1e-12)
     rows = rng.permutation(n + 50)[:n]  # each value to its own row of a taller matrix

@@ -22,24 +22,24 @@ from . import kernel
 # has no branch: four times faster than with them.
 @kernel(nogil=True, fastmath={"reassoc", "nsz"})
 def column_moments(values, chosen):
-    """(count, mean, sum of squared deviations, a chosen cell missing, every cell finite) of
+    """(count, mean, sum of squared deviations, a chosen cell missing, an infinite cell) of
     the filled (not NaN) cells of values[chosen], in float64; chosen is a boolean mask, and
-    "every cell finite" looks at the cells not chosen too."""
-    count = picked = finite = total = 0.0
+    "an infinite cell" looks at the cells not chosen too."""
+    count = picked = infinities = total = 0.0
     for i in range(values.size):
         v = np.float64(values[i])
         keep = chosen[i] & (v == v)
         total += v if keep else 0.0
         count += 1.0 if keep else 0.0
         picked += 1.0 if chosen[i] else 0.0
-        finite += 1.0 if abs(v) < np.inf else 0.0
+        infinities += 1.0 if abs(v) == np.inf else 0.0
     mean = total / count if count else 0.0
     spread = 0.0
     for i in range(values.size):
         v = np.float64(values[i])
         deviation = v - mean if chosen[i] & (v == v) else 0.0
         spread += deviation * deviation
-    return int(count), mean, spread, picked > count, finite == values.size
+    return int(count), mean, spread, picked > count, infinities > 0
 
 
 @kernel(nogil=True)
